@@ -1,0 +1,1 @@
+"""The `mme-local` command line: thin commands over library calls."""

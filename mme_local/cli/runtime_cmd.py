@@ -1,0 +1,59 @@
+"""`mme-local runtime`: what Triton mme-local will run, and installing it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mme_local.runtime import provision
+from mme_local.runtime.gpus import visible_gpus
+
+app = typer.Typer(help="Find, describe and install the Triton server mme-local runs.", no_args_is_help=True)
+
+TritonHome = Annotated[
+    Path | None,
+    typer.Option("--triton-home", help="A Triton installation to use instead of the default search."),
+]
+
+
+def _progress(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.CYAN)
+
+
+@app.command()
+def info(triton_home: TritonHome = None) -> None:
+    """Show the Triton version, binary, backends, Python stub and visible GPUs."""
+    install = provision.locate(triton_home)
+    if install is None:
+        typer.echo("Triton: not installed (run `mme-local runtime install`)")
+        raise typer.Exit(1)
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    stub = install.stub_for(sys.version_info[:2])
+    backends = sorted(p.name for p in install.python_backend_dir.parent.iterdir() if p.is_dir())
+    gpus = visible_gpus()
+    rows = [
+        ("Triton version", install.version or "unknown"),
+        ("binary", str(install.binary)),
+        ("found via", install.source),
+        ("backends", ", ".join([*backends, "pytorch (mme-local, TorchScript on the Python backend)"])),
+        (f"Python {python} stub", str(stub) if stub else "missing"),
+        ("GPUs", "; ".join(f"{g.index}: {g.name} ({g.memory_total_bytes >> 20} MiB)" for g in gpus) or "none"),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+@app.command()
+def install(
+    wheel: Annotated[
+        Path | None, typer.Option(help="A downloaded nvidia-pytriton wheel to install from.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Reinstall even if a copy is present.")] = False,
+) -> None:
+    """Provision the pinned Triton (from the nvidia-pytriton wheel) into the user cache."""
+    result = provision.install(wheel=wheel, progress=_progress, force=force)
+    typer.echo(f"Triton {result.version} installed at {result.home}")

@@ -1,0 +1,1 @@
+"""The model server: finding or provisioning Triton, running it, and talking to it."""

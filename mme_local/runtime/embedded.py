@@ -1,0 +1,175 @@
+"""The tritonserver binary run as a supervised child process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from mme_local.runtime.backend_dir import prepare_backend_dir, python_environment
+from mme_local.runtime.base import TritonSettings, free_port, triton_arguments, triton_environment
+from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.procs import descendants, processes_in_group
+from mme_local.runtime.provision import TritonInstall
+
+log = logging.getLogger(__name__)
+
+_VERSION_LINE = re.compile(rb"server_version\s*\|\s*([0-9][0-9A-Za-z.\-]*)")
+
+
+def read_log_tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except OSError:
+        return ""
+    return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace")
+
+
+class EmbeddedTriton:
+    """tritonserver started the way SageMaker's `serve` starts it for an MME.
+
+    Triton runs in its own process group so that stopping it also ends every Python backend
+    stub it started, even after Triton itself was killed.
+    """
+
+    def __init__(self, install: TritonInstall, work_dir: Path, settings: TritonSettings) -> None:
+        self.install = install
+        self.work_dir = work_dir
+        self.settings = settings
+        self.log_path = work_dir / "tritonserver.log"
+        self._port = settings.port
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._version = install.version
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise RuntimeFailure("tritonserver has not been started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def command(self, port: int) -> list[str]:
+        repository = self.work_dir / "placeholder-repository"
+        return [str(self.install.binary), *triton_arguments(self.settings, port, str(repository))]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(python_environment(self.install))
+        env.update(triton_environment())
+        return env
+
+    async def start(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "placeholder-repository").mkdir(exist_ok=True)
+        backend_dir = prepare_backend_dir(self.install, self.work_dir / "backends")
+        self._port = self.settings.port or free_port()
+        command = [*self.command(self._port), f"--backend-directory={backend_dir}"]
+        log.info("starting %s", " ".join(command))
+        self._stopping = False
+        with self.log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd=self.work_dir,
+                start_new_session=True,
+            )
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                try:
+                    if (await client.get("/ping")).status_code == 200:
+                        self._version = self._read_version() or self._version
+                        log.info("tritonserver %s ready at %s", self._version, self.url)
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeFailure(
+            f"tritonserver did not answer /ping within {self.settings.startup_timeout_s:.0f} s; "
+            f"last log lines:\n{self.log_tail()}"
+        )
+
+    def _read_version(self) -> str | None:
+        try:
+            match = _VERSION_LINE.search(self.log_path.read_bytes())
+        except OSError:
+            return None
+        return match.group(1).decode() if match else None
+
+    def check_alive(self) -> None:
+        process = self._process
+        if process is None or self._stopping:
+            return
+        returncode = process.poll()
+        if returncode is not None:
+            raise RuntimeExited(returncode, self.log_tail())
+
+    def process_ids(self) -> list[int]:
+        if self._process is None or self._process.poll() is not None:
+            return []
+        return [self._process.pid, *descendants(self._process.pid)]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return read_log_tail(self.log_path, lines)
+
+    def model_url(self, model_dir: Path) -> str:
+        return str(model_dir)
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period; then end whatever is left in the group."""
+        process = self._process
+        if process is None:
+            return
+        self._stopping = True
+        group = process.pid
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.settings.stop_grace_s
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        await self._end_group(group)
+        self._process = None
+
+    async def _end_group(self, group: int) -> None:
+        for _ in range(100):
+            if not processes_in_group(group):
+                break
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+        if self._process is not None:
+            self._process.wait()
