@@ -11,11 +11,15 @@ import typer
 from mme_local.runtime import provision
 from mme_local.runtime.gpus import visible_gpus
 
-app = typer.Typer(help="Find, describe and install the Triton server mme-local runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Find, describe and install the Triton server mme-local runs.", no_args_is_help=True
+)
 
 TritonHome = Annotated[
     Path | None,
-    typer.Option("--triton-home", help="A Triton installation to use instead of the default search."),
+    typer.Option(
+        "--triton-home", help="A Triton installation to use instead of the default search."
+    ),
 ]
 
 
@@ -38,9 +42,16 @@ def info(triton_home: TritonHome = None) -> None:
         ("Triton version", install.version or "unknown"),
         ("binary", str(install.binary)),
         ("found via", install.source),
-        ("backends", ", ".join([*backends, "pytorch (mme-local, TorchScript on the Python backend)"])),
+        (
+            "backends",
+            ", ".join([*backends, "pytorch (mme-local, TorchScript on the Python backend)"]),
+        ),
         (f"Python {python} stub", str(stub) if stub else "missing"),
-        ("GPUs", "; ".join(f"{g.index}: {g.name} ({g.memory_total_bytes >> 20} MiB)" for g in gpus) or "none"),
+        (
+            "GPUs",
+            "; ".join(f"{g.index}: {g.name} ({g.memory_total_bytes >> 20} MiB)" for g in gpus)
+            or "none",
+        ),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

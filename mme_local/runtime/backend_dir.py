@@ -31,42 +31,12 @@ def _place(source: Path, target: Path) -> None:
     shutil.copy2(source, target)
 
 
-def site_directories() -> list[str]:
-    """This environment's package folders (a venv's, when running in one)."""
-    found = [sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
-    return list(dict.fromkeys(path for path in found if path))
-
-
-# The stub embeds Python with an isolated path (PYTHONPATH is ignored) and imports this module
-# before any model, so a prelude here is where this environment's packages become visible.
-_PRELUDE = """\
-# Prepended by mme-local: make the running environment's packages visible to the stub.
-import site as _mme_site
-import sys as _mme_sys
-
-_mme_before = list(_mme_sys.path)
-for _mme_dir in {site_dirs!r}:
-    _mme_site.addsitedir(_mme_dir)
-_mme_sys.path[:] = [p for p in _mme_sys.path if p not in _mme_before] + _mme_before
-del _mme_site, _mme_sys, _mme_before, _mme_dir
-# End of mme-local prelude.
-
-"""
-
-
-def _write_backend_utils(source: Path, target: Path) -> None:
-    original = source.read_text()
-    content = _PRELUDE.format(site_dirs=site_directories()) + original
-    if not target.is_file() or target.read_text() != content:
-        target.write_text(content)
-
-
 def prepare_backend_dir(install: TritonInstall, target: Path) -> Path:
     """Build `target` as a `--backend-directory` and return it."""
     python_dir = target / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
     _place(install.python_backend_dir / "libtriton_python.so", python_dir / "libtriton_python.so")
-    _write_backend_utils(
+    _place(
         install.python_backend_dir / "triton_python_backend_utils.py",
         python_dir / "triton_python_backend_utils.py",
     )
@@ -90,10 +60,21 @@ def prepare_backend_dir(install: TritonInstall, target: Path) -> Path:
 
 
 def python_environment(install: TritonInstall) -> dict[str, str]:
-    """Environment that makes the stub load this process's libpython (not another 3.X's)."""
+    """Environment that makes the stub embed this process's Python, venv included.
+
+    The stub loads libpython through LD_LIBRARY_PATH (this Python's LIBDIR first, not another
+    3.X on the system), and the embedded interpreter finds its executable by searching PATH
+    for `python3`: with this environment's bin folder first it picks up the venv's
+    pyvenv.cfg, hence its site-packages (numpy < 2, torch). PYTHONPATH is ignored there.
+    """
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     library_path = [libdir, *(str(path) for path in install.library_dirs)]
-    existing = os.environ.get("LD_LIBRARY_PATH")
-    if existing:
-        library_path.append(existing)
-    return {"LD_LIBRARY_PATH": os.pathsep.join(path for path in library_path if path)}
+    bin_path = [str(Path(sys.executable).parent)]
+    for name, extra in (("LD_LIBRARY_PATH", library_path), ("PATH", bin_path)):
+        existing = os.environ.get(name)
+        if existing:
+            extra.append(existing)
+    return {
+        "LD_LIBRARY_PATH": os.pathsep.join(path for path in library_path if path),
+        "PATH": os.pathsep.join(bin_path),
+    }

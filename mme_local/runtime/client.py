@@ -41,7 +41,7 @@ def _error_message(body: bytes) -> str:
     except ValueError:
         return body.decode(errors="replace")
     if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return parsed["error"]
+        return str(parsed["error"])
     return body.decode(errors="replace")
 
 

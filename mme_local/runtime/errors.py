@@ -13,7 +13,9 @@ class RuntimeExited(RuntimeFailure):
     def __init__(self, returncode: int | None, log_tail: str) -> None:
         self.returncode = returncode
         self.log_tail = log_tail
-        super().__init__(f"tritonserver exited with status {returncode}; last log lines:\n{log_tail}")
+        super().__init__(
+            f"tritonserver exited with status {returncode}; last log lines:\n{log_tail}"
+        )
 
 
 class RuntimeUnavailable(RuntimeFailure):

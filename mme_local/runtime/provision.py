@@ -131,7 +131,9 @@ def locate(explicit: Path | None = None) -> TritonInstall | None:
     return None
 
 
-def ensure(explicit: Path | None = None, progress: Callable[[str], None] | None = None) -> TritonInstall:
+def ensure(
+    explicit: Path | None = None, progress: Callable[[str], None] | None = None
+) -> TritonInstall:
     """Return a usable Triton, provisioning the pinned one on first use."""
     found = locate(explicit)
     if found is not None:
@@ -158,8 +160,8 @@ def _download_wheel(dest: Path, progress: Callable[[str], None]) -> Path:
     wheel = dest / PYTRITON_WHEEL
     if result.returncode != 0 or not wheel.is_file():
         raise ProvisionError(
-            f"pip could not download nvidia-pytriton=={PYTRITON_VERSION} (exit {result.returncode}); "
-            f"download {PYTRITON_WHEEL} by hand and run `mme-local runtime install --wheel PATH`"
+            f"pip could not download nvidia-pytriton=={PYTRITON_VERSION} "
+            f"(exit {result.returncode}); download {PYTRITON_WHEEL} by hand and run `mme-local runtime install --wheel PATH`"
         )
     return wheel
 
@@ -196,7 +198,9 @@ def install(
             archive.extractall(staging, members)
         for executable in [
             staging / "pytriton/tritonserver/bin/tritonserver",
-            *staging.glob("pytriton/tritonserver/python_backend_stubs/*/triton_python_backend_stub"),
+            *staging.glob(
+                "pytriton/tritonserver/python_backend_stubs/*/triton_python_backend_stub"
+            ),
         ]:
             executable.chmod(0o755)
         marker = {

@@ -8,7 +8,6 @@ Errors from torch (for example "CUDA out of memory") are left to propagate uncha
 Triton's SageMaker front end can map them to 507.
 """
 
-# ruff: noqa: I001
 from __future__ import annotations
 
 import json
@@ -16,10 +15,9 @@ import os
 import re
 from typing import Any
 
-# First: importing it makes mme-local's environment (torch, numpy < 2) visible to the stub.
-import triton_python_backend_utils as pb_utils
 import numpy as np
 import torch
+import triton_python_backend_utils as pb_utils
 
 _INDEXED = re.compile(r"^(?:INPUT|OUTPUT)__(\d+)$")
 
@@ -89,7 +87,9 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except Exception as error:  # torch's own text goes back to the caller unchanged
                 responses.append(
-                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error)))
+                    pb_utils.InferenceResponse(
+                        output_tensors=[], error=pb_utils.TritonError(str(error))
+                    )
                 )
         return responses
 

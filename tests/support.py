@@ -1,0 +1,116 @@
+"""Small artifacts built on the fly for tests: no hub, no files checked in."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import torch
+
+TINY_BERT_CONFIG = """\
+name: "bert"
+platform: "pytorch_libtorch"
+max_batch_size: 0
+input [
+  { name: "INPUT__0" data_type: TYPE_INT32 dims: [ -1, -1 ] },
+  { name: "INPUT__1" data_type: TYPE_INT32 dims: [ -1, -1 ] }
+]
+output [
+  { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ -1, -1, 32 ] },
+  { name: "OUTPUT__1" data_type: TYPE_FP32 dims: [ -1, 32 ] }
+]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+
+DOUBLER_CONFIG = """\
+backend: "python"
+max_batch_size: 0
+input [ { name: "x" data_type: TYPE_FP32 dims: [ -1 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ -1 ] } ]
+instance_group [ { kind: KIND_CPU count: 1 } ]
+"""
+
+DOUBLER_MODEL = """\
+import json
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
+            if x.size and x[0] < 0:
+                time.sleep(float(-x[0]))  # a negative first value asks for a slow answer
+            y = pb_utils.Tensor("y", (x * 2).astype(np.float32))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[y]))
+        return responses
+"""
+
+
+class _TupleBert(torch.nn.Module):
+    """Return (last_hidden_state, pooled) as a tuple, as libtorch's backend expects."""
+
+    def __init__(self, bert: torch.nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return out.last_hidden_state, out.pooler_output
+
+
+def tiny_bert_script(seed: int = 0) -> torch.jit.ScriptModule:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    model = _TupleBert(BertModel(config).eval()).eval()
+    ids = torch.randint(0, 100, (1, 8), dtype=torch.int32)
+    mask = torch.ones(1, 8, dtype=torch.int32)
+    with torch.no_grad():
+        return torch.jit.trace(model, (ids, mask), strict=False)
+
+
+def write_tiny_bert_folder(dest: Path, seed: int = 0) -> torch.jit.ScriptModule:
+    """A Triton model folder `dest` (config.pbtxt + 1/model.pt); returns the traced module."""
+    (dest / "1").mkdir(parents=True, exist_ok=True)
+    script = tiny_bert_script(seed)
+    script.save(str(dest / "1" / "model.pt"))
+    (dest / "config.pbtxt").write_text(TINY_BERT_CONFIG)
+    return script
+
+
+def write_doubler_folder(dest: Path) -> None:
+    (dest / "1").mkdir(parents=True, exist_ok=True)
+    (dest / "1" / "model.py").write_text(DOUBLER_MODEL)
+    (dest / "config.pbtxt").write_text(DOUBLER_CONFIG)
+
+
+def tar_gz(folder: Path, archive: Path, arcname: str | None = None) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=arcname or folder.name)
+    return archive
+
+
+def tar_gz_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
