@@ -161,7 +161,8 @@ def _download_wheel(dest: Path, progress: Callable[[str], None]) -> Path:
     if result.returncode != 0 or not wheel.is_file():
         raise ProvisionError(
             f"pip could not download nvidia-pytriton=={PYTRITON_VERSION} "
-            f"(exit {result.returncode}); download {PYTRITON_WHEEL} by hand and run `mme-local runtime install --wheel PATH`"
+            f"(exit {result.returncode}); download {PYTRITON_WHEEL} by hand and run "
+            "`mme-local runtime install --wheel PATH`"
         )
     return wheel
 
