@@ -14,6 +14,7 @@ from mme_local.runtime.errors import (
     LoadRejected,
     ModelAlreadyLoaded,
     ModelNotFound,
+    RuntimeTimeout,
     RuntimeUnavailable,
 )
 
@@ -82,7 +83,7 @@ class ContainerClient:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as error:
-            raise RuntimeUnavailable(f"{method} {path} timed out: {error!r}") from error
+            raise RuntimeTimeout(f"{method} {path} timed out: {error!r}") from error
         except httpx.TransportError as error:
             raise RuntimeUnavailable(f"{method} {path} failed: {error!r}") from error
         _raise_for_status(response)

@@ -22,6 +22,10 @@ class RuntimeUnavailable(RuntimeFailure):
     """The model server did not answer (connection refused, reset or timed out)."""
 
 
+class RuntimeTimeout(RuntimeUnavailable):
+    """The model server did not answer within the time limit."""
+
+
 class ContainerError(Exception):
     """The MME container API answered with a non-2xx status."""
 

@@ -1,0 +1,1 @@
+"""The model cache: per-TargetModel state, downloads, loads and LRU eviction."""

@@ -1,0 +1,40 @@
+"""Where a TargetModel lives in the cache folder: `<cache>/<hash>/model`.
+
+The hash is stable and made of `[0-9a-f]`, so the same folder works when the cache is
+mounted at /opt/ml/models inside a container (Triton >= 2.70 refuses `-` in that path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+_HASH = re.compile(r"^[0-9a-f]{32}$")
+
+
+def model_hash(target_model: str) -> str:
+    """32 lowercase hex characters, like the model names SageMaker passes to containers."""
+    return hashlib.sha256(target_model.encode()).hexdigest()[:32]
+
+
+def model_dir(cache_dir: Path, name: str) -> Path:
+    return cache_dir / name / "model"
+
+
+def disk_usage(path: Path) -> int:
+    total = 0
+    for file in path.rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            total += file.stat().st_size
+    return total
+
+
+def clear_stale(cache_dir: Path) -> None:
+    """Remove model folders left by an earlier run (a fresh instance starts with an empty disk)."""
+    if not cache_dir.is_dir():
+        return
+    for child in cache_dir.iterdir():
+        if child.is_dir() and _HASH.match(child.name):
+            shutil.rmtree(child, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The SageMaker Runtime front door: HTTP and AWS shapes, nothing else."""

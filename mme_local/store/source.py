@@ -1,0 +1,103 @@
+"""Reading model.tar.gz objects from any S3 API (moto, MinIO, AWS)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mme_local.store.s3url import S3Prefix
+
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+class ObjectMissing(LookupError):
+    """The TargetModel has no object under the prefix."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"Failed to download model data (bucket: {bucket}, key: {key})")
+        self.bucket = bucket
+        self.key = key
+
+
+class StoreUnavailable(RuntimeError):
+    """The S3 API could not be reached or answered with a server error."""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    target_model: str
+    size: int
+    last_modified: datetime
+
+
+def s3_client(endpoint_url: str | None, region: str) -> Any:
+    """A boto3 S3 client; with an endpoint URL and no credentials, moto-style dummy ones."""
+    session = boto3.session.Session()
+    kwargs: dict[str, Any] = {}
+    if endpoint_url and session.get_credentials() is None:
+        kwargs = {"aws_access_key_id": "mme-local", "aws_secret_access_key": "mme-local"}
+    config = Config(
+        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=32,
+        s3={"addressing_style": "path"},
+    )
+    return session.client(
+        "s3", endpoint_url=endpoint_url, region_name=region, config=config, **kwargs
+    )
+
+
+class ModelStore:
+    """The ModelDataUrl prefix: what TargetModels exist and their bytes."""
+
+    def __init__(self, client: Any, prefix: S3Prefix) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def open(self, target_model: str) -> tuple[IO[bytes], int]:
+        """A streaming body for prefix + TargetModel and its size."""
+        key = self.prefix.key_for(target_model)
+        try:
+            response = self.client.get_object(Bucket=self.prefix.bucket, Key=key)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                raise ObjectMissing(self.prefix.bucket, key) from error
+            raise StoreUnavailable(
+                f"S3 GET s3://{self.prefix.bucket}/{key} failed: {error}"
+            ) from error
+        except BotoCoreError as error:
+            raise StoreUnavailable(
+                f"S3 GET s3://{self.prefix.bucket}/{key} failed: {error}"
+            ) from error
+        return response["Body"], int(response.get("ContentLength", 0))
+
+    def read_with(self, target_model: str, consume: Callable[[IO[bytes]], int]) -> int:
+        """Stream the object into `consume`, turning transport failures into StoreUnavailable."""
+        body, _ = self.open(target_model)
+        try:
+            return consume(body)
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"S3 read of {target_model!r} failed: {error}") from error
+        finally:
+            body.close()
+
+    def list_models(self) -> list[StoredModel]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        found = []
+        try:
+            for page in paginator.paginate(Bucket=self.prefix.bucket, Prefix=self.prefix.prefix):
+                for item in page.get("Contents", []):
+                    target = item["Key"][len(self.prefix.prefix) :]
+                    if target:
+                        found.append(StoredModel(target, int(item["Size"]), item["LastModified"]))
+        except (ClientError, BotoCoreError) as error:
+            raise StoreUnavailable(f"listing {self.prefix.url()} failed: {error}") from error
+        return found
