@@ -11,7 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -186,6 +186,8 @@ class Emulator:
             except Exception:
                 log.exception("restarting the model server failed; trying again")
                 continue
+            if self.client is not None:
+                self.client.rebase(self.server.url)
             self._cache.available = True
             log.warning("model server restarted; models will load again on their next request")
 
@@ -307,14 +309,16 @@ def build_app(emulator: Emulator, on_ready: Callable[[Emulator], None] | None = 
     return create_app(lambda: emulator, lifespan=lifespan)
 
 
-def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(
+    app: Starlette, host: str, port: int, lifespan: Literal["auto", "on", "off"] = "on"
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
-        lifespan="on",
+        lifespan=lifespan,
         http="httptools",
         loop="uvloop",
         timeout_graceful_shutdown=10,

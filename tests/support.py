@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -39,14 +40,21 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 
+FACTOR = {factor}
+LOAD_DELAY_S = {load_delay_s}
+
+
 class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(LOAD_DELAY_S)
+
     def execute(self, requests):
         responses = []
         for request in requests:
             x = pb_utils.get_input_tensor_by_name(request, "x").as_numpy()
             if x.size and x[0] < 0:
                 time.sleep(float(-x[0]))  # a negative first value asks for a slow answer
-            y = pb_utils.Tensor("y", (x * 2).astype(np.float32))
+            y = pb_utils.Tensor("y", (x * FACTOR).astype(np.float32))
             responses.append(pb_utils.InferenceResponse(output_tensors=[y]))
         return responses
 """
@@ -94,10 +102,29 @@ def write_tiny_bert_folder(dest: Path, seed: int = 0) -> torch.jit.ScriptModule:
     return script
 
 
-def write_doubler_folder(dest: Path) -> None:
+def write_doubler_folder(dest: Path, factor: float = 2.0, load_delay_s: float = 0.0) -> None:
+    """A Python-backend model: y = x * factor; a negative x[0] sleeps -x[0] seconds first."""
     (dest / "1").mkdir(parents=True, exist_ok=True)
-    (dest / "1" / "model.py").write_text(DOUBLER_MODEL)
+    model = DOUBLER_MODEL.format(factor=factor, load_delay_s=load_delay_s)
+    (dest / "1" / "model.py").write_text(model)
     (dest / "config.pbtxt").write_text(DOUBLER_CONFIG)
+
+
+def doubler_archive(
+    directory: Path, name: str, factor: float = 2.0, load_delay_s: float = 0.0
+) -> Path:
+    folder = directory / f"{name}-folder" / "doubler"
+    write_doubler_folder(folder, factor, load_delay_s)
+    return tar_gz(folder, directory / name)
+
+
+def kserve_body(values: list[float]) -> bytes:
+    tensor = {"name": "x", "shape": [len(values)], "datatype": "FP32", "data": values}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def kserve_output(body: bytes) -> list[float]:
+    return [float(v) for v in json.loads(body)["outputs"][0]["data"]]
 
 
 def tar_gz(folder: Path, archive: Path, arcname: str | None = None) -> Path:
@@ -106,11 +133,17 @@ def tar_gz(folder: Path, archive: Path, arcname: str | None = None) -> Path:
     return archive
 
 
-def tar_gz_bytes(members: dict[str, bytes]) -> bytes:
+def tar_gz_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A tar.gz of regular files `members` plus symlinks `links` (name -> target)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
     return buffer.getvalue()

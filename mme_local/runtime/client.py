@@ -76,6 +76,10 @@ class ContainerClient:
             transport=transport,
         )
 
+    def rebase(self, base_url: str) -> None:
+        """Follow a model server that came back on another address after a restart."""
+        self._http.base_url = httpx.URL(base_url)
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

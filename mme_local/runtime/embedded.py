@@ -16,7 +16,7 @@ import httpx
 from mme_local.runtime.backend_dir import prepare_backend_dir, python_environment
 from mme_local.runtime.base import TritonSettings, free_port, triton_arguments, triton_environment
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
-from mme_local.runtime.procs import descendants, processes_in_group
+from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
 from mme_local.runtime.provision import TritonInstall
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class EmbeddedTriton:
                 env=self.environment(),
                 cwd=self.work_dir,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         try:
             await self._wait_ready()

@@ -15,6 +15,7 @@ import time
 import httpx
 
 from mme_local.runtime.base import free_port
+from mme_local.runtime.procs import die_with_parent
 
 
 class EmbeddedS3:
@@ -35,6 +36,7 @@ class EmbeddedS3:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=1.0) as client:

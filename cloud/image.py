@@ -1,0 +1,31 @@
+"""The Triton image for a region and version, as the SageMaker SDK resolves it."""
+
+from __future__ import annotations
+
+from cloud.errors import InvalidDeployInput
+
+FRAMEWORK = "sagemaker-tritonserver"
+DEFAULT_TRITON_VERSION = "24.09"
+
+
+def triton_image_uri(region: str, version: str, instance_type: str) -> str:
+    """`<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-tritonserver:<version>-py3`.
+
+    Offline: the SDK reads the registry accounts from the JSON it ships.
+    """
+    try:
+        # The SDK is an optional extra and slow to import; only the deployer needs it.
+        from sagemaker.core import image_uris
+    except ImportError as error:
+        raise InvalidDeployInput(
+            "the SageMaker SDK is missing: pip install 'mme-local[cloud]'"
+        ) from error
+    try:
+        uri = image_uris.retrieve(
+            FRAMEWORK, region, version=version, instance_type=instance_type, image_scope="inference"
+        )
+    except ValueError as error:
+        raise InvalidDeployInput(
+            f"no SageMaker Triton image for version {version!r} in {region}: {error}"
+        ) from error
+    return str(uri)

@@ -1,0 +1,219 @@
+"""What a deploy will ask of AWS, worked out offline from its inputs.
+
+The names of the model and endpoint config carry a hash of what they contain, so the same inputs
+always name the same resources (a second run finds them and changes nothing) and changed inputs
+name new ones that the endpoint rolls to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore import xform_name
+
+from cloud import checks
+from cloud.errors import InvalidDeployInput
+from cloud.image import DEFAULT_TRITON_VERSION, triton_image_uri
+from mme_local.artifacts.lint import find_archives, lint_archive
+from mme_local.store.s3url import S3Prefix
+
+# Set on everything the deployer creates; teardown and clean-up only delete what carries it.
+OWNER_TAG = "mme-local:endpoint"
+HASH_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    endpoint_name: str
+    role_arn: str
+    model_data_url: str
+    instance_type: str
+    region: str
+    instance_count: int = 1
+    artifacts_dir: Path | None = None
+    triton_version: str = DEFAULT_TRITON_VERSION
+    model_cache: str = "Enabled"
+    variant_name: str = "AllTraffic"
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    service: str
+    operation: str
+    """The API operation name, as AWS documents it (CreateModel)."""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return str(xform_name(self.operation))
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.operation} {json.dumps(self.params, default=_printable)}"
+
+
+def _printable(value: object) -> str:
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def _short_hash(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def derived_name(endpoint_name: str, digest: str) -> str:
+    """`<endpoint>-<hash>`, shortened to SageMaker's 63-character limit."""
+    return f"{endpoint_name[: 62 - HASH_LENGTH]}-{digest}"
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    request: DeployRequest
+    image_uri: str
+    prefix: S3Prefix
+    artifacts: tuple[tuple[Path, str], ...]
+    """(local file, TargetModel) pairs to upload under the prefix."""
+
+    @property
+    def tags(self) -> list[dict[str, str]]:
+        return [{"Key": OWNER_TAG, "Value": self.request.endpoint_name}]
+
+    @property
+    def container(self) -> dict[str, Any]:
+        return {
+            "Image": self.image_uri,
+            "ModelDataUrl": self.prefix.url(),
+            "Mode": "MultiModel",
+            "MultiModelConfig": {"ModelCacheSetting": self.request.model_cache},
+        }
+
+    @property
+    def model_name(self) -> str:
+        digest = _short_hash([self.container, self.request.role_arn])
+        return derived_name(self.request.endpoint_name, digest)
+
+    @property
+    def variant(self) -> dict[str, Any]:
+        return {
+            "VariantName": self.request.variant_name,
+            "ModelName": self.model_name,
+            "InstanceType": self.request.instance_type,
+            "InitialInstanceCount": self.request.instance_count,
+            "InitialVariantWeight": 1.0,
+        }
+
+    @property
+    def config_name(self) -> str:
+        return derived_name(self.request.endpoint_name, _short_hash(self.variant))
+
+    def create_model(self) -> AwsCall:
+        return AwsCall(
+            "sagemaker",
+            "CreateModel",
+            {
+                "ModelName": self.model_name,
+                "ExecutionRoleArn": self.request.role_arn,
+                "PrimaryContainer": self.container,
+                "Tags": self.tags,
+            },
+        )
+
+    def create_endpoint_config(self) -> AwsCall:
+        return AwsCall(
+            "sagemaker",
+            "CreateEndpointConfig",
+            {
+                "EndpointConfigName": self.config_name,
+                "ProductionVariants": [self.variant],
+                "Tags": self.tags,
+            },
+        )
+
+    def create_endpoint(self) -> AwsCall:
+        return AwsCall(
+            "sagemaker",
+            "CreateEndpoint",
+            {
+                "EndpointName": self.request.endpoint_name,
+                "EndpointConfigName": self.config_name,
+                "Tags": self.tags,
+            },
+        )
+
+    def update_endpoint(self) -> AwsCall:
+        return AwsCall(
+            "sagemaker",
+            "UpdateEndpoint",
+            {"EndpointName": self.request.endpoint_name, "EndpointConfigName": self.config_name},
+        )
+
+    def describe(self, operation: str, key: str, name: str) -> AwsCall:
+        return AwsCall("sagemaker", operation, {key: name})
+
+    def dry_run_calls(self) -> list[AwsCall]:
+        """Every call a deploy makes where nothing exists yet, in order."""
+        calls: list[AwsCall] = []
+        if self.artifacts:
+            calls.append(AwsCall("s3", "HeadBucket", {"Bucket": self.prefix.bucket}))
+        for path, target in self.artifacts:
+            key = self.prefix.key_for(target)
+            location = {"Bucket": self.prefix.bucket, "Key": key}
+            calls.append(AwsCall("s3", "HeadObject", location))
+            calls.append(
+                AwsCall(
+                    "s3",
+                    "PutObject",
+                    {**location, "Body": f"<{path}, {path.stat().st_size} bytes>"},
+                )
+            )
+        endpoint = self.request.endpoint_name
+        calls += [
+            self.describe("DescribeModel", "ModelName", self.model_name),
+            self.create_model(),
+            self.describe("DescribeEndpointConfig", "EndpointConfigName", self.config_name),
+            self.create_endpoint_config(),
+            self.describe("DescribeEndpoint", "EndpointName", endpoint),
+            self.create_endpoint(),
+            self.describe("DescribeEndpoint", "EndpointName", endpoint),
+        ]
+        return calls
+
+
+def build_plan(request: DeployRequest) -> DeployPlan:
+    """Check every input and artifact, resolve the image; makes no AWS call."""
+    checks.check_resource_name(request.endpoint_name)
+    checks.check_instance_type(request.instance_type)
+    checks.check_instance_count(request.instance_count)
+    checks.check_role_arn(request.role_arn)
+    checks.check_region(request.region)
+    checks.check_model_cache(request.model_cache)
+    prefix = checks.parse_model_data_url(request.model_data_url)
+    artifacts = _checked_artifacts(request.artifacts_dir)
+    image = triton_image_uri(request.region, request.triton_version, request.instance_type)
+    return DeployPlan(request, image, prefix, artifacts)
+
+
+def _checked_artifacts(folder: Path | None) -> tuple[tuple[Path, str], ...]:
+    if folder is None:
+        return ()
+    if not folder.is_dir():
+        raise InvalidDeployInput(f"--artifacts {folder} is not a folder of *.tar.gz files")
+    archives = find_archives([folder])
+    if not archives:
+        raise InvalidDeployInput(f"--artifacts {folder} holds no *.tar.gz files")
+    failing = [
+        errors
+        for archive in archives
+        if (errors := [p for p in lint_archive(archive) if p.severity == "error"])
+    ]
+    if failing:
+        raise InvalidDeployInput(
+            f"{len(failing)} artifact(s) fail lint, first {failing[0][0]} "
+            f"(run `mme-local lint {folder}` for every problem)"
+        )
+    return tuple((archive, archive.name) for archive in archives)

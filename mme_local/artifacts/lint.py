@@ -1,0 +1,400 @@
+"""Check model.tar.gz artifacts the way SageMaker's Triton will read them, before any upload.
+
+Each problem is one line that says what is wrong and how to fix it. Errors stop a deploy;
+warnings point at things that usually work but often surprise (stray files, unknown backends).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mme_local.settings import EmulatorSettings
+
+Severity = Literal["error", "warning"]
+
+# Lint accepts exactly what the emulator agrees to extract.
+DEFAULT_MAX_EXPANDED_BYTES: int = EmulatorSettings.max_archive_bytes
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_CONFIG_BYTES = 1 << 20
+_REBUILD = "rebuild it with `tar -czf model.tar.gz -C <parent> <model-folder>`"
+
+# The file each platform or backend loads from a version folder unless default_model_filename
+# names another one. Folders count too: model.savedmodel is one, model.onnx may be one.
+_MODEL_FILES: dict[str, str] = {
+    "pytorch_libtorch": "model.pt",
+    "pytorch": "model.pt",
+    "onnxruntime_onnx": "model.onnx",
+    "onnxruntime": "model.onnx",
+    "tensorrt_plan": "model.plan",
+    "tensorrt": "model.plan",
+    "tensorflow_savedmodel": "model.savedmodel",
+    "tensorflow_graphdef": "model.graphdef",
+    "tensorflow": "model.savedmodel",
+    "python": "model.py",
+}
+_ENSEMBLE = "ensemble"
+
+
+@dataclass(frozen=True)
+class Problem:
+    archive: str
+    member: str | None
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.archive}:{self.member}" if self.member else self.archive
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass
+class _Listing:
+    """What an archive would extract to, as normalized relative paths."""
+
+    files: set[str] = field(default_factory=set)
+    dirs: set[str] = field(default_factory=set)
+    configs: dict[str, bytes] = field(default_factory=dict)
+    """Model folder ("" for the archive root) -> bytes of its config.pbtxt."""
+
+    def add_file(self, path: str) -> None:
+        self.files.add(path)
+        self._add_parents(path)
+
+    def add_dir(self, path: str) -> None:
+        self.dirs.add(path)
+        self._add_parents(path)
+
+    def _add_parents(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        while parent:
+            self.dirs.add(parent)
+            parent = posixpath.dirname(parent)
+
+    def children(self, folder: str) -> tuple[list[str], list[str]]:
+        """Names of the files and folders directly inside `folder` ("" for the root)."""
+
+        def inside(path: str) -> str | None:
+            if posixpath.dirname(path) == folder:
+                return posixpath.basename(path)
+            return None
+
+        files = sorted(n for p in self.files if (n := inside(p)) is not None)
+        dirs = sorted(n for p in self.dirs if (n := inside(p)) is not None)
+        return files, dirs
+
+    def exists(self, path: str) -> bool:
+        return path in self.files or path in self.dirs
+
+
+class _Report:
+    def __init__(self, archive: Path) -> None:
+        self.archive = str(archive)
+        self.problems: list[Problem] = []
+
+    def error(self, member: str | None, message: str) -> None:
+        self.problems.append(Problem(self.archive, member, message, "error"))
+
+    def warning(self, member: str | None, message: str) -> None:
+        self.problems.append(Problem(self.archive, member, message, "warning"))
+
+
+def find_archives(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, and every *.tar.gz directly inside each folder, in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        found.extend(sorted(path.glob("*.tar.gz")) if path.is_dir() else [path])
+    return found
+
+
+def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES) -> list[Problem]:
+    report = _Report(path)
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(2)
+    except OSError as error:
+        report.error(None, f"cannot read the file ({error.strerror}): check the path")
+        return report.problems
+    if magic != _GZIP_MAGIC:
+        report.error(
+            None, f"not a gzip archive: SageMaker expects a gzip-compressed tar; {_REBUILD}"
+        )
+        return report.problems
+    listing = _scan(path, max_expanded_bytes, report)
+    if listing is not None:
+        _check_layout(listing, report)
+    return report.problems
+
+
+def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | None:
+    listing = _Listing()
+    total = 0
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                name = _safe_name(member, report)
+                if name is None or not name:
+                    continue
+                if member.isdir():
+                    listing.add_dir(name)
+                    continue
+                listing.add_file(name)
+                total += member.size
+                if total > max_expanded_bytes:
+                    report.error(
+                        None,
+                        f"expands to more than {max_expanded_bytes} bytes: split it into smaller "
+                        "archives or raise --max-expanded-bytes",
+                    )
+                    return None
+                if member.isfile() and posixpath.basename(name) == "config.pbtxt":
+                    listing.configs[posixpath.dirname(name)] = _read_member(tar, member)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        report.error(None, f"not a readable tar.gz ({error}): {_REBUILD}")
+        return None
+    if not listing.files and not listing.dirs:
+        report.error(None, "archive is empty: put one Triton model folder in it")
+        return None
+    return listing
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    return handle.read(_MAX_CONFIG_BYTES) if handle is not None else b""
+
+
+def _normalize(name: str) -> str | None:
+    """The relative path `name` extracts to, or None if it would land outside the folder."""
+    if name.startswith("/") or ".." in name.split("/"):
+        return None
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
+def _safe_name(member: tarfile.TarInfo, report: _Report) -> str | None:
+    """The member's normalized path if extracting it is safe; reports it and returns None if not."""
+    if member.name.startswith("/"):
+        report.error(member.name, "absolute member path: store paths relative to the archive root")
+        return None
+    name = _normalize(member.name)
+    if name is None:
+        report.error(
+            member.name,
+            f"member path escapes the model folder ('..'): {_REBUILD} from the model's parent",
+        )
+        return None
+    if member.ischr() or member.isblk() or member.isfifo():
+        report.error(member.name, "device or FIFO member: remove it from the archive")
+        return None
+    if member.issym():
+        target = member.linkname
+        resolved = (
+            None
+            if target.startswith("/")
+            else _normalize(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
+        )
+        if resolved is None:
+            report.error(
+                member.name,
+                f"symbolic link points outside the archive ({target}): store the file itself",
+            )
+            return None
+    if member.islnk() and _normalize(member.linkname) is None:
+        report.error(
+            member.name,
+            f"hard link points outside the archive ({member.linkname}): store the file itself",
+        )
+        return None
+    return name
+
+
+def _parse_config(text: bytes) -> tuple[Any, str | None]:
+    """The ModelConfig message, or None and the parser's complaint."""
+    # Imported here: the protobuf modules cost start-up time every other command would pay.
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        return text_format.Parse(text.decode("utf-8"), model_config_pb2.ModelConfig()), None
+    except UnicodeDecodeError:
+        return None, "it is not UTF-8 text"
+    except text_format.ParseError as error:
+        return None, str(error)
+
+
+def _member(folder: str, name: str) -> str:
+    return posixpath.join(folder, name) if folder else name
+
+
+def _check_layout(listing: _Listing, report: _Report) -> None:
+    if "" in listing.configs:
+        config = _parsed_config(listing, "", report)
+        if config is not None:
+            _check_model("", config, listing, report, member_of_ensemble=False)
+        return
+    root_files, root_dirs = listing.children("")
+    for name in root_files:
+        report.warning(name, "stray file beside the model folder: remove it from the archive")
+    junk = [d for d in root_dirs if d.startswith(".") or d == "__MACOSX"]
+    for name in junk:
+        report.warning(name + "/", "stray folder (OS metadata): remove it from the archive")
+    folders = [d for d in root_dirs if d not in junk]
+    models = [d for d in folders if d in listing.configs]
+    if not models:
+        where = f"{folders[0]}/config.pbtxt" if len(folders) == 1 else "<model>/config.pbtxt"
+        report.error(None, f"no config.pbtxt: add the model's Triton config as {where}")
+        return
+    for name in folders:
+        if name not in listing.configs:
+            report.error(name + "/", "model folder has no config.pbtxt: add one or remove it")
+    parsed = {d: c for d in models if (c := _parsed_config(listing, d, report)) is not None}
+    if len(models) == 1:
+        if models[0] in parsed:
+            _check_model(models[0], parsed[models[0]], listing, report, member_of_ensemble=False)
+        return
+    ensembles = [d for d, c in parsed.items() if c.platform == _ENSEMBLE]
+    if not ensembles and len(parsed) == len(models):
+        report.error(
+            None,
+            f"{len(models)} top-level models ({', '.join(models)}) and no ensemble: SageMaker's "
+            "Triton loads one model per archive; package each model separately or add an ensemble",
+        )
+        return
+    if len(ensembles) > 1:
+        report.error(
+            None,
+            f"{len(ensembles)} ensembles ({', '.join(ensembles)}): keep exactly one top-level "
+            "ensemble per archive",
+        )
+        return
+    for name, config in parsed.items():
+        _check_model(name, config, listing, report, member_of_ensemble=name not in ensembles)
+    if ensembles:
+        _check_ensemble_steps(ensembles[0], parsed[ensembles[0]], models, report)
+
+
+def _parsed_config(listing: _Listing, folder: str, report: _Report) -> Any:
+    config, failure = _parse_config(listing.configs[folder])
+    if failure is not None:
+        report.error(
+            _member(folder, "config.pbtxt"),
+            f"config.pbtxt does not parse ({failure}): fix it to Triton's model config format",
+        )
+    return config
+
+
+def _check_ensemble_steps(folder: str, config: Any, folders: list[str], report: _Report) -> None:
+    used = {str(step.model_name) for step in config.ensemble_scheduling.step}
+    for name in sorted(used - set(folders)):
+        report.error(
+            f"{folder}/config.pbtxt",
+            f"ensemble step uses model '{name}', which is not a folder in this archive: add "
+            f"'{name}/' or fix model_name",
+        )
+    for name in folders:
+        if name != folder and name not in used:
+            report.warning(name + "/", "model folder not used by the ensemble: remove it")
+
+
+def _check_model(
+    folder: str, config: Any, listing: _Listing, report: _Report, member_of_ensemble: bool
+) -> None:
+    config_path = _member(folder, "config.pbtxt")
+    if member_of_ensemble and config.name and config.name != folder:
+        report.error(
+            config_path,
+            f"config name '{config.name}' differs from its folder '{folder}/': an ensemble "
+            "member's name must equal its folder name",
+        )
+    files, dirs = listing.children(folder)
+    labels = {str(output.label_filename) for output in config.output if output.label_filename}
+    for name in files:
+        if name != "config.pbtxt" and name not in labels:
+            report.warning(
+                _member(folder, name), "stray file in the model folder: remove it from the archive"
+            )
+    versions = sorted(int(d) for d in dirs if d.isdigit() and int(d) > 0)
+    for name in dirs:
+        if not (name.isdigit() and int(name) > 0):
+            report.warning(
+                _member(folder, name) + "/",
+                "not a version folder (Triton ignores it): remove it from the archive",
+            )
+    if not versions:
+        report.error(
+            _member(folder, "") or None,
+            f"no numeric version folder: put the model files under '{_member(folder, '1')}/'",
+        )
+        return
+    for version in _served_versions(config, versions, folder, report):
+        _check_model_file(folder, version, config, listing, report)
+
+
+def _served_versions(config: Any, versions: list[int], folder: str, report: _Report) -> list[int]:
+    policy = config.version_policy
+    choice = policy.WhichOneof("policy_choice")
+    if choice == "all":
+        return versions
+    if choice == "specific":
+        wanted = sorted(int(v) for v in policy.specific.versions)
+        for version in sorted(set(wanted) - set(versions)):
+            report.error(
+                _member(folder, "config.pbtxt"),
+                f"version_policy asks for version {version}, which has no folder: add "
+                f"'{_member(folder, str(version))}/' or change version_policy",
+            )
+        return [v for v in wanted if v in versions]
+    count = int(policy.latest.num_versions) if choice == "latest" else 1
+    return versions[-max(count, 1) :]
+
+
+def _check_model_file(
+    folder: str, version: int, config: Any, listing: _Listing, report: _Report
+) -> None:
+    kind = str(config.platform or config.backend)
+    version_dir = _member(folder, str(version))
+    if kind == _ENSEMBLE:
+        return
+    if not kind:
+        report.warning(
+            _member(folder, "config.pbtxt"),
+            "config names no platform or backend: Triton guesses from the files; set one",
+        )
+        return
+    filename = str(config.default_model_filename) or _MODEL_FILES.get(kind)
+    if filename is None:
+        report.warning(
+            _member(folder, "config.pbtxt"),
+            f"unknown backend '{kind}': check that the SageMaker Triton image ships it and "
+            "that the version folder holds the file it loads",
+        )
+        return
+    if not listing.exists(posixpath.join(version_dir, filename)):
+        report.error(
+            version_dir + "/",
+            f"no {filename} for {kind}: add it, or set default_model_filename in config.pbtxt "
+            "to the file's name",
+        )
+
+
+def top_level_config(path: Path) -> Any:
+    """The ModelConfig Triton loads first from a clean archive (the ensemble if there is one).
+
+    None when the archive has errors; call lint_archive for the reasons.
+    """
+    report = _Report(path)
+    listing = _scan(path, DEFAULT_MAX_EXPANDED_BYTES, report)
+    if listing is None:
+        return None
+    _check_layout(listing, report)
+    if any(p.severity == "error" for p in report.problems):
+        return None
+    configs = [_parse_config(text)[0] for text in listing.configs.values()]
+    if len(configs) == 1:
+        return configs[0]
+    return next(c for c in configs if c.platform == _ENSEMBLE)

@@ -1,0 +1,221 @@
+"""`mme-local deploy` and `mme-local teardown`: thin commands over the `cloud` package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cloud.errors import CloudError, InvalidDeployInput
+from mme_local.cli.errors import register
+from mme_local.config_file import ConfigFileError, load_config
+
+register(CloudError, ConfigFileError)
+
+ConfigPath = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config file to read instead of ./mme.toml (if present)."),
+]
+Region = Annotated[
+    str | None, typer.Option(help="AWS region; else mme.toml, then the AWS profile's region.")
+]
+Profile = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
+
+
+def _pick(
+    flag: Any, config: dict[str, dict[str, Any]], section: str, key: str, default: Any = None
+) -> Any:
+    """The flag if given, else the config file's value, else the default."""
+    if flag is not None:
+        return flag
+    return config[section].get(key, default)
+
+
+def _required(value: Any, flag: str, section: str, key: str) -> Any:
+    if value is None:
+        raise InvalidDeployInput(f"{flag} is required (or set {key} in [{section}] of mme.toml)")
+    return value
+
+
+def _region(flag: str | None, config: dict[str, dict[str, Any]], profile: str | None) -> str:
+    region = _pick(flag, config, "endpoint", "region")
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        from cloud.aws import make_session
+
+        region = make_session(None, profile).region_name
+    return str(_required(region or None, "--region", "endpoint", "region"))
+
+
+def _echo(message: str) -> None:
+    typer.secho(message, fg=typer.colors.CYAN, err=True)
+
+
+def deploy(
+    endpoint_name: Annotated[str | None, typer.Option(help="SageMaker EndpointName.")] = None,
+    role_arn: Annotated[
+        str | None, typer.Option(help="IAM role SageMaker assumes to read the artifacts.")
+    ] = None,
+    model_data_url: Annotated[
+        str | None, typer.Option(help="s3://bucket/prefix/ holding the model.tar.gz objects.")
+    ] = None,
+    instance_type: Annotated[
+        str | None, typer.Option(help="A single-GPU type, e.g. ml.g5.xlarge.")
+    ] = None,
+    instance_count: Annotated[
+        int | None, typer.Option(help="Instances behind the endpoint.")
+    ] = None,
+    artifacts: Annotated[
+        Path | None, typer.Option(help="Upload every *.tar.gz in this folder under the prefix.")
+    ] = None,
+    region: Region = None,
+    profile: Profile = None,
+    triton_version: Annotated[
+        str | None, typer.Option(help="SageMaker Triton image version (default 24.09).")
+    ] = None,
+    model_cache: Annotated[
+        str | None, typer.Option(help="MultiModelConfig.ModelCacheSetting: Enabled|Disabled.")
+    ] = None,
+    smoke_target: Annotated[
+        str | None, typer.Option(help="Invoke this TargetModel once the endpoint is up.")
+    ] = None,
+    smoke_body: Annotated[
+        Path | None,
+        typer.Option(help="Request body for the smoke call; else zeros shaped by its config."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print every AWS call and make none.")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for InService.")] = True,
+    timeout_min: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 60.0,
+    config_file: ConfigPath = None,
+) -> None:
+    """Upload artifacts and create or roll a SageMaker GPU multi-model endpoint; idempotent."""
+    from cloud.invoke import boto3_snippet, smoke_call, zeros_request
+    from cloud.plan import DeployRequest, build_plan
+
+    config = load_config(config_file)
+    artifacts = _pick(artifacts, config, "endpoint", "artifacts")
+    defaults = DeployRequest("", "", "", "", "")
+    request = DeployRequest(
+        endpoint_name=_required(
+            _pick(endpoint_name, config, "endpoint", "name"), "--endpoint-name", "endpoint", "name"
+        ),
+        role_arn=_required(
+            _pick(role_arn, config, "deploy", "role_arn"), "--role-arn", "deploy", "role_arn"
+        ),
+        model_data_url=_required(
+            _pick(model_data_url, config, "endpoint", "model_data_url"),
+            "--model-data-url",
+            "endpoint",
+            "model_data_url",
+        ),
+        instance_type=_required(
+            _pick(instance_type, config, "endpoint", "instance_type"),
+            "--instance-type",
+            "endpoint",
+            "instance_type",
+        ),
+        region=_region(region, config, _pick(profile, config, "deploy", "profile")),
+        instance_count=_pick(
+            instance_count, config, "deploy", "instance_count", defaults.instance_count
+        ),
+        artifacts_dir=Path(artifacts) if artifacts is not None else None,
+        triton_version=_pick(
+            triton_version, config, "deploy", "triton_version", defaults.triton_version
+        ),
+        model_cache=_pick(model_cache, config, "endpoint", "model_cache", defaults.model_cache),
+    )
+    plan = build_plan(request)
+    smoke = None
+    if smoke_target is not None:
+        body = _smoke_body(smoke_target, smoke_body, plan.artifacts, zeros_request)
+        smoke = smoke_call(request.endpoint_name, smoke_target, body)
+    if dry_run:
+        typer.echo("dry run: no AWS call made; a deploy where nothing exists yet would call:")
+        for call in [*plan.dry_run_calls(), *([smoke] if smoke else [])]:
+            typer.echo(f"  {call}")
+        typer.echo(
+            "Existing resources with these names are reused; an endpoint on another config "
+            "gets UpdateEndpoint instead of CreateEndpoint."
+        )
+        return
+    _run_deploy(plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke)
+    target = smoke_target or (plan.artifacts[0][1] if plan.artifacts else "model.tar.gz")
+    typer.echo("\n" + boto3_snippet(request.endpoint_name, request.region, target))
+
+
+def _smoke_body(
+    target: str, body: Path | None, artifacts: tuple[tuple[Path, str], ...], zeros: Any
+) -> bytes:
+    if body is not None:
+        return body.read_bytes()
+    local = next((path for path, name in artifacts if name == target), None)
+    if local is None:
+        raise InvalidDeployInput(
+            f"--smoke-target {target} is not in --artifacts: pass --smoke-body FILE as well"
+        )
+    result: bytes = zeros(local)
+    return result
+
+
+def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any) -> None:
+    from rich.progress import Progress
+
+    from cloud.aws import Clients, make_session
+    from cloud.deploy import AwsExecutor, Deployer, Hooks
+
+    clients = Clients.for_session(make_session(plan.request.region, profile))
+    with Progress(transient=True) as progress:
+        task = progress.add_task("uploading artifacts", total=len(plan.artifacts))
+
+        def uploaded(target: str, status: str) -> None:
+            progress.update(task, advance=1, description=f"{target}: {status}")
+
+        def status(state: str, waited: float) -> None:
+            progress.console.print(
+                f"endpoint {plan.request.endpoint_name}: {state} ({waited:.0f} s)"
+            )
+
+        hooks = Hooks(say=progress.console.print, uploaded=uploaded, status=status)
+        deployer = Deployer(plan, clients, hooks, timeout_s=timeout_min * 60)
+        outcome = deployer.run(wait=wait)
+    if not outcome.changes:
+        _echo("nothing changed: AWS already matches these inputs")
+    typer.echo(
+        f"endpoint {outcome.endpoint_name}: {outcome.status} "
+        f"(model {outcome.model_name}, endpoint config {outcome.config_name})"
+    )
+    if smoke is not None and outcome.status != "InService":
+        _echo("smoke test skipped: the endpoint is not InService yet (--no-wait)")
+    elif smoke is not None:
+        answer = AwsExecutor(clients).must(smoke)
+        size = len(answer["Body"].read())
+        typer.echo(f"smoke test: {smoke.params['TargetModel']} answered {size} bytes")
+
+
+def teardown(
+    endpoint_name: Annotated[str, typer.Argument(help="The EndpointName to delete.")],
+    region: Region = None,
+    profile: Profile = None,
+    delete_artifacts: Annotated[
+        bool,
+        typer.Option("--delete-artifacts", help="Also delete every object under its prefix."),
+    ] = False,
+    config_file: ConfigPath = None,
+) -> None:
+    """Delete the endpoint, its endpoint config and model (artifacts only when asked)."""
+    from cloud.aws import Clients, make_session
+    from cloud.teardown import teardown as run_teardown
+
+    config = load_config(config_file)
+    profile = _pick(profile, config, "deploy", "profile")
+    region_name = _region(region, config, profile)
+    clients = Clients.for_session(make_session(region_name, profile))
+    report = run_teardown(clients, endpoint_name, delete_artifacts, say=_echo)
+    if not report.deleted:
+        typer.echo(f"nothing named {endpoint_name} to delete in {region_name}")
+        return
+    typer.echo(f"deleted {len(report.deleted)} resource(s) for {endpoint_name} in {region_name}")

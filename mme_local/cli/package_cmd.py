@@ -1,0 +1,133 @@
+"""`mme-local package` and `mme-local demo`: thin commands over mme_local.artifacts and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mme_local.artifacts.archive import DEFAULT_COPY_PATTERN, ArchiveError
+from mme_local.artifacts.package import PackageError
+from mme_local.artifacts.templates import TEMPLATES, InstanceKind, TemplateError
+from mme_local.cli.errors import register
+from mme_local.store.s3url import InvalidS3Url, S3Prefix
+
+register(ArchiveError, PackageError, TemplateError, InvalidS3Url)
+
+_KINDS = ("auto", "gpu", "cpu")
+
+
+def _s3_client(endpoint_url: str | None, region: str) -> Any:
+    import boto3
+
+    session = boto3.session.Session(region_name=region)
+    if endpoint_url and session.get_credentials() is None:
+        # A local store (moto, MinIO defaults) accepts any key; AWS itself never gets here.
+        return session.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id="mme-local",
+            aws_secret_access_key="mme-local",
+        )
+    return session.client("s3", endpoint_url=endpoint_url)
+
+
+def package(
+    model_folder: Annotated[
+        Path,
+        typer.Argument(help="A local Hugging Face model folder (config.json, weights, tokenizer)."),
+    ],
+    template: Annotated[
+        str, typer.Option("--template", "-t", help=f"One of: {', '.join(sorted(TEMPLATES))}.")
+    ] = "bert-torchscript",
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "-o", help="Where the archives are written.")
+    ] = Path("models"),
+    copies: Annotated[
+        int, typer.Option("--copies", "-n", min=1, help="How many identical archives to write.")
+    ] = 1,
+    name: Annotated[
+        str, typer.Option("--name", help="File name pattern; {i} is the copy number from 0.")
+    ] = DEFAULT_COPY_PATTERN,
+    max_batch_size: Annotated[
+        int, typer.Option(min=0, help="max_batch_size in config.pbtxt (bert-torchscript).")
+    ] = 8,
+    instance_kind: Annotated[
+        str,
+        typer.Option(help="auto: Triton's default (each GPU if any, else the CPU); gpu; cpu."),
+    ] = "auto",
+    compress_level: Annotated[int, typer.Option(min=0, max=9, help="gzip level.")] = 6,
+    model_data_url: Annotated[
+        str | None,
+        typer.Option(help="Also upload the archives under this s3://bucket/prefix/."),
+    ] = None,
+    s3_endpoint_url: Annotated[
+        str | None, typer.Option(help="An S3 API other than AWS (MinIO, a local moto).")
+    ] = None,
+    region: Annotated[str, typer.Option(help="Region for the S3 client.")] = "us-east-1",
+    workers: Annotated[int, typer.Option(min=1, help="Uploads in flight at once.")] = 4,
+) -> None:
+    """Build a Triton model folder from a model and a template, and tar it deterministically."""
+    from mme_local.artifacts.package import package as build
+
+    if instance_kind not in _KINDS:
+        raise typer.BadParameter(f"choose one of {', '.join(_KINDS)}", param_hint="--instance-kind")
+    kind: InstanceKind = instance_kind  # type: ignore[assignment]
+    destination = S3Prefix.parse(model_data_url) if model_data_url else None
+    typer.secho(f"packaging {model_folder} with template {template} ...", err=True, fg="cyan")
+    result = build(
+        model_folder,
+        out_dir,
+        template=template,
+        copies=copies,
+        name_pattern=name,
+        max_batch_size=max_batch_size,
+        instance_kind=kind,
+        compresslevel=compress_level,
+    )
+    first = result.archives[0]
+    more = f" (+{len(result.archives) - 1} identical copies)" if len(result.archives) > 1 else ""
+    typer.echo(f"{first}{more}  {result.size_bytes / 2**20:.1f} MiB  sha256 {result.sha256}")
+    if destination is None:
+        return
+    from mme_local.artifacts.upload import upload_with_progress
+
+    s3 = _s3_client(s3_endpoint_url, region)
+    report = upload_with_progress(
+        s3, destination, [(path, path.name) for path in result.archives], workers
+    )
+    typer.echo(
+        f"{destination.url()}: {len(report.uploaded)} uploaded, "
+        f"{len(report.unchanged)} unchanged (already there with the same content)"
+    )
+
+
+def demo(
+    models: Annotated[int, typer.Option(min=1, help="Copies of the artifact to publish.")] = 200,
+    requests: Annotated[int, typer.Option(min=1, help="Invocations to send.")] = 300,
+    capacity: Annotated[
+        int, typer.Option(min=1, help="Most models loaded at once (forces evictions).")
+    ] = 12,
+    zipf: Annotated[
+        float, typer.Option(min=0.0, help="Zipf exponent of model popularity (higher: skewed).")
+    ] = 2.0,
+    seed: Annotated[int, typer.Option(help="Seed of the workload.")] = 7,
+    model_folder: Annotated[
+        Path | None,
+        typer.Option(help="A BERT folder to use instead of the packaged all-MiniLM-L6-v2."),
+    ] = None,
+) -> int:
+    """Serve 200 copies of a real BERT with evictions under a Zipf workload; print a report."""
+    from mme_local.demo import DemoConfig, DemoError, run_demo
+
+    register(DemoError)
+    config = DemoConfig(
+        models=models,
+        requests=requests,
+        capacity=capacity,
+        zipf=zipf,
+        seed=seed,
+        model_folder=model_folder,
+    )
+    return 0 if run_demo(config).passed else 1

@@ -1,0 +1,468 @@
+"""Triton in a container: NVIDIA's GPU image (or SageMaker's own) run as SageMaker runs it.
+
+The cache folder is mounted at `/opt/ml/models`, so load URLs have the form SageMaker uses
+(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on. The container shares the
+host's network: Triton's SageMaker port is a free port on the host, reached on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import requests
+from docker.types import DeviceRequest, Ulimit
+from docker.types import Mount as DockerMount
+
+from mme_local.runtime.base import TritonSettings, free_port, triton_arguments, triton_environment
+from mme_local.runtime.embedded import read_log_tail
+from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+
+log = logging.getLogger(__name__)
+# Triton's own output, line by line, so it shows in the controller's log beside its own.
+triton_log = logging.getLogger("mme_local.triton")
+
+DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
+CONTAINER_MODELS_DIR = "/opt/ml/models"
+# SageMaker's `serve` points Triton at this empty placeholder in MME mode; every model is
+# registered as its own repository at load time.
+PLACEHOLDER_REPOSITORY = "/tmp/sagemaker"
+ENDPOINT_LABEL = "mme-local.endpoint"
+PORT_LABEL = "mme-local.port"
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+
+GiB = 1024**3
+# Docker's default /dev/shm is 64 MB; each Python-backend model maps its own region (16 MB by
+# default, growing), so a few models would exhaust it. tmpfs only uses what is written.
+DEFAULT_SHM_BYTES = 2 * GiB
+# NVIDIA's documented `docker run` limits for Triton (-1: unlimited).
+DEFAULT_ULIMITS: Mapping[str, int] = MappingProxyType({"memlock": -1, "stack": 64 * 1024 * 1024})
+
+_VERSION_LINE = re.compile(rb"server_version\s*\|\s*([0-9][0-9A-Za-z.\-]*)")
+# Engine answers that mean "no GPU runtime": no device driver for --gpus, the NVIDIA hook
+# failing, or an engine configured with a runtime it lacks.
+_GPU_FAILURES = ("could not select device driver", "nvidia-container", "runtime name: nvidia")
+_ALIVE_STATES = ("created", "running", "restarting", "paused")
+
+
+class DockerUnavailable(RuntimeFailure):
+    """No Docker engine answers where the client looks for one."""
+
+
+class ImageMissing(RuntimeFailure):
+    """The Triton image is not in the engine's local store (and was not to be pulled)."""
+
+
+class GpuRuntimeMissing(RuntimeFailure):
+    """GPUs were asked for but the engine cannot hand them to a container."""
+
+
+class InvalidGpuSelection(RuntimeFailure, ValueError):
+    """The --gpus value is neither all, none, nor a list of device ids."""
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path mounted into the container (stand-in images need their host tree)."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+
+
+def device_requests(gpus: str) -> list[DeviceRequest]:
+    """`--gpus` as Docker's CLI reads it: all, none, or device indexes/UUIDs like "0,1"."""
+    value = gpus.strip()
+    if value.lower() in ("none", ""):
+        return []
+    if value.lower() == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    ids = [part.strip() for part in value.split(",")]
+    if not all(part.isdigit() or part.startswith(("GPU-", "MIG-")) for part in ids):
+        raise InvalidGpuSelection(
+            f'--gpus takes "all", "none" or device ids like "0,1"; got {gpus!r}'
+        )
+    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
+
+
+def container_model_url(cache_dir: Path, model_dir: Path) -> str:
+    """`<cache_dir>/<hash>/model` on the host is `/opt/ml/models/<hash>/model` in the container."""
+    try:
+        relative = model_dir.resolve().relative_to(cache_dir.resolve())
+    except ValueError:
+        raise RuntimeFailure(
+            f"{model_dir} is outside the cache folder {cache_dir} mounted in the container"
+        ) from None
+    return str(PurePosixPath(CONTAINER_MODELS_DIR, *relative.parts))
+
+
+def container_environment(settings: TritonSettings, port: int, gpus: str) -> dict[str, str]:
+    """What SageMaker's `serve` reads, set to the values the command line already carries."""
+    environment = {
+        **triton_environment(),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_TRITON_THREAD_COUNT": str(settings.thread_count),
+        "SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE": str(settings.shm_default_bytes),
+        "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE": str(settings.shm_growth_bytes),
+        "SAGEMAKER_TRITON_LOG_VERBOSE": str(settings.log_verbose),
+    }
+    if not device_requests(gpus):
+        # NVIDIA's images default to all GPUs; on an engine whose default runtime is nvidia
+        # that would hand them over even without a device request.
+        environment["NVIDIA_VISIBLE_DEVICES"] = "void"
+    return environment
+
+
+def container_spec(
+    *,
+    image: str,
+    gpus: str,
+    endpoint_name: str,
+    port: int,
+    cache_dir: Path,
+    settings: TritonSettings,
+    shm_size_bytes: int = DEFAULT_SHM_BYTES,
+    extra_mounts: Sequence[BindMount] = (),
+    environment: Mapping[str, str] | None = None,
+    ulimits: Mapping[str, int] = DEFAULT_ULIMITS,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for docker SDK's `containers.run` (minus `detach` for `create`)."""
+    mounts = [
+        DockerMount(CONTAINER_MODELS_DIR, str(cache_dir), type="bind", read_only=True),
+        *(
+            DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
+            for m in extra_mounts
+        ),
+    ]
+    return {
+        "image": image,
+        "command": ["tritonserver", *triton_arguments(settings, port, PLACEHOLDER_REPOSITORY)],
+        "environment": {
+            **container_environment(settings, port, gpus),
+            **(environment or {}),
+        },
+        "mounts": mounts,
+        "tmpfs": {PLACEHOLDER_REPOSITORY: "size=1m"},
+        "device_requests": device_requests(gpus),
+        "shm_size": shm_size_bytes,
+        "ulimits": [Ulimit(name=n, soft=limit, hard=limit) for n, limit in ulimits.items()],
+        "labels": {ENDPOINT_LABEL: endpoint_name, PORT_LABEL: str(port)},
+        "network_mode": "host",
+        "name": name,
+        "detach": True,
+    }
+
+
+def connect(client: Any | None = None) -> Any:
+    """A docker client that has answered a ping, or DockerUnavailable."""
+    try:
+        if client is None:
+            client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        raise DockerUnavailable(
+            f"Docker engine not reachable at {engine_address()}: start dockerd or set DOCKER_HOST"
+        ) from error
+    return client
+
+
+def _first_line(error: BaseException) -> str:
+    explanation = getattr(error, "explanation", None) or str(error)
+    return str(explanation).strip().splitlines()[0] if str(explanation).strip() else repr(error)
+
+
+class DockerTriton:
+    """tritonserver in a container, with the flags and environment of SageMaker's `serve`.
+
+    The container is created per start and removed on stop (and on a failed start); its logs
+    are copied into `work_dir/tritonserver.log` and the `mme_local.triton` logger by a thread
+    that also notices when the container ends.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        settings: TritonSettings,
+        image: str = DEFAULT_IMAGE,
+        gpus: str = "all",
+        endpoint_name: str = "local-mme",
+        work_dir: Path | None = None,
+        *,
+        extra_mounts: Sequence[BindMount] = (),
+        environment: Mapping[str, str] | None = None,
+        shm_size_bytes: int = DEFAULT_SHM_BYTES,
+        ulimits: Mapping[str, int] = DEFAULT_ULIMITS,
+        pull: bool = False,
+        client: Any | None = None,
+    ) -> None:
+        """`extra_mounts` and `environment` exist for stand-in images that run a host Triton.
+
+        `ulimits` can be narrowed where the engine may not raise a limit (without
+        CAP_SYS_RESOURCE, memlock stays at the host's). `pull=True` pulls a missing image
+        instead of failing; it is never done silently.
+        """
+        device_requests(gpus)  # reject a bad --gpus before anything starts
+        self.cache_dir = cache_dir.resolve()
+        self.settings = settings
+        self.image = image
+        self.gpus = gpus
+        self.endpoint_name = endpoint_name
+        # Inside the cache by default (as the emulator does): nothing is written outside it.
+        self.work_dir = work_dir or self.cache_dir / ".runtime"
+        self.log_path = self.work_dir / "tritonserver.log"
+        self.extra_mounts = tuple(extra_mounts)
+        self.environment = dict(environment or {})
+        self.shm_size_bytes = shm_size_bytes
+        self.ulimits = dict(ulimits)
+        self.pull = pull
+        self._client = client
+        self._container: Any | None = None
+        self._port = settings.port
+        self._version: str | None = None
+        self._stopping = threading.Event()
+        self._exited = threading.Event()
+        self._returncode: int | None = None
+        self._log_thread: threading.Thread | None = None
+        self._log_stream: Any | None = None
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise RuntimeFailure("the Triton container has not been started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    @property
+    def container_id(self) -> str | None:
+        return str(self._container.id) if self._container is not None else None
+
+    def model_url(self, model_dir: Path) -> str:
+        return container_model_url(self.cache_dir, model_dir)
+
+    def spec(self, port: int) -> dict[str, Any]:
+        return container_spec(
+            image=self.image,
+            gpus=self.gpus,
+            endpoint_name=self.endpoint_name,
+            port=port,
+            cache_dir=self.cache_dir,
+            settings=self.settings,
+            shm_size_bytes=self.shm_size_bytes,
+            extra_mounts=self.extra_mounts,
+            environment=self.environment,
+            ulimits=self.ulimits,
+            name=f"mme-local-{self.endpoint_name}-{port}",
+        )
+
+    async def start(self) -> None:
+        if self._container is not None:
+            if not self._exited.is_set():
+                return
+            await self.stop()  # the old container ended on its own; clear it away first
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # A restart keeps the port, so clients made for the first start still reach it.
+        self._port = self.settings.port or self._port or free_port()
+        self._stopping.clear()
+        self._exited.clear()
+        self._returncode = None
+        try:
+            await asyncio.to_thread(self._create_and_start, self._port)
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _create_and_start(self, port: int) -> None:
+        client = self._client = connect(self._client)
+        self._ensure_image(client)
+        kwargs = self.spec(port)
+        del kwargs["detach"]  # `create` never waits; only `run` takes it
+        log.info("starting container %s: %s", self.image, " ".join(kwargs["command"]))
+        try:
+            self._container = client.containers.create(**kwargs)
+            self._container.start()
+        except docker.errors.ImageNotFound as error:
+            raise self._image_missing() from error
+        except docker.errors.APIError as error:
+            raise self._start_failure(error) from error
+        self._log_thread = threading.Thread(
+            target=self._follow_logs,
+            args=(self._container,),
+            name=f"triton-logs-{self.endpoint_name}",
+            daemon=True,
+        )
+        self._log_thread.start()
+
+    def _ensure_image(self, client: Any) -> None:
+        try:
+            client.images.get(self.image)
+            return
+        except docker.errors.ImageNotFound:
+            if not self.pull:
+                raise self._image_missing() from None
+        log.info("pulling %s", self.image)
+        try:
+            client.images.pull(self.image)
+        except docker.errors.APIError as error:
+            raise ImageMissing(f"could not pull {self.image}: {_first_line(error)}") from error
+
+    def _image_missing(self) -> ImageMissing:
+        return ImageMissing(
+            f"image {self.image} is not present locally; pull it with `docker pull {self.image}`"
+        )
+
+    def _start_failure(self, error: docker.errors.APIError) -> RuntimeFailure:
+        reason = _first_line(error)
+        if device_requests(self.gpus) and any(marker in reason for marker in _GPU_FAILURES):
+            return GpuRuntimeMissing(
+                f"--gpus {self.gpus} asked for GPUs but the Docker engine has no NVIDIA GPU "
+                f"runtime ({reason}): install the NVIDIA Container Toolkit, or use --gpus none"
+            )
+        return RuntimeFailure(f"could not start a container from {self.image}: {reason}")
+
+    def _follow_logs(self, container: Any) -> None:
+        """Copy the container's output until it ends, then record how it ended."""
+        with self.log_path.open("ab") as sink:
+            try:
+                self._log_stream = container.logs(stream=True, follow=True)
+                for chunk in self._log_stream:
+                    sink.write(chunk)
+                    sink.flush()
+                    if triton_log.isEnabledFor(logging.INFO):
+                        for line in chunk.decode(errors="replace").splitlines():
+                            triton_log.info("%s", line)
+            except (docker.errors.DockerException, requests.RequestException, OSError) as error:
+                # A closed stream on stop is expected; anything else falls back to polling.
+                if not self._stopping.is_set():
+                    log.warning("lost the Triton container's log stream: %r", error)
+        self._watch_until_exit(container)
+
+    def _watch_until_exit(self, container: Any) -> None:
+        while not self._stopping.is_set():
+            try:
+                container.reload()
+                state = container.attrs.get("State", {})
+            except (docker.errors.DockerException, requests.RequestException):
+                state = {"Status": "unknown", "ExitCode": None}
+            if state.get("Status") not in _ALIVE_STATES:
+                self._returncode = state.get("ExitCode")
+                self._exited.set()
+                return
+            self._stopping.wait(1.0)
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                try:
+                    if (await client.get("/ping")).status_code == 200:
+                        self._version = self._read_version()
+                        log.info("tritonserver %s ready at %s", self._version, self.url)
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeFailure(
+            f"the Triton container did not answer /ping within "
+            f"{self.settings.startup_timeout_s:.0f} s; last log lines:\n{self.log_tail()}"
+        )
+
+    def _read_version(self) -> str | None:
+        try:
+            match = _VERSION_LINE.search(self.log_path.read_bytes())
+        except OSError:
+            return None
+        return match.group(1).decode() if match else None
+
+    def check_alive(self) -> None:
+        if self._container is None or self._stopping.is_set():
+            return
+        if self._exited.is_set():
+            # The log thread may still be writing the last lines.
+            if self._log_thread is not None:
+                self._log_thread.join(timeout=1.0)
+            raise RuntimeExited(self._returncode, self.log_tail())
+
+    def process_ids(self) -> list[int]:
+        """Host PIDs of the container's processes, as `docker top` reports them.
+
+        They are only readable in /proc where the controller shares the host's PID namespace
+        (not from inside another container); elsewhere memory accounting sees nothing.
+        """
+        container = self._container
+        if container is None or self._exited.is_set():
+            return []
+        try:
+            top = container.top()
+        except (docker.errors.DockerException, requests.RequestException):
+            return []
+        return list(_pids_from_top(top))
+
+    def log_tail(self, lines: int = 40) -> str:
+        return read_log_tail(self.log_path, lines)
+
+    async def stop(self) -> None:
+        """Stop (SIGTERM, then SIGKILL after the grace period) and remove the container."""
+        container = self._container
+        self._stopping.set()
+        if container is None:
+            return
+        await asyncio.to_thread(self._remove, container)
+        thread = self._log_thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 5.0)
+        self._container = None
+        self._log_thread = None
+
+    def _remove(self, container: Any) -> None:
+        try:
+            container.stop(timeout=max(1, round(self.settings.stop_grace_s)))
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            log.warning("stopping container %s failed: %r", container.id, error)
+        stream = self._log_stream
+        if stream is not None:
+            # Closing a stream that already ended may fail; there is nothing left to free then.
+            with contextlib.suppress(Exception):
+                stream.close()
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            log.warning("removing container %s failed: %r", container.id, error)
+
+
+def _pids_from_top(top: Mapping[str, Any]) -> Iterator[int]:
+    titles = [str(title) for title in top.get("Titles", [])]
+    if "PID" not in titles:
+        return
+    column = titles.index("PID")
+    for row in top.get("Processes", []) or []:
+        value = str(row[column])
+        if value.isdigit():
+            yield int(value)

@@ -1,0 +1,71 @@
+"""deploy and teardown through the real CLI against a moto server reached via AWS_ENDPOINT_URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner
+
+from mme_local.cli.app import app
+from mme_local.runtime.base import free_port
+from tests.unit.test_cloud import BUCKET, IMAGE, PREFIX_URL, artifacts_dir, deploy_args
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield url
+    finally:
+        server.stop()
+
+
+def test_deploy_twice_then_teardown(moto_server: str, tmp_path: Path) -> None:
+    folder = artifacts_dir(tmp_path)
+    runner = CliRunner()
+
+    first = runner.invoke(app, deploy_args("--artifacts", str(folder)))
+    assert first.exit_code == 0, first.output
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    models = sagemaker.list_models()["Models"]
+    assert len(models) == 1
+    container = sagemaker.describe_model(ModelName=models[0]["ModelName"])["PrimaryContainer"]
+    assert (container["Mode"], container["ModelDataUrl"], container["Image"]) == (
+        "MultiModel",
+        PREFIX_URL,
+        IMAGE,
+    )
+    assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
+    assert sagemaker.describe_endpoint(EndpointName="demo-mme")["EndpointStatus"] == "InService"
+    objects = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    assert sorted(o["Key"] for o in objects["Contents"]) == [
+        "models/model-0.tar.gz",
+        "models/model-1.tar.gz",
+    ]
+
+    second = runner.invoke(app, deploy_args("--artifacts", str(folder)))
+    assert second.exit_code == 0, second.output
+    assert "nothing changed" in second.output
+    assert sagemaker.list_models()["Models"] == models
+
+    gone = runner.invoke(app, ["teardown", "demo-mme", "--region", "us-east-1"])
+    assert gone.exit_code == 0, gone.output
+    assert sagemaker.list_models()["Models"] == []
+    assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sagemaker.list_endpoints()["Endpoints"] == []
