@@ -17,11 +17,11 @@ runtime: $(BIN)/mme-local
 	$(BIN)/mme-local runtime install
 
 lint: $(BIN)/mme-local
-	$(BIN)/ruff check mme_local tests bench
-	$(BIN)/ruff format --check mme_local tests bench
+	$(BIN)/ruff check mme_local cloud tests bench
+	$(BIN)/ruff format --check mme_local cloud tests bench
 
 typecheck: $(BIN)/mme-local
-	$(BIN)/mypy mme_local
+	$(BIN)/mypy mme_local cloud
 
 unit: $(BIN)/mme-local
 	$(BIN)/pytest tests/unit -q

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -162,17 +163,19 @@ class Encoder:
         return json.dumps(payload).encode(), mask
 
     @staticmethod
-    def sentence_embedding(answer: bytes, mask: list[int]) -> np.ndarray:
+    def sentence_embedding(answer: bytes, mask: list[int]) -> npt.NDArray[np.float32]:
         """Mean of the token vectors (OUTPUT__0) over the real tokens, as sentence-transformers."""
         outputs = {o["name"]: o for o in json.loads(answer)["outputs"]}
         hidden = outputs["OUTPUT__0"]
         tokens = np.asarray(hidden["data"], dtype=np.float32).reshape(hidden["shape"])[0]
         weights = np.asarray(mask, dtype=np.float32)[:, None]
-        pooled: np.ndarray = (tokens * weights).sum(axis=0) / max(float(weights.sum()), 1e-9)
+        pooled: npt.NDArray[np.float32] = (tokens * weights).sum(axis=0) / max(
+            float(weights.sum()), 1e-9
+        )
         return pooled
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
@@ -199,56 +202,55 @@ def _count_rows(report: DemoReport) -> list[tuple[str, float, float]]:
     return [
         ("requests", got["requests"], report.config.requests),
         ("cache hits", got["hits"], expected.hits),
-        ("downloads (distinct models)", got["downloads"], expected.distinct),
-        ("loads (= requests - hits)", got["loads"], expected.loads),
-        ("unloads (= loads - loaded at end)", got["unloads"], expected.unloads),
-        ("loaded at end", got["loaded"], expected.loaded_at_end),
+        ("downloads", got["downloads"], expected.distinct),
+        ("loads", got["loads"], expected.loads),
+        ("unloads", got["unloads"], expected.unloads),
+        ("loaded at the end", got["loaded"], expected.loaded_at_end),
         ("errors", got["errors"], 0),
     ]
 
 
-def _percentile(values: list[float], q: float) -> str:
-    return f"{np.percentile(values, q):.1f}" if values else "-"
+def _latency(values: list[float]) -> str:
+    if not values:
+        return "-"
+    p50, p99 = np.percentile(values, [50, 99])
+    return f"{p50:.0f} / {p99:.0f}"
 
 
 def render_table(report: DemoReport) -> Table:
-    config = report.config
+    config, measured = report.config, report.measured
     table = Table(
         title=(
-            f"{config.requests} requests over {config.models} TargetModels, "
+            f"{config.requests} requests, {config.models} TargetModels, "
             f"Zipf s={config.zipf:g}, capacity {config.capacity} loaded models"
         ),
         title_justify="left",
+        caption=(
+            f"expected: an LRU cache of {config.capacity} replaying the same requests. "
+            "loads = requests - hits; unloads = loads - loaded at the end; "
+            "downloads = distinct models (an unloaded model stays on disk)"
+        ),
+        caption_justify="left",
     )
     table.add_column("")
     table.add_column("measured", justify="right")
-    table.add_column(f"LRU({config.capacity}) replay", justify="right")
+    table.add_column("expected", justify="right")
     table.add_column("")
     for label, got, want in _count_rows(report):
         table.add_row(label, f"{got:g}", f"{want:g}", "ok" if got == want else "DIFFERS")
-    requests = max(report.measured["requests"], 1)
-    table.add_row(
-        "cache hit ratio",
-        f"{report.measured['hits'] / requests:.1%}",
-        f"{report.expected.hits / max(config.requests, 1):.1%}",
-        "",
-    )
-    for kind, values in (("warm", report.warm_ms), ("cold", report.cold_ms)):
-        table.add_row(
-            f"{kind} latency p50 / p99 (ms, n={len(values)})",
-            f"{_percentile(values, 50)} / {_percentile(values, 99)}",
-            "",
-            "",
-        )
+        if label == "cache hits":
+            ratio = measured["hits"] / max(measured["requests"], 1)
+            want_ratio = report.expected.hits / config.requests
+            table.add_row("cache hit ratio", f"{ratio:.1%}", f"{want_ratio:.1%}", "")
+    table.add_row(f"warm p50 / p99 ms (n={len(report.warm_ms)})", _latency(report.warm_ms))
+    table.add_row(f"cold p50 / p99 ms (n={len(report.cold_ms)})", _latency(report.cold_ms))
     paraphrase, unrelated = report.similarity
     table.add_row(
-        "cosine: paraphrase pair vs unrelated pair",
-        f"{paraphrase:.3f} vs {unrelated:.3f}",
-        "paraphrase higher",
+        "cosine paraphrase / unrelated",
+        f"{paraphrase:.2f} / {unrelated:.2f}",
+        "first higher",
         "ok" if report.outputs_real else "WRONG",
     )
-    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report.timings_s.items())
-    table.caption = f"time: {phases}"
     return table
 
 
@@ -296,7 +298,7 @@ def _send_workload(
 def _similarity(running: Any, encoder: Encoder, target_model: str) -> tuple[float, float]:
     client = running.runtime_client()
 
-    def embed(sentence: str) -> np.ndarray:
+    def embed(sentence: str) -> npt.NDArray[np.float32]:
         body, mask = encoder.body(sentence)
         answer = client.invoke_endpoint(
             EndpointName=running.endpoint_name,
@@ -358,6 +360,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoReport:
             similarity = _similarity(running, encoder, names[sequence[-1]])
     report = DemoReport(config, expected, measured, warm, cold, similarity, timings)
     console.print(render_table(report))
+    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
+    console.print(f"time: {phases}")
     if not report.passed:
         console.print("[red]the endpoint did not behave as expected (see the rows marked above)")
     return report

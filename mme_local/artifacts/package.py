@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mme_local.artifacts.archive import (
     DEFAULT_COPY_PATTERN,
@@ -116,7 +116,7 @@ def build_bert_torchscript_folder(
     else:
         from mme_local.artifacts.trace import save_traced
 
-        size = int(model.config.hidden_size)
+        size = int(cast(Any, model).config.hidden_size)
         save_traced(model, version / "model.pt")
     values: dict[str, str | int] = {
         "name": spec.model_name,
@@ -201,16 +201,16 @@ def tiny_bert(seed: int = 0, hidden: int = 32, layers: int = 2, vocab_size: int 
     import torch
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=128,
-        attn_implementation="eager",
-    )
+    options: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": hidden * 2,
+        "max_position_embeddings": 128,
+        "attn_implementation": "eager",
+    }
     torch.manual_seed(seed)
-    model = BertModel(config)
+    model: Any = BertModel(BertConfig(**options))
     model.eval()
     return model

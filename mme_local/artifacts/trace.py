@@ -8,10 +8,15 @@ process writes the same bytes for the same model every time.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+
+# torch ships trace() without annotations.
+_trace: Any = torch.jit.trace
 
 
 class TraceError(RuntimeError):
@@ -64,7 +69,7 @@ def trace_bert(model: Any) -> torch.jit.ScriptModule:
     wrapper = BertOutputs(model).eval()
     example = _example(vocab_size, batch=2, length=8, pad_last=3)
     with torch.no_grad():
-        traced = torch.jit.trace(wrapper, example, strict=False, check_trace=False)
+        traced: torch.jit.ScriptModule = _trace(wrapper, example, strict=False, check_trace=False)
         probe = _example(vocab_size, batch=3, length=5, pad_last=2)
         expected = wrapper(*probe)
         got = traced(*probe)
@@ -76,7 +81,13 @@ def trace_bert(model: Any) -> torch.jit.ScriptModule:
 
 def save_traced(model: Any, out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(trace_bert(model), str(out_path))
+    with warnings.catch_warnings():
+        # Shape-dependent Python branches are what trace_bert checks for itself; TorchScript
+        # is deprecated in favour of torch.export, but it is what Triton's libtorch backend loads.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing")
+        torch.jit.save(trace_bert(model), str(out_path))
 
 
 def main(argv: list[str]) -> int:

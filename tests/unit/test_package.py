@@ -176,3 +176,59 @@ def test_not_a_model_folder_is_a_clear_error(tmp_path: Path) -> None:
         package(tmp_path, tmp_path / "out")
     with pytest.raises(TemplateError, match="unknown template"):
         package(tmp_path, tmp_path / "out", template="resnet")
+
+
+def test_package_command_writes_copies_and_uploads_only_changes(
+    tiny_bert_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.server import ThreadedMotoServer
+    from typer.testing import CliRunner
+
+    from mme_local.cli.app import app
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    server = ThreadedMotoServer(port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        s3.create_bucket(Bucket="models-bucket")
+        args = [
+            "package",
+            str(tiny_bert_folder),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--copies",
+            "3",
+            "--model-data-url",
+            "s3://models-bucket/triton-bert/",
+            "--s3-endpoint-url",
+            endpoint,
+        ]
+        first = CliRunner().invoke(app, args)
+        assert first.exit_code == 0, first.output
+        assert "3 uploaded, 0 unchanged" in first.output
+        second = CliRunner().invoke(app, args)
+        assert second.exit_code == 0, second.output
+        assert "0 uploaded, 3 unchanged" in second.output
+        listed = s3.list_objects_v2(Bucket="models-bucket", Prefix="triton-bert/")
+        assert sorted(o["Key"] for o in listed["Contents"]) == [
+            f"triton-bert/model-{i}.tar.gz" for i in range(3)
+        ]
+    finally:
+        server.stop()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"model-{i}.tar.gz" for i in range(3)
+    ]
