@@ -185,7 +185,7 @@ def main() -> None:
     added_p99 = rows[1][2] - rows[0][2]
     ratio = rows[1][3] / rows[0][3]
     table = [
-        "| target | p50 ms (c=1) | p99 ms (c=1) | req/s (c=%d) |" % args.concurrency,
+        f"| target | p50 ms (c=1) | p99 ms (c=1) | req/s (c={args.concurrency}) |",
         "|---|---:|---:|---:|",
         *(f"| {r[0]} | {r[1]:.3f} | {r[2]:.3f} | {r[3]:,.0f} |" for r in rows),
         f"| **added by the gateway** | **{added_p50:+.3f}** | **{added_p99:+.3f}** | "

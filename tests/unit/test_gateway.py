@@ -1,0 +1,128 @@
+"""The gateway's HTTP layer in-process: AWS error shapes, headers and limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from mme_local.gateway.app import create_app
+from mme_local.gateway.errors import ModelError, SageMakerError, ValidationError
+from mme_local.gateway.service import InvokeRequest, InvokeResponse
+
+
+class FakeService:
+    def __init__(self, outcome: InvokeResponse | SageMakerError) -> None:
+        self.outcome = outcome
+        self.requests: list[InvokeRequest] = []
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResponse:
+        self.requests.append(request)
+        if isinstance(self.outcome, SageMakerError):
+            raise self.outcome
+        return self.outcome
+
+
+class FakeBackend:
+    def __init__(self, service: FakeService) -> None:
+        self.service = service
+
+    def healthy(self) -> bool:
+        return True
+
+    def metrics_text(self) -> bytes:
+        return b"mme_invocations_total 0.0\n"
+
+    async def models_view(self) -> list[dict[str, Any]]:
+        return []
+
+    def evictions_view(self) -> list[dict[str, Any]]:
+        return []
+
+    def status_view(self) -> dict[str, Any]:
+        return {}
+
+
+def _client(outcome: InvokeResponse | SageMakerError) -> tuple[httpx.AsyncClient, FakeService]:
+    service = FakeService(outcome)
+    backend = FakeBackend(service)
+    app = create_app(lambda: backend)  # type: ignore[arg-type, return-value]
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway"), service
+
+
+async def test_success_passes_bytes_and_sets_sagemaker_headers() -> None:
+    client, service = _client(
+        InvokeResponse(b"\x00\x01raw", "application/x-bin", "k=v", "AllTraffic")
+    )
+    response = await client.post(
+        "/endpoints/local-mme/invocations",
+        content=b"\xffpayload",
+        headers={
+            "X-Amzn-SageMaker-Target-Model": "sub/dir/model-1.tar.gz",
+            "Content-Type": "application/octet-stream",
+            "X-Amzn-SageMaker-Custom-Attributes": "trace=1",
+        },
+    )
+    assert response.status_code == 200
+    assert response.content == b"\x00\x01raw"
+    assert response.headers["content-type"] == "application/x-bin"
+    assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
+    assert response.headers["x-amzn-sagemaker-custom-attributes"] == "k=v"
+    assert response.headers["x-amzn-requestid"]
+    sent = service.requests[0]
+    assert sent.body == b"\xffpayload"
+    assert sent.target_model == "sub/dir/model-1.tar.gz"
+    assert sent.custom_attributes == "trace=1"
+    assert sent.endpoint_name == "local-mme"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (ValidationError("bad"), 400, "ValidationError"),
+        (
+            ModelError("boom", "INTERNAL_FAILURE_FROM_MODEL", 502, "upstream", "arn:x"),
+            424,
+            "ModelError",
+        ),
+    ],
+)
+async def test_errors_are_aws_shaped(error: SageMakerError, status: int, code: str) -> None:
+    client, _ = _client(error)
+    response = await client.post(
+        "/endpoints/local-mme/invocations",
+        content=b"{}",
+        headers={"X-Amzn-SageMaker-Target-Model": "m.tar.gz"},
+    )
+    assert response.status_code == status
+    assert response.headers["x-amzn-errortype"].split(":")[0] == code
+    body = json.loads(response.content)
+    assert body["Message"] == error.message
+    assert response.headers["x-amzn-requestid"]
+    if isinstance(error, ModelError):
+        assert body["ErrorCode"] == "INTERNAL_FAILURE_FROM_MODEL"
+        assert body["OriginalStatusCode"] == 502
+        assert body["OriginalMessage"] == "upstream"
+        assert body["LogStreamArn"] == "arn:x"
+
+
+async def test_oversize_body_is_refused_from_its_declared_length() -> None:
+    client, service = _client(InvokeResponse(b"", None, None, "AllTraffic"))
+    response = await client.post(
+        "/endpoints/local-mme/invocations",
+        content=b"x" * (6_291_456 + 1),
+        headers={"X-Amzn-SageMaker-Target-Model": "m.tar.gz"},
+    )
+    assert response.status_code == 400
+    assert response.headers["x-amzn-errortype"].startswith("ValidationError")
+    assert service.requests == [], "the service never saw the request"
+
+
+async def test_ping_and_metrics() -> None:
+    client, _ = _client(InvokeResponse(b"", None, None, "AllTraffic"))
+    assert (await client.get("/ping")).status_code == 200
+    metrics = await client.get("/metrics")
+    assert b"mme_invocations_total" in metrics.content
