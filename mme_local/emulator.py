@@ -25,6 +25,7 @@ from mme_local.runtime.base import ModelServer, free_port
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.errors import RuntimeExited
 from mme_local.runtime.factory import build_model_server
+from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.procs import rss_bytes
 from mme_local.settings import EmulatorSettings
 from mme_local.store.embedded import EmbeddedS3
@@ -116,12 +117,14 @@ class Emulator:
                 host_memory_bytes=settings.host_memory_budget(),
                 disk_bytes=settings.disk_limit_bytes,
                 max_archive_bytes=settings.max_archive_bytes,
+                gpu_memory_bytes=settings.gpu_memory_budget(),
             ),
             metrics=self.metrics,
             memory_probe=self._measure_memory,
             ready_timeout_s=settings.model_ready_timeout_s,
             load_timeout_s=settings.model_load_timeout_s,
             cache_enabled=settings.model_cache.lower() != "disabled",
+            gpu_memory_probe=self._measure_gpu_memory if self._gpus_in_use() else None,
         )
         log_path = getattr(self.server, "log_path", work_dir / "tritonserver.log")
         self._service = EndpointService(
@@ -197,6 +200,15 @@ class Emulator:
         measured = rss_bytes(self.server.process_ids())
         self.metrics.host_memory_bytes.set(measured)
         return measured
+
+    def _gpus_in_use(self) -> bool:
+        if self.settings.runtime == "docker" and self.settings.docker_gpus == "none":
+            return False
+        return bool(visible_gpus())
+
+    def _measure_gpu_memory(self) -> int:
+        """The fullest GPU's used bytes, as NVML (through nvidia-smi) reports it."""
+        return max((gpu.memory_used_bytes for gpu in visible_gpus()), default=0)
 
     # ----- what the gateway needs -------------------------------------------------------
 

@@ -55,6 +55,8 @@ class Budgets:
     host_memory_bytes: int | None
     disk_bytes: int | None
     max_archive_bytes: int
+    gpu_memory_bytes: int | None = None
+    """Per GPU; checked only when a GPU probe is given."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class ModelCache:
         ready_timeout_s: float = 60.0,
         load_timeout_s: float = 360.0,
         cache_enabled: bool = True,
+        gpu_memory_probe: MemoryProbe | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -108,6 +111,7 @@ class ModelCache:
         self.budgets = budgets
         self.metrics = metrics
         self.memory_probe = memory_probe
+        self.gpu_memory_probe = gpu_memory_probe
         self.ready_timeout_s = ready_timeout_s
         self.load_timeout_s = load_timeout_s
         self.cache_enabled = cache_enabled
@@ -300,19 +304,24 @@ class ModelCache:
                         limit,
                     )
                     break
-        budget = self.budgets.host_memory_bytes
-        if budget is not None and entry.memory_bytes:
-            while self.memory_probe() + entry.memory_bytes > budget:
-                if not await self._evict_one("host memory budget", keep=entry):
-                    break
+        while entry.memory_bytes and (reason := self._memory_short(entry.memory_bytes)):
+            if not await self._evict_one(reason, keep=entry):
+                break
+
+    def _memory_short(self, about_to_add: int = 0) -> str | None:
+        """Which memory budget is exceeded (measured, plus what a load is about to add)."""
+        host = self.budgets.host_memory_bytes
+        if host is not None and self.memory_probe() + about_to_add > host:
+            return "host memory budget"
+        gpu = self.budgets.gpu_memory_bytes
+        if gpu is not None and self.gpu_memory_probe is not None and self.gpu_memory_probe() > gpu:
+            return "GPU memory budget"
+        return None
 
     async def _enforce_memory_budget(self, keep: ModelEntry) -> None:
-        budget = self.budgets.host_memory_bytes
-        if budget is None:
-            return
-        while self.memory_probe() > budget:
-            if not await self._evict_one("host memory budget", keep=keep):
-                log.warning("over the host memory budget and every other model is in use")
+        while reason := self._memory_short():
+            if not await self._evict_one(reason, keep=keep):
+                log.warning("over the %s and every other model is in use", reason)
                 return
 
     async def _evict_one(self, reason: str, keep: ModelEntry) -> bool:

@@ -190,3 +190,35 @@ async def test_disk_budget_deletes_idle_artifacts(tmp_path: Path) -> None:
     assert "disk budget" in [e.reason for e in cache.evictions]
     await _use(cache, "a")
     assert store.reads == ["a", "b", "c", "a"]
+
+
+@pytest.mark.parametrize("which", ["host", "gpu"])
+async def test_measured_memory_over_budget_evicts_least_recently_used(
+    tmp_path: Path, which: str
+) -> None:
+    store, container = FakeStore(["a", "b", "c"]), FakeContainer()
+
+    def probe() -> int:
+        return 100 * len(container.loaded)
+
+    cache = ModelCache(
+        store=store,  # type: ignore[arg-type]
+        client=container,  # type: ignore[arg-type]
+        model_url=str,
+        cache_dir=tmp_path,
+        budgets=Budgets(
+            None,
+            250 if which == "host" else None,
+            None,
+            1 << 20,
+            gpu_memory_bytes=250 if which == "gpu" else None,
+        ),
+        metrics=Metrics(),
+        memory_probe=probe if which == "host" else lambda: 0,
+        gpu_memory_probe=probe if which == "gpu" else None,
+    )
+    for target in ("a", "b", "c"):
+        await _use(cache, target)
+    assert container.loaded == {"b", "c"}
+    assert cache.evictions[0].target_model == "a"
+    assert cache.evictions[0].reason == f"{'host' if which == 'host' else 'GPU'} memory budget"
