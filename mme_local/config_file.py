@@ -16,7 +16,14 @@ Schema (every key optional; command-line flags override the file)::
     triton_version = "24.09"
     profile = "default"                     # AWS profile
 
-    [local]                                 # `up` only; its keys are checked by `up`
+    [local]                                 # `up` only
+    s3_endpoint_url = "http://127.0.0.1:9000"  # an external S3 API instead of the embedded one
+    port = 8080
+    runtime = "embedded"                    # or "docker", "external"
+    cache_dir = ".mme-cache"                # relative to this file
+    max_loaded_models = 8
+    memory_limit = "8GiB"
+    disk_limit = "20GiB"
 
 Unknown sections and keys in [endpoint] and [deploy] are errors, so a typo never goes unnoticed.
 """
@@ -49,10 +56,18 @@ _SCHEMA: dict[str, dict[str, type]] = {
         "triton_version": str,
         "profile": str,
     },
-    "local": {},
+    "local": {
+        "s3_endpoint_url": str,
+        "port": int,
+        "runtime": str,
+        "cache_dir": str,
+        "max_loaded_models": int,
+        "memory_limit": str,
+        "disk_limit": str,
+    },
 }
 # Keys naming folders, resolved against the file's own folder rather than the CWD.
-_PATH_KEYS = {("endpoint", "artifacts")}
+_PATH_KEYS = {("endpoint", "artifacts"), ("local", "cache_dir")}
 
 
 class ConfigFileError(ValueError):

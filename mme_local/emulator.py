@@ -50,8 +50,10 @@ class Emulator:
         settings: EmulatorSettings,
         progress: Progress | None = None,
         triton_url: str | None = None,
+        pull: bool = False,
     ) -> None:
         self.settings = settings
+        self.pull = pull
         self.progress: Progress = progress or (lambda message: log.info("%s", message))
         self.triton_url = triton_url
         self.metrics = Metrics()
@@ -98,7 +100,12 @@ class Emulator:
         work_dir = self.cache_dir / ".runtime"
 
         self.server = build_model_server(
-            settings, self.cache_dir, work_dir, triton_url=self.triton_url, progress=self.progress
+            settings,
+            self.cache_dir,
+            work_dir,
+            triton_url=self.triton_url,
+            pull=self.pull,
+            progress=self.progress,
         )
         self.progress(f"starting Triton ({settings.runtime} runtime)")
         await self.server.start()

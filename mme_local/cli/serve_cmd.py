@@ -38,6 +38,10 @@ def parse_size(text: str) -> int:
     return int(number * base**exponent)
 
 
+def _size_or_none(text: str | None) -> int | None:
+    return parse_size(text) if text else None
+
+
 def _console() -> Console:
     return Console(stderr=True, highlight=False)
 
@@ -64,7 +68,7 @@ def up(
     host: Annotated[
         str, typer.Option(help="Address to listen on (loopback by default).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
+    port: Annotated[int | None, typer.Option(help="Gateway port [default: 8080].")] = None,
     endpoint_name: Annotated[str | None, typer.Option(help="EndpointName clients use.")] = None,
     model_data_url: Annotated[
         str | None, typer.Option(help="S3 prefix of the model.tar.gz objects (ModelDataUrl).")
@@ -79,14 +83,20 @@ def up(
         Path | None, typer.Option(help="Where artifacts are extracted (default: a temp folder).")
     ] = None,
     runtime: Annotated[
-        str, typer.Option(help="embedded (tritonserver binary), docker, or external.")
-    ] = "embedded",
+        str | None,
+        typer.Option(
+            help="embedded (tritonserver binary), docker, or external [default: embedded]."
+        ),
+    ] = None,
     triton_home: Annotated[Path | None, typer.Option(help="Triton install to use.")] = None,
     triton_url: Annotated[
         str | None, typer.Option(help="For --runtime external: the Triton SageMaker URL.")
     ] = None,
     image: Annotated[str | None, typer.Option(help="For --runtime docker: the image.")] = None,
     gpus: Annotated[str, typer.Option(help="For --runtime docker: all, 0,1 or none.")] = "all",
+    pull: Annotated[
+        bool, typer.Option(help="For --runtime docker: pull the image if it is missing.")
+    ] = False,
     instance_type: Annotated[
         str | None, typer.Option(help="Sets the default memory budget (e.g. ml.g5.xlarge).")
     ] = None,
@@ -125,21 +135,21 @@ def up(
     shared, local = file_config.get("endpoint", {}), file_config.get("local", {})
     settings = EmulatorSettings(
         host=host,
-        port=port,
+        port=port if port is not None else local.get("port", 8080),
         endpoint_name=endpoint_name or shared.get("name", "local-mme"),
         model_data_url=model_data_url or shared.get("model_data_url", DEFAULT_MODEL_DATA_URL),
         s3_endpoint_url=s3_endpoint or local.get("s3_endpoint_url"),
         models_dir=models or shared.get("artifacts"),
-        cache_dir=cache_dir,
-        runtime=runtime,
+        cache_dir=cache_dir or local.get("cache_dir"),
+        runtime=runtime or local.get("runtime", "embedded"),
         triton_home=triton_home,
         triton=TritonSettings(),
         docker_gpus=gpus,
         instance_type=instance_type or shared.get("instance_type", "ml.g5.xlarge"),
         region=shared.get("region", "us-east-1"),
-        max_loaded_models=max_loaded_models,
-        memory_limit_bytes=parse_size(memory_limit) if memory_limit else None,
-        disk_limit_bytes=parse_size(disk_limit) if disk_limit else None,
+        max_loaded_models=max_loaded_models or local.get("max_loaded_models"),
+        memory_limit_bytes=_size_or_none(memory_limit or local.get("memory_limit")),
+        disk_limit_bytes=_size_or_none(disk_limit or local.get("disk_limit")),
         model_ready_timeout_s=model_ready_timeout,
         model_cache=model_cache or shared.get("model_cache", "Enabled"),
     )
@@ -147,7 +157,10 @@ def up(
         settings.docker_image = image
     console = _console()
     emulator = Emulator(
-        settings, progress=lambda m: console.print(f"[cyan]{m}[/cyan]"), triton_url=triton_url
+        settings,
+        progress=lambda m: console.print(f"[cyan]{m}[/cyan]"),
+        triton_url=triton_url,
+        pull=pull,
     )
     server = uvicorn.Server(
         uvicorn_config(create_app(lambda: emulator), settings.host, settings.port, lifespan="off")

@@ -1,0 +1,28 @@
+"""Sizes as `up` accepts them for its budgets."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+
+from mme_local.cli.serve_cmd import parse_size
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1000", 1000),
+        ("16GiB", 16 * 1024**3),
+        ("512MiB", 512 * 1024**2),
+        ("2G", 2 * 1000**3),
+        ("1.5 GiB", int(1.5 * 1024**3)),
+        ("10kb", 10_000),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+def test_parse_size_rejects_nonsense() -> None:
+    with pytest.raises(typer.BadParameter, match="is not a size"):
+        parse_size("lots")
