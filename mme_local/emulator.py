@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from mme_local.cache.layout import clear_stale
 from mme_local.cache.manager import Budgets, ModelCache
@@ -312,11 +312,11 @@ class Emulator:
         }
 
 
-def build_app(emulator: Emulator, on_ready: Callable[[Emulator], None] | None = None) -> Starlette:
+def build_app(emulator: Emulator, on_ready: Callable[[Emulator], None] | None = None) -> ASGIApp:
     """The ASGI app whose lifespan starts and stops `emulator`."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: object) -> AsyncIterator[None]:
         await emulator.start()
         if on_ready is not None:
             on_ready(emulator)
@@ -329,7 +329,7 @@ def build_app(emulator: Emulator, on_ready: Callable[[Emulator], None] | None = 
 
 
 def uvicorn_config(
-    app: Starlette, host: str, port: int, lifespan: Literal["auto", "on", "off"] = "on"
+    app: ASGIApp, host: str, port: int, lifespan: Literal["auto", "on", "off"] = "on"
 ) -> uvicorn.Config:
     return uvicorn.Config(
         app,

@@ -1,12 +1,11 @@
 """Routes: SageMaker Runtime's InvokeEndpoint, /ping, /metrics, and the admin views.
 
-Handlers only translate between HTTP and the transport-free service and views.
+Handlers only translate between HTTP and the transport-free service and views. InvokeEndpoint
+is dispatched before the framework (see invocations.py); everything else goes through it.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -14,12 +13,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mme_local.gateway.errors import InternalFailure, SageMakerError
-from mme_local.gateway.service import EndpointService, InvokeRequest
-from mme_local.gateway.validation import check_body_size
-
-log = logging.getLogger(__name__)
+from mme_local.gateway.invocations import endpoint_name_of, handle_invocations
+from mme_local.gateway.service import EndpointService
 
 ADMIN_PREFIX = "/_mme"
 
@@ -41,47 +38,8 @@ class Backend(Protocol):
     def status_view(self) -> dict[str, Any]: ...
 
 
-def create_app(
-    backend: Callable[[], Backend],
-    lifespan: Any = None,
-) -> Starlette:
+def create_app(backend: Callable[[], Backend], lifespan: Any = None) -> ASGIApp:
     """`backend` is looked up per request so the app can exist before the emulator starts."""
-
-    async def invocations(request: Request) -> Response:
-        request_id = str(uuid.uuid4())
-        headers = request.headers
-        try:
-            declared = headers.get("content-length")
-            if declared and declared.isdigit():
-                check_body_size(int(declared))
-            invoke = InvokeRequest(
-                endpoint_name=request.path_params["endpoint_name"],
-                target_model=headers.get("x-amzn-sagemaker-target-model"),
-                body=await request.body(),
-                request_id=request_id,
-                content_type=headers.get("content-type"),
-                accept=headers.get("accept"),
-                custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
-                inference_id=headers.get("x-amzn-sagemaker-inference-id"),
-                target_variant=headers.get("x-amzn-sagemaker-target-variant"),
-            )
-            result = await backend().service.invoke(invoke)
-        except SageMakerError as error:
-            return error.to_response(request_id)
-        except Exception:
-            log.exception("unexpected failure in InvokeEndpoint")
-            return InternalFailure("An internal error occurred.").to_response(request_id)
-        response_headers = {
-            "x-Amzn-Invoked-Production-Variant": result.variant_name,
-            "x-amzn-RequestId": request_id,
-        }
-        if result.custom_attributes is not None:
-            response_headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
-        return Response(
-            content=result.body,
-            media_type=result.content_type or "application/json",
-            headers=response_headers,
-        )
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200 if backend().healthy() else 503)
@@ -105,11 +63,20 @@ def create_app(
         return backend().status_view()
 
     routes = [
-        Route("/endpoints/{endpoint_name}/invocations", invocations, methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/models", admin(models_view), methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/evictions", admin(evictions_view), methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/status", admin(status_view), methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    framework = Starlette(routes=routes, lifespan=lifespan)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint_name = endpoint_name_of(scope["path"])
+            if endpoint_name is not None:
+                await handle_invocations(backend().service, endpoint_name, scope, receive, send)
+                return
+        await framework(scope, receive, send)
+
+    return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -126,3 +127,27 @@ async def test_ping_and_metrics() -> None:
     assert (await client.get("/ping")).status_code == 200
     metrics = await client.get("/metrics")
     assert b"mme_invocations_total" in metrics.content
+
+
+async def test_oversize_chunked_body_is_refused_while_streaming() -> None:
+    client, service = _client(InvokeResponse(b"", None, None, "AllTraffic"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(7):
+            yield b"x" * 1_048_576
+
+    response = await client.post(
+        "/endpoints/local-mme/invocations",
+        content=chunks(),
+        headers={"X-Amzn-SageMaker-Target-Model": "m.tar.gz"},
+    )
+    assert response.status_code == 400
+    assert b"exceeds the maximum of 6291456 bytes" in response.content
+    assert service.requests == []
+
+
+async def test_other_paths_are_not_invocations() -> None:
+    client, service = _client(InvokeResponse(b"", None, None, "AllTraffic"))
+    response = await client.post("/endpoints/a/b/invocations", content=b"{}")
+    assert response.status_code == 404
+    assert service.requests == []

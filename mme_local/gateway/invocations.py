@@ -1,0 +1,133 @@
+"""InvokeEndpoint as a bare ASGI handler: the one route on the warm path.
+
+It skips the framework's request and response objects (measured: see docs/benchmarks.md) and
+stops reading a body as soon as it passes the 6 MB limit, with or without Content-Length.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from starlette.types import Receive, Scope, Send
+
+from mme_local.gateway.errors import InternalFailure, SageMakerError
+from mme_local.gateway.service import EndpointService, InvokeRequest, InvokeResponse
+from mme_local.gateway.validation import check_body_size
+
+log = logging.getLogger(__name__)
+
+
+PREFIX = "/endpoints/"
+SUFFIX = "/invocations"
+
+_HEADERS_READ = {
+    b"x-amzn-sagemaker-target-model",
+    b"content-type",
+    b"accept",
+    b"content-length",
+    b"x-amzn-sagemaker-custom-attributes",
+    b"x-amzn-sagemaker-inference-id",
+    b"x-amzn-sagemaker-target-variant",
+}
+
+
+def endpoint_name_of(path: str) -> str | None:
+    """`/endpoints/{name}/invocations` -> name; anything else -> None."""
+    if path.startswith(PREFIX) and path.endswith(SUFFIX):
+        name = path[len(PREFIX) : -len(SUFFIX)]
+        if name and "/" not in name:
+            return name
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        check_body_size(size)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(
+    send: Send, status: int, body: bytes, content_type: str, headers: dict[str, str]
+) -> None:
+    raw = [(b"content-type", content_type.encode("latin-1"))]
+    raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, error: SageMakerError, request_id: str) -> None:
+    response = error.to_response(request_id)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _success_headers(result: InvokeResponse, request_id: str) -> dict[str, str]:
+    headers = {
+        "x-Amzn-Invoked-Production-Variant": result.variant_name,
+        "x-amzn-RequestId": request_id,
+    }
+    if result.custom_attributes is not None:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
+    return headers
+
+
+async def handle_invocations(
+    service: EndpointService, endpoint_name: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    request_id = str(uuid.uuid4())
+    headers: dict[bytes, bytes] = {}
+    for key, value in scope["headers"]:
+        if key in _HEADERS_READ:
+            headers[key] = value
+
+    def header(name: bytes) -> str | None:
+        value = headers.get(name)
+        return value.decode("latin-1") if value is not None else None
+
+    try:
+        declared = header(b"content-length")
+        if declared and declared.isdigit():
+            check_body_size(int(declared))
+        request = InvokeRequest(
+            endpoint_name=endpoint_name,
+            target_model=header(b"x-amzn-sagemaker-target-model"),
+            body=await _read_body(receive),
+            request_id=request_id,
+            content_type=header(b"content-type"),
+            accept=header(b"accept"),
+            custom_attributes=header(b"x-amzn-sagemaker-custom-attributes"),
+            inference_id=header(b"x-amzn-sagemaker-inference-id"),
+            target_variant=header(b"x-amzn-sagemaker-target-variant"),
+        )
+        result = await service.invoke(request)
+    except SageMakerError as error:
+        await _send_error(send, error, request_id)
+        return
+    except Exception:
+        log.exception("unexpected failure in InvokeEndpoint")
+        await _send_error(send, InternalFailure("An internal error occurred."), request_id)
+        return
+    await _send(
+        send,
+        200,
+        result.body,
+        result.content_type or "application/json",
+        _success_headers(result, request_id),
+    )
