@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mme_local.runtime import provision
+from mme_local.runtime.embedded import probe_version
 from mme_local.runtime.gpus import visible_gpus
 
 app = typer.Typer(
@@ -34,12 +35,13 @@ def info(triton_home: TritonHome = None) -> None:
     if install is None:
         typer.echo("Triton: not installed (run `mme-local runtime install`)")
         raise typer.Exit(1)
+    version = install.version or probe_version(install) or "unknown"
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     stub = install.stub_for(sys.version_info[:2])
     backends = sorted(p.name for p in install.python_backend_dir.parent.iterdir() if p.is_dir())
     gpus = visible_gpus()
     rows = [
-        ("Triton version", install.version or "unknown"),
+        ("Triton version", version),
         ("binary", str(install.binary)),
         ("found via", install.source),
         (

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -174,3 +175,39 @@ class EmbeddedTriton:
             await asyncio.sleep(0.05)
         if self._process is not None:
             self._process.wait()
+
+
+def probe_version(install: TritonInstall, timeout_s: float = 30.0) -> str | None:
+    """Start the binary with no front ends just long enough to read its version banner."""
+    with tempfile.TemporaryDirectory(prefix="mme-local-probe-") as scratch:
+        library_path = os.pathsep.join(
+            [*(str(path) for path in install.library_dirs), os.environ.get("LD_LIBRARY_PATH", "")]
+        )
+        command = [
+            str(install.binary), f"--model-repository={scratch}", "--allow-http=false",
+            "--allow-grpc=false", "--allow-metrics=false", "--model-control-mode=explicit",
+            "--exit-on-error=false",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LD_LIBRARY_PATH": library_path},
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        found: str | None = None
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                match = _VERSION_LINE.search(line)
+                if match:
+                    found = match.group(1).decode()
+                    break
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        return found

@@ -19,7 +19,7 @@ import tritonclient.http as triton_http
 from mme_local.runtime import provision
 from mme_local.runtime.base import TritonSettings
 from mme_local.runtime.client import ContainerClient
-from mme_local.runtime.embedded import EmbeddedTriton
+from mme_local.runtime.embedded import EmbeddedTriton, probe_version
 from mme_local.runtime.errors import ModelAlreadyLoaded, ModelNotFound, RuntimeExited
 from mme_local.runtime.procs import command_line, processes_in_group
 from tests.support import write_doubler_folder, write_tiny_bert_folder
@@ -192,3 +192,18 @@ def test_environment_can_hold_a_current_sagemaker_sdk() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_version_is_read_from_the_binary_itself() -> None:
+    assert probe_version(provision.ensure()) == provision.PYTRITON_TRITON_VERSION
+
+
+def test_runtime_info_prints_the_triton_version() -> None:
+    from typer.testing import CliRunner
+
+    from mme_local.cli.app import app
+
+    result = CliRunner().invoke(app, ["runtime", "info"])
+    assert result.exit_code == 0, result.output
+    assert f"Triton version    {provision.PYTRITON_TRITON_VERSION}" in result.output
+    assert f"Python {sys.version_info[0]}.{sys.version_info[1]} stub" in result.output
