@@ -355,6 +355,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoReport:
             encoder = Encoder(folder)
             warm, cold = _send_workload(running, encoder, names, sequence, console)
             timings["workload"] = time.perf_counter() - started
+            running.settle()  # the last evictions' unloads run in the background
             measured = measured_counts(running.metrics())
             # Checked after the counts are read: it may load one more model.
             similarity = _similarity(running, encoder, names[sequence[-1]])

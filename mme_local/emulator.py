@@ -341,6 +341,9 @@ def uvicorn_config(
         http="httptools",
         loop="uvloop",
         timeout_graceful_shutdown=10,
+        # Nothing sits in front of the gateway, and SageMaker sends neither header.
+        proxy_headers=False,
+        server_header=False,
     )
 
 
@@ -353,6 +356,7 @@ class RunningEmulator:
         self.settings = settings
         self.emulator = Emulator(settings)
         self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
         self._server = uvicorn.Server(
             uvicorn_config(build_app(self.emulator, self._mark_ready), settings.host, settings.port)
@@ -373,7 +377,13 @@ class RunningEmulator:
             self._ready.wait(0.01)
 
     def _mark_ready(self, emulator: Emulator) -> None:
+        self._loop = asyncio.get_running_loop()
         self._ready.set()
+
+    def settle(self, timeout_s: float = 120.0) -> None:
+        """Block until the cache has no transition in flight (e.g. an eviction's unload)."""
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self.emulator.cache.settle(), self._loop).result(timeout_s)
 
     def _run(self) -> None:
         try:

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-
 # torch ships trace() without annotations.
 _trace: Any = torch.jit.trace
 

@@ -145,7 +145,7 @@ class ModelCache:
         finally:
             entry.pins -= 1
             if not self.cache_enabled and entry.pins == 0 and entry.evictable:
-                self._begin(entry, self._unload(entry, "model cache disabled", delete=True))
+                self._start_unload(entry, "model cache disabled", delete=True)
 
     def mark_not_loaded(self, lease: Lease) -> None:
         """The container said it doesn't have this model (unloaded behind our back)."""
@@ -252,8 +252,15 @@ class ModelCache:
         )
         await self._enforce_memory_budget(keep=entry)
 
-    async def _unload(self, entry: ModelEntry, reason: str, delete: bool = False) -> None:
+    def _start_unload(
+        self, entry: ModelEntry, reason: str, delete: bool = False
+    ) -> asyncio.Task[None]:
+        # The state changes now, not when the task first runs, so that a budget check made
+        # right after this call already sees the model on its way out.
         entry.state = ModelState.UNLOADING
+        return self._begin(entry, self._unload(entry, reason, delete))
+
+    async def _unload(self, entry: ModelEntry, reason: str, delete: bool) -> None:
         idle = entry.idle_s
         started = time.perf_counter()
         try:
@@ -290,14 +297,15 @@ class ModelCache:
     # ----- budgets --------------------------------------------------------------------------
 
     def _occupying(self, keep: ModelEntry) -> int:
-        busy = (ModelState.LOADED, ModelState.LOADING, ModelState.UNLOADING)
+        # Unloading models are on their way out; their memory is checked by measurement.
+        busy = (ModelState.LOADED, ModelState.LOADING)
         return sum(1 for e in self._entries.values() if e is not keep and e.state in busy)
 
     async def _make_room(self, entry: ModelEntry) -> None:
         limit = self.budgets.max_loaded_models
         if limit is not None:
             while self._occupying(entry) >= limit:
-                if not await self._evict_one(f"max loaded models ({limit})", keep=entry):
+                if not await self._evict_one(f"max loaded models ({limit})", entry, wait=False):
                     log.warning(
                         "loading %s exceeds max loaded models (%d): every loaded model is in use",
                         entry.target_model,
@@ -324,10 +332,17 @@ class ModelCache:
                 log.warning("over the %s and every other model is in use", reason)
                 return
 
-    async def _evict_one(self, reason: str, keep: ModelEntry) -> bool:
+    async def _evict_one(self, reason: str, keep: ModelEntry, wait: bool = True) -> bool:
+        """Unload the least recently used idle model other than `keep`.
+
+        With `wait` False the unload goes on beside the caller's load: enough for the count
+        budget. Memory budgets wait, since they are checked by measuring afterwards.
+        """
         for candidate in list(self._entries.values()):
             if candidate is not keep and candidate.evictable:
-                await asyncio.shield(self._begin(candidate, self._unload(candidate, reason)))
+                unload = self._start_unload(candidate, reason)
+                if wait:
+                    await asyncio.shield(unload)
                 return True
         return False
 
@@ -380,6 +395,11 @@ class ModelCache:
             if entry.state in (ModelState.LOADED, ModelState.LOADING, ModelState.UNLOADING):
                 entry.state = ModelState.ON_DISK
         self._update_loaded_gauge()
+
+    async def settle(self) -> None:
+        """Wait until no download, load or unload is in flight (background unloads included)."""
+        while tasks := [e.transition for e in self._entries.values() if e.transition is not None]:
+            await asyncio.wait(tasks)
 
     async def close(self) -> None:
         tasks = [e.transition for e in self._entries.values() if e.transition is not None]

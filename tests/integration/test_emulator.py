@@ -257,6 +257,7 @@ def test_lru_eviction_and_reload_from_disk(tmp_path: Path) -> None:
             _upload(running, doubler_archive(tmp_path, f"{name}.tar.gz"))
         for name in ("a", "b", "c"):
             _invoke(client, f"{name}.tar.gz", [1.0])
+        running.settle()
         metrics = running.metrics()
         assert metrics["mme_loaded_model_count"] == 2
         assert metrics["mme_model_downloading_time_seconds_count"] == 3
@@ -265,6 +266,7 @@ def test_lru_eviction_and_reload_from_disk(tmp_path: Path) -> None:
         assert evicted == ["a.tar.gz"]
 
         _invoke(client, "a.tar.gz", [1.0])
+        running.settle()
         metrics = running.metrics()
         assert metrics["mme_model_downloading_time_seconds_count"] == 3, "reloaded from disk"
         assert metrics["mme_model_loading_time_seconds_count"] == 4

@@ -43,6 +43,8 @@ class FakeContainer:
         self.unloads: list[str] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.unload_gate = asyncio.Event()
+        self.unload_gate.set()
         self.fail_next: list[Exception] = []
 
     async def load(self, model_name: str, url: str, target_model: str) -> None:
@@ -54,6 +56,7 @@ class FakeContainer:
 
     async def unload(self, model_name: str, target_model: str) -> None:
         self.unloads.append(target_model)
+        await self.unload_gate.wait()
         self.loaded.discard(target_model)
 
 
@@ -222,3 +225,16 @@ async def test_measured_memory_over_budget_evicts_least_recently_used(
     assert container.loaded == {"b", "c"}
     assert cache.evictions[0].target_model == "a"
     assert cache.evictions[0].reason == f"{'host' if which == 'host' else 'GPU'} memory budget"
+
+
+async def test_a_load_does_not_wait_for_the_unload_that_makes_room(tmp_path: Path) -> None:
+    cache, _, container = _cache(tmp_path, ["a", "b"], max_loaded=1)
+    await _use(cache, "a")
+    container.unload_gate.clear()  # a's unload hangs
+    assert await asyncio.wait_for(_use(cache, "b"), 5) is False
+    assert container.unloads == ["a"] and "a" in container.loaded
+    assert cache.entries()[0].state is ModelState.UNLOADING
+    container.unload_gate.set()
+    await cache.settle()
+    assert container.loaded == {"b"}
+    assert cache.entries()[0].state is ModelState.ON_DISK

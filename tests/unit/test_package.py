@@ -181,6 +181,7 @@ def test_not_a_model_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_package_command_writes_copies_and_uploads_only_changes(
     tiny_bert_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import boto3
     from moto.server import ThreadedMotoServer
     from typer.testing import CliRunner
 
@@ -195,8 +196,6 @@ def test_package_command_writes_copies_and_uploads_only_changes(
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        import boto3
-
         s3 = boto3.client(
             "s3",
             endpoint_url=endpoint,
