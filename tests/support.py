@@ -60,37 +60,17 @@ class TritonPythonModel:
 """
 
 
-class _TupleBert(torch.nn.Module):
-    """Return (last_hidden_state, pooled) as a tuple, as libtorch's backend expects."""
-
-    def __init__(self, bert: torch.nn.Module) -> None:
-        super().__init__()
-        self.bert = bert
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        return out.last_hidden_state, out.pooler_output
-
-
 def tiny_bert_script(seed: int = 0) -> torch.jit.ScriptModule:
-    from transformers import BertConfig, BertModel
+    """A small random BERT traced the way `mme-local package` traces (hidden 32, vocab 100)."""
+    from mme_local.artifacts.package import tiny_bert
+    from mme_local.artifacts.trace import BertOutputs
 
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    model = _TupleBert(BertModel(config).eval()).eval()
+    model = BertOutputs(tiny_bert(seed, hidden=32, layers=2, vocab_size=100)).eval()
     ids = torch.randint(0, 100, (1, 8), dtype=torch.int32)
     mask = torch.ones(1, 8, dtype=torch.int32)
     with torch.no_grad():
-        return torch.jit.trace(model, (ids, mask), strict=False)
+        script: torch.jit.ScriptModule = torch.jit.trace(model, (ids, mask), strict=False)
+    return script
 
 
 def write_tiny_bert_folder(dest: Path, seed: int = 0) -> torch.jit.ScriptModule:

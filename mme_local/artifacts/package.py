@@ -29,7 +29,7 @@ from mme_local.artifacts.templates import (
     render_config,
     template_dir,
 )
-from mme_local.store.publish import file_sha256
+from mme_local.files import file_sha256
 
 if TYPE_CHECKING:
     import torch

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+import httpx
 
 MiB = 1024 * 1024
 
@@ -51,6 +56,24 @@ def triton_arguments(settings: TritonSettings, port: int, repository: str) -> li
 
 def triton_environment() -> dict[str, str]:
     return {"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_TRITON_PING_MODE": "live"}
+
+
+async def wait_for_ping(url: str, timeout_s: float, check_alive: Callable[[], None]) -> bool:
+    """Poll `url`/ping until it answers 200 (True) or `timeout_s` passes (False).
+
+    `check_alive` runs between polls so that a server that died is reported at once.
+    """
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            check_alive()
+            try:
+                if (await client.get("/ping")).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,12 +21,17 @@ from typing import Any
 
 import docker
 import docker.errors
-import httpx
 import requests
 from docker.types import DeviceRequest, Ulimit
 from docker.types import Mount as DockerMount
 
-from mme_local.runtime.base import TritonSettings, free_port, triton_arguments, triton_environment
+from mme_local.runtime.base import (
+    TritonSettings,
+    free_port,
+    triton_arguments,
+    triton_environment,
+    wait_for_ping,
+)
 from mme_local.runtime.embedded import read_log_tail
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 
@@ -373,18 +377,10 @@ class DockerTriton:
             self._stopping.wait(1.0)
 
     async def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                self.check_alive()
-                try:
-                    if (await client.get("/ping")).status_code == 200:
-                        self._version = self._read_version()
-                        log.info("tritonserver %s ready at %s", self._version, self.url)
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+        if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
+            self._version = self._read_version()
+            log.info("tritonserver %s ready at %s", self._version, self.url)
+            return
         raise RuntimeFailure(
             f"the Triton container did not answer /ping within "
             f"{self.settings.startup_timeout_s:.0f} s; last log lines:\n{self.log_tail()}"

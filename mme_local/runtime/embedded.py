@@ -12,10 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from mme_local.runtime.backend_dir import prepare_backend_dir, python_environment
-from mme_local.runtime.base import TritonSettings, free_port, triton_arguments, triton_environment
+from mme_local.runtime.base import (
+    TritonSettings,
+    free_port,
+    triton_arguments,
+    triton_environment,
+    wait_for_ping,
+)
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
 from mme_local.runtime.provision import TritonInstall
@@ -106,18 +110,10 @@ class EmbeddedTriton:
             raise
 
     async def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.settings.startup_timeout_s
-        async with httpx.AsyncClient(base_url=self.url, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                self.check_alive()
-                try:
-                    if (await client.get("/ping")).status_code == 200:
-                        self._version = self._read_version() or self._version
-                        log.info("tritonserver %s ready at %s", self._version, self.url)
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+        if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
+            self._version = self._read_version() or self._version
+            log.info("tritonserver %s ready at %s", self._version, self.url)
+            return
         raise RuntimeFailure(
             f"tritonserver did not answer /ping within {self.settings.startup_timeout_s:.0f} s; "
             f"last log lines:\n{self.log_tail()}"

@@ -6,13 +6,10 @@ mme-local neither starts nor stops it: it waits for `/ping` and sends load URLs 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from pathlib import Path
 
-import httpx
-
+from mme_local.runtime.base import wait_for_ping
 from mme_local.runtime.docker_runtime import container_model_url
 from mme_local.runtime.errors import RuntimeFailure
 
@@ -37,16 +34,9 @@ class ExternalTriton:
         return None
 
     async def start(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        async with httpx.AsyncClient(base_url=self._url, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                try:
-                    if (await client.get("/ping")).status_code == 200:
-                        log.info("Triton at %s answers /ping", self._url)
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.5)
+        if await wait_for_ping(self._url, self.startup_timeout_s, self.check_alive):
+            log.info("Triton at %s answers /ping", self._url)
+            return
         raise RuntimeFailure(
             f"Triton at {self._url} did not answer /ping within {self.startup_timeout_s:.0f} s"
         )

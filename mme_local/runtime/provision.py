@@ -6,7 +6,6 @@ its requirements would stop users from installing a current `sagemaker` beside m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mme_local.files import file_sha256
 from mme_local.paths import user_cache_dir
 
 PYTRITON_VERSION = "0.7.0"
@@ -141,14 +141,6 @@ def ensure(
     return install(progress=progress)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _download_wheel(dest: Path, progress: Callable[[str], None]) -> Path:
     progress(f"downloading nvidia-pytriton=={PYTRITON_VERSION} (about 55 MB) with pip")
     command = [
@@ -187,7 +179,7 @@ def install(
         if wheel is None:
             wheel = _download_wheel(scratch / "download", say)
         say(f"verifying {wheel.name}")
-        digest = _sha256(wheel)
+        digest = file_sha256(wheel)
         if digest != PYTRITON_SHA256:
             raise ProvisionError(
                 f"{wheel} has sha256 {digest}, expected {PYTRITON_SHA256}; refusing to install it"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from mme_local.files import file_sha256
 from mme_local.store.s3url import S3Prefix
 
 # Stored on each object so a later upload can tell unchanged content without downloading it.
@@ -21,14 +21,6 @@ SHA256_METADATA = "mme-local-sha256"
 class PublishReport:
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _remote_sha256(s3: Any, bucket: str, key: str) -> str | None:
