@@ -121,8 +121,8 @@ def main() -> None:
         client_main(args.client)
         return
 
+    from mme_local.background import run_in_thread
     from mme_local.cache.layout import model_hash
-    from mme_local.emulator import run_in_thread
     from mme_local.settings import EmulatorSettings
     from tests.support import doubler_archive
 

@@ -317,7 +317,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoReport:
     from mme_local.artifacts.archive import copy_names
     from mme_local.artifacts.package import package
     from mme_local.artifacts.upload import upload_with_progress
-    from mme_local.emulator import run_in_thread
+    from mme_local.background import run_in_thread
     from mme_local.settings import EmulatorSettings
 
     console = console or Console()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from mme_local.emulator import RunningEmulator
+    from mme_local.background import RunningEmulator
     from mme_local.settings import EmulatorSettings
 
 
@@ -69,7 +69,7 @@ def mme_endpoint_settings(tmp_path_factory: pytest.TempPathFactory) -> EmulatorS
 @pytest.fixture(scope="session")
 def mme_endpoint(mme_endpoint_settings: EmulatorSettings) -> Iterator[MmeEndpoint]:
     """A running endpoint (embedded S3, Triton and gateway) shared by the whole session."""
-    from mme_local.emulator import run_in_thread
+    from mme_local.background import run_in_thread
 
     with run_in_thread(mme_endpoint_settings) as running:
         yield MmeEndpoint(running)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mme_local.emulator import RunningEmulator, run_in_thread
+from mme_local.background import RunningEmulator, run_in_thread
 from mme_local.runtime.embedded import EmbeddedTriton
 from mme_local.settings import EmulatorSettings
 from mme_local.store.embedded import EmbeddedS3

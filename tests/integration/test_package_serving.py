@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mme_local.artifacts.package import package
-from mme_local.emulator import RunningEmulator, run_in_thread
+from mme_local.background import RunningEmulator, run_in_thread
 from mme_local.settings import EmulatorSettings
 from mme_local.store.publish import publish
 
