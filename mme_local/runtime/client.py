@@ -6,6 +6,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -19,6 +20,7 @@ from mme_local.runtime.errors import (
     RuntimeTimeout,
     RuntimeUnavailable,
 )
+from mme_local.runtime.http1 import Http1Pool
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -48,13 +50,18 @@ def _error_message(body: bytes) -> str:
     return body.decode(errors="replace")
 
 
+def _pool_for(base_url: str) -> Http1Pool:
+    url = urlsplit(base_url)
+    return Http1Pool(url.hostname or "127.0.0.1", url.port or 80)
+
+
 class ContainerClient:
     """Talks to one container. Bodies pass through as bytes; the target model rides every call.
 
     Triton >= 2.39 names a model after the `X-Amzn-SageMaker-Target-Model` header it was loaded
-    with, so the same header goes on load, invoke and unload. aiohttp rather than httpx: on
-    the warm path it added a quarter of the latency and gave 7x the throughput (see
-    docs/benchmarks.md). The session is made on first use, inside the running event loop.
+    with, so the same header goes on load, invoke and unload. Invoke, the warm path, goes
+    through a minimal keep-alive HTTP/1.1 pool (http1.py); the rest through aiohttp, made on
+    first use inside the running event loop. Both choices are measured in docs/benchmarks.md.
     """
 
     def __init__(
@@ -63,14 +70,17 @@ class ContainerClient:
         load_timeout_s: float = 360.0,
         invoke_timeout_s: float = 60.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         self.load_timeout_s = load_timeout_s
         self.invoke_timeout_s = invoke_timeout_s
         self._session: aiohttp.ClientSession | None = None
+        self.base_url = base_url.rstrip("/")
+        self._invoke_pool = _pool_for(self.base_url)
 
     def rebase(self, base_url: str) -> None:
         """Follow a model server that came back on another address after a restart."""
+        self._invoke_pool.close()
         self.base_url = base_url.rstrip("/")
+        self._invoke_pool = _pool_for(self.base_url)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -82,6 +92,7 @@ class ContainerClient:
         return self._session
 
     async def aclose(self) -> None:
+        self._invoke_pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -165,11 +176,22 @@ class ContainerClient:
             headers["Accept"] = accept
         if custom_attributes:
             headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
-        _, content, response_headers = await self._send(
-            "POST", f"/models/{model_name}/invoke", self.invoke_timeout_s, body, headers
-        )
+        path = f"/models/{model_name}/invoke"
+        try:
+            answer = await self._invoke_pool.request(
+                "POST", path, headers, body, self.invoke_timeout_s
+            )
+        except TimeoutError as error:
+            raise RuntimeTimeout(
+                f"POST {path} timed out after {self.invoke_timeout_s:.0f} s"
+            ) from error
+        except OSError as error:  # ConnectionLost, refused, reset
+            raise RuntimeUnavailable(f"POST {path} failed: {error!r}") from error
+        if not 200 <= answer.status < 300:
+            error_class = _ERRORS_BY_STATUS.get(answer.status, ContainerError)
+            raise error_class(_error_message(answer.body), answer.status, answer.body)
         return InvokeResult(
-            body=content,
-            content_type=response_headers.get("Content-Type"),
-            custom_attributes=response_headers.get(CUSTOM_ATTRIBUTES_HEADER),
+            body=answer.body,
+            content_type=answer.headers.get("content-type"),
+            custom_attributes=answer.headers.get(CUSTOM_ATTRIBUTES_HEADER.lower()),
         )
