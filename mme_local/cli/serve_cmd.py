@@ -42,6 +42,11 @@ def _size_or_none(text: str | None) -> int | None:
     return parse_size(text) if text else None
 
 
+def _table_console() -> Console:
+    """Tables go to stdout; piped, they keep full TargetModel names instead of 80 columns."""
+    return Console(width=None if sys.stdout.isatty() else 240)
+
+
 def _console() -> Console:
     return Console(stderr=True, highlight=False)
 
@@ -275,7 +280,9 @@ def models(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
         "unloads",
     ):
         table.add_column(
-            column, justify="left" if column in ("TargetModel", "state", "last used") else "right"
+            column,
+            justify="left" if column in ("TargetModel", "state", "last used") else "right",
+            no_wrap=column == "TargetModel",
         )
     for row in rows:
         table.add_row(
@@ -288,7 +295,7 @@ def models(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
             str(row["loads"]),
             str(row["unloads"]),
         )
-    Console().print(table)
+    _table_console().print(table)
 
 
 def stats(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
@@ -322,4 +329,4 @@ def stats(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
                 label = ",".join(f"{k}={v}" for k, v in sample.labels.items())
                 name = f"{sample.name}{{{label}}}" if label else sample.name
                 table.add_row(name, f"{sample.value:,.0f}", "", "")
-    Console().print(table)
+    _table_console().print(table)
