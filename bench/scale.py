@@ -89,7 +89,8 @@ def main() -> None:
 
     report = "\n".join(
         [
-            "| invocations | loads | unloads | loaded | stub processes | gateway RSS MiB |",
+            "| invocations | loads | unloads | loaded | stub processes "
+            "| RSS MiB of the process running the gateway |",
             "|---:|---:|---:|---:|---:|---:|",
             f"| 0 | 0 | 0 | 0 | 0 | {rss_start:.0f} |",
             *rows,
