@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ from mme_local.runtime.base import (
     triton_environment,
     wait_for_ping,
 )
-from mme_local.runtime.embedded import read_log_tail
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.logs import read_log_tail, read_version
 
 log = logging.getLogger(__name__)
 # Triton's own output, line by line, so it shows in the controller's log beside its own.
@@ -55,7 +54,6 @@ DEFAULT_SHM_BYTES = 2 * GiB
 # NVIDIA's documented `docker run` limits for Triton (-1: unlimited).
 DEFAULT_ULIMITS: Mapping[str, int] = MappingProxyType({"memlock": -1, "stack": 64 * 1024 * 1024})
 
-_VERSION_LINE = re.compile(rb"server_version\s*\|\s*([0-9][0-9A-Za-z.\-]*)")
 # Engine answers that mean "no GPU runtime": no device driver for --gpus, the NVIDIA hook
 # failing, or an engine configured with a runtime it lacks.
 _GPU_FAILURES = ("could not select device driver", "nvidia-container", "runtime name: nvidia")
@@ -378,20 +376,13 @@ class DockerTriton:
 
     async def _wait_ready(self) -> None:
         if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
-            self._version = self._read_version()
+            self._version = read_version(self.log_path)
             log.info("tritonserver %s ready at %s", self._version, self.url)
             return
         raise RuntimeFailure(
             f"the Triton container did not answer /ping within "
             f"{self.settings.startup_timeout_s:.0f} s; last log lines:\n{self.log_tail()}"
         )
-
-    def _read_version(self) -> str | None:
-        try:
-            match = _VERSION_LINE.search(self.log_path.read_bytes())
-        except OSError:
-            return None
-        return match.group(1).decode() if match else None
 
     def check_alive(self) -> None:
         if self._container is None or self._stopping.is_set():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
 import subprocess
 import tempfile
@@ -21,24 +20,11 @@ from mme_local.runtime.base import (
     wait_for_ping,
 )
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.logs import VERSION_LINE, read_log_tail, read_version
 from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
 from mme_local.runtime.provision import TritonInstall
 
 log = logging.getLogger(__name__)
-
-_VERSION_LINE = re.compile(rb"server_version\s*\|\s*([0-9][0-9A-Za-z.\-]*)")
-
-
-def read_log_tail(path: Path, lines: int) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read()
-    except OSError:
-        return ""
-    return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace")
 
 
 class EmbeddedTriton:
@@ -111,20 +97,13 @@ class EmbeddedTriton:
 
     async def _wait_ready(self) -> None:
         if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
-            self._version = self._read_version() or self._version
+            self._version = read_version(self.log_path) or self._version
             log.info("tritonserver %s ready at %s", self._version, self.url)
             return
         raise RuntimeFailure(
             f"tritonserver did not answer /ping within {self.settings.startup_timeout_s:.0f} s; "
             f"last log lines:\n{self.log_tail()}"
         )
-
-    def _read_version(self) -> str | None:
-        try:
-            match = _VERSION_LINE.search(self.log_path.read_bytes())
-        except OSError:
-            return None
-        return match.group(1).decode() if match else None
 
     def check_alive(self) -> None:
         process = self._process
@@ -197,7 +176,7 @@ def probe_version(install: TritonInstall, timeout_s: float = 30.0) -> str | None
         try:
             assert process.stdout is not None
             for line in process.stdout:
-                match = _VERSION_LINE.search(line)
+                match = VERSION_LINE.search(line)
                 if match:
                     found = match.group(1).decode()
                     break
