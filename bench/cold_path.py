@@ -14,17 +14,16 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.results import append_result  # noqa: E402
 
 
 def _body() -> bytes:
@@ -103,22 +102,13 @@ def main() -> None:
     )
     print(report)
     if args.write:
-        machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-            f"{platform.python_version()}, {platform.platform()}"
-        )
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        command = "python bench/cold_path.py " + " ".join(sys.argv[1:])
-        section = (
-            f"\n## Cold path: first invocation vs by hand ({stamp})\n\n"
-            f"- Machine: {machine}\n- Command: `{command.strip()}`\n"
-            f"- {args.models} copies of a tiny TorchScript BERT (`platform: pytorch_libtorch`, "
+        append_result(
+            "Cold path: first invocation vs by hand",
+            f"{args.models} copies of a tiny TorchScript BERT (`platform: pytorch_libtorch`, "
             "served by the Python-based backend); the baseline does the same GET, extraction, "
-            "load and one invoke directly against the same S3 server and Triton.\n\n"
-            f"{report}\n"
+            "load and one invoke directly against the same S3 server and Triton.",
+            report,
         )
-        with (ROOT / "docs" / "benchmarks.md").open("a") as handle:
-            handle.write(section)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.results import append_result  # noqa: E402
 
 BODY = json.dumps(
     {"inputs": [{"name": "x", "shape": [4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
@@ -194,22 +193,13 @@ def main() -> None:
     report = "\n".join(table)
     print(report)
     if args.write:
-        command = "python bench/gateway_overhead.py " + " ".join(sys.argv[1:])
-        machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-            f"{platform.python_version()}, {platform.platform()}"
-        )
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        section = (
-            f"\n## Warm path: gateway vs Triton direct ({stamp})\n\n"
-            f"- Machine: {machine}\n- Command: `{command.strip()}`\n"
-            f"- {args.requests} sequential requests per round for latency, {args.seconds:.0f} s "
+        append_result(
+            "Warm path: gateway vs Triton direct",
+            f"{args.requests} sequential requests per round for latency, {args.seconds:.0f} s "
             f"at concurrency {args.concurrency} for throughput, {args.rounds} rounds alternating "
-            "targets; the load generator is a separate aiohttp process.\n\n"
-            f"{report}\n"
+            "targets; the load generator is a separate aiohttp process.",
+            report,
         )
-        with (ROOT / "docs" / "benchmarks.md").open("a") as handle:
-            handle.write(section)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,17 @@ loaded models (a stub outliving its model would show as more stubs than models).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import resource
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.results import append_result  # noqa: E402
 
 
 def _rss_mib() -> float:
@@ -104,18 +103,11 @@ def main() -> None:
     print(report)
     print(summary)
     if args.write:
-        machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-            f"{platform.python_version()}, {platform.platform()}"
+        append_result(
+            "Scale: many TargetModels, constant eviction",
+            summary,
+            report,
         )
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        command = "python bench/scale.py " + " ".join(sys.argv[1:])
-        section = (
-            f"\n## Scale: many TargetModels, constant eviction ({stamp})\n\n"
-            f"- Machine: {machine}\n- Command: `{command.strip()}`\n- {summary}\n\n{report}\n"
-        )
-        with (ROOT / "docs" / "benchmarks.md").open("a") as handle:
-            handle.write(section)
 
 
 if __name__ == "__main__":
