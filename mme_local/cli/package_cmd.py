@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -16,21 +16,6 @@ from mme_local.store.s3url import InvalidS3Url, S3Prefix
 register(ArchiveError, PackageError, TemplateError, InvalidS3Url)
 
 _KINDS = ("auto", "gpu", "cpu")
-
-
-def _s3_client(endpoint_url: str | None, region: str) -> Any:
-    import boto3
-
-    session = boto3.session.Session(region_name=region)
-    if endpoint_url and session.get_credentials() is None:
-        # A local store (moto, MinIO defaults) accepts any key; AWS itself never gets here.
-        return session.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            aws_access_key_id="mme-local",
-            aws_secret_access_key="mme-local",
-        )
-    return session.client("s3", endpoint_url=endpoint_url)
 
 
 def package(
@@ -92,8 +77,9 @@ def package(
     if destination is None:
         return
     from mme_local.artifacts.upload import upload_with_progress
+    from mme_local.store.source import s3_client
 
-    s3 = _s3_client(s3_endpoint_url, region)
+    s3 = s3_client(s3_endpoint_url, region)
     report = upload_with_progress(
         s3, destination, [(path, path.name) for path in result.archives], workers
     )

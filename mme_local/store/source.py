@@ -47,7 +47,8 @@ def s3_client(endpoint_url: str | None, region: str) -> Any:
         connect_timeout=5,
         read_timeout=60,
         max_pool_connections=32,
-        s3={"addressing_style": "path"},
+        # MinIO and moto want path-style URLs; AWS itself picks its own style.
+        s3={"addressing_style": "path" if endpoint_url else "auto"},
     )
     return session.client(
         "s3", endpoint_url=endpoint_url, region_name=region, config=config, **kwargs
