@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import threading
 from collections.abc import Callable
@@ -238,3 +239,16 @@ async def test_a_load_does_not_wait_for_the_unload_that_makes_room(tmp_path: Pat
     await cache.settle()
     assert container.loaded == {"b"}
     assert cache.entries()[0].state is ModelState.ON_DISK
+
+
+async def test_a_full_disk_leaves_the_cache_consistent(tmp_path: Path) -> None:
+    cache, store, _ = _cache(tmp_path, ["a"])
+
+    def no_space(target_model: str, consume: Callable[[IO[bytes]], int]) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store.read_with = no_space  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="No space left"):
+        await _use(cache, "a")
+    assert cache.entries()[0].state is ModelState.REMOTE
+    assert list(tmp_path.iterdir()) == []
