@@ -15,7 +15,8 @@ from typing import Any, Literal
 import uvicorn
 from starlette.types import ASGIApp
 
-from mme_local.cache.layout import clear_stale
+from mme_local.cache.entry import ModelEntry
+from mme_local.cache.layout import clear_stale, model_hash
 from mme_local.cache.manager import Budgets, ModelCache
 from mme_local.gateway.app import create_app
 from mme_local.gateway.service import EndpointIdentity, EndpointService
@@ -39,6 +40,23 @@ Progress = Callable[[str], None]
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _model_row(entry: ModelEntry, size_bytes: int | None) -> dict[str, Any]:
+    return {
+        "target_model": entry.target_model,
+        "state": entry.state.value,
+        "size_bytes": size_bytes,
+        "disk_bytes": entry.disk_bytes,
+        "memory_bytes": entry.memory_bytes,
+        "last_used": _iso(entry.last_used_wall) if entry.invocations else None,
+        "invocations": entry.invocations,
+        "downloads": entry.downloads,
+        "loads": entry.loads,
+        "unloads": entry.unloads,
+        "in_flight": entry.pins,
+        "last_error": entry.last_error,
+    }
 
 
 class Emulator:
@@ -132,14 +150,13 @@ class Emulator:
             cache_enabled=settings.model_cache.lower() != "disabled",
             gpu_memory_probe=self._measure_gpu_memory if self._gpus_in_use() else None,
         )
-        log_path = getattr(self.server, "log_path", work_dir / "tritonserver.log")
         self._service = EndpointService(
             EndpointIdentity(
                 settings.endpoint_name,
                 settings.variant_name,
                 settings.account_id,
                 settings.region,
-                Path(log_path),
+                self.server.log_location,
             ),
             self._cache,
             self.client,
@@ -240,44 +257,15 @@ class Emulator:
         """Every object under the prefix with its state, least recently used first."""
         stored = await asyncio.to_thread(self.cache.store.list_models)
         sizes = {item.target_model: item.size for item in stored}
-        rows: list[dict[str, Any]] = []
-        for entry in self.cache.entries():
-            rows.append(
-                {
-                    "target_model": entry.target_model,
-                    "state": entry.state.value,
-                    "size_bytes": sizes.get(entry.target_model),
-                    "disk_bytes": entry.disk_bytes,
-                    "memory_bytes": entry.memory_bytes,
-                    "last_used": _iso(entry.last_used_wall) if entry.invocations else None,
-                    "invocations": entry.invocations,
-                    "downloads": entry.downloads,
-                    "loads": entry.loads,
-                    "unloads": entry.unloads,
-                    "in_flight": entry.pins,
-                    "last_error": entry.last_error,
-                }
-            )
-        known = {row["target_model"] for row in rows}
-        for item in sorted(stored, key=lambda s: s.target_model):
-            if item.target_model not in known:
-                rows.append(
-                    {
-                        "target_model": item.target_model,
-                        "state": "remote",
-                        "size_bytes": item.size,
-                        "disk_bytes": 0,
-                        "memory_bytes": 0,
-                        "last_used": None,
-                        "invocations": 0,
-                        "downloads": 0,
-                        "loads": 0,
-                        "unloads": 0,
-                        "in_flight": 0,
-                        "last_error": None,
-                    }
-                )
-        return rows
+        entries = self.cache.entries()
+        known = {entry.target_model for entry in entries}
+        # Objects never requested show as fresh entries: remote, all counts zero.
+        entries += [
+            ModelEntry(target, model_hash(target))
+            for target in sorted(sizes)
+            if target not in known
+        ]
+        return [_model_row(entry, sizes.get(entry.target_model)) for entry in entries]
 
     def evictions_view(self) -> list[dict[str, Any]]:
         return [

@@ -277,16 +277,21 @@ class ModelCache:
         self.metrics.model_unloading_time.observe(time.perf_counter() - started)
         if delete:
             self._delete_from_disk(entry)
+        self._record_eviction(entry, reason, idle, entry.memory_bytes, delete)
+
+    def _record_eviction(
+        self, entry: ModelEntry, reason: str, idle_s: float, freed_memory: int, deleted: bool
+    ) -> None:
         self.metrics.evictions.labels(reason=reason).inc()
         self.evictions.append(
-            Eviction(entry.target_model, reason, idle, time.time(), entry.memory_bytes, delete)
+            Eviction(entry.target_model, reason, idle_s, time.time(), freed_memory, deleted)
         )
         log.info(
             "evicted %s: %s; idle for %.1f s%s",
             entry.target_model,
             reason,
-            idle,
-            "; deleted from disk" if delete else "",
+            idle_s,
+            "; deleted from disk" if deleted else "",
         )
 
     def _delete_from_disk(self, entry: ModelEntry) -> None:
@@ -359,19 +364,9 @@ class ModelCache:
                 and candidate.pins == 0
                 and candidate.transition is None
             ):
+                idle = candidate.idle_s
                 self._delete_from_disk(candidate)
-                self.metrics.evictions.labels(reason="disk budget").inc()
-                self.evictions.append(
-                    Eviction(
-                        candidate.target_model,
-                        "disk budget",
-                        candidate.idle_s,
-                        time.time(),
-                        0,
-                        True,
-                    )
-                )
-                log.info("deleted %s from disk: disk budget", candidate.target_model)
+                self._record_eviction(candidate, "disk budget", idle, 0, deleted=True)
 
     # ----- views and recovery -------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ is dispatched before the framework (see invocations.py); everything else goes th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -47,27 +47,21 @@ def create_app(backend: Callable[[], Backend], lifespan: Any = None) -> ASGIApp:
     async def metrics(request: Request) -> Response:
         return Response(backend().metrics_text(), media_type="text/plain; version=0.0.4")
 
-    def admin(view: Callable[[], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
-        async def handler(request: Request) -> Response:
-            return JSONResponse(await view())
+    async def models(request: Request) -> Response:
+        return JSONResponse(await backend().models_view())
 
-        return handler
+    async def evictions(request: Request) -> Response:
+        return JSONResponse(backend().evictions_view())
 
-    async def models_view() -> Any:
-        return await backend().models_view()
-
-    async def evictions_view() -> Any:
-        return backend().evictions_view()
-
-    async def status_view() -> Any:
-        return backend().status_view()
+    async def status(request: Request) -> Response:
+        return JSONResponse(backend().status_view())
 
     routes = [
         Route("/ping", ping, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/models", admin(models_view), methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/evictions", admin(evictions_view), methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/status", admin(status_view), methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/models", models, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/evictions", evictions, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/status", status, methods=["GET"]),
     ]
     framework = Starlette(routes=routes, lifespan=lifespan)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from mme_local.cache.extract import ArchiveRejected
 from mme_local.cache.manager import ModelCache, ModelNotReady
@@ -67,7 +66,7 @@ class EndpointIdentity:
     variant_name: str
     account_id: str
     region: str
-    log_path: Path
+    log_location: str
 
     @property
     def log_stream_arn(self) -> str:
@@ -126,32 +125,38 @@ class EndpointService:
                 f"Target variant {request.target_variant} not found for endpoint {identity.name}."
             )
         try:
-            for attempt in (1, 2):
-                async with self.cache.acquire(target) as lease:
-                    if lease.cache_hit:
-                        self.metrics.model_cache_hit.inc()
-                    self.metrics.model_invocations.labels(target_model=target).inc()
-                    sent = time.perf_counter()
-                    try:
-                        result = await self.client.invoke(
-                            lease.name,
-                            target,
-                            request.body,
-                            request.content_type,
-                            request.accept,
-                            request.custom_attributes,
-                        )
-                    except ModelNotFound:
-                        if attempt == 2:
-                            raise
-                        self.cache.mark_not_loaded(lease)
-                        continue
-                    return self._success(result), time.perf_counter() - sent, lease.waited_s
+            try:
+                return await self._forward(target, request)
+            except ModelNotFound:
+                # The container lost the model behind the cache's back; it loads again once.
+                return await self._forward(target, request)
         except SageMakerError:
             raise
         except Exception as error:
             raise self._translate(error, target) from error
-        raise InternalFailure("unreachable")  # pragma: no cover
+
+    async def _forward(
+        self, target: str, request: InvokeRequest
+    ) -> tuple[InvokeResponse, float, float]:
+        """Lease the model and pass the bytes through; returns (answer, model s, wait s)."""
+        async with self.cache.acquire(target) as lease:
+            if lease.cache_hit:
+                self.metrics.model_cache_hit.inc()
+            self.metrics.model_invocations.labels(target_model=target).inc()
+            sent = time.perf_counter()
+            try:
+                result = await self.client.invoke(
+                    lease.name,
+                    target,
+                    request.body,
+                    request.content_type,
+                    request.accept,
+                    request.custom_attributes,
+                )
+            except ModelNotFound:
+                self.cache.mark_not_loaded(lease)
+                raise
+            return self._success(result), time.perf_counter() - sent, lease.waited_s
 
     def _success(self, result: InvokeResult) -> InvokeResponse:
         return InvokeResponse(
@@ -166,7 +171,7 @@ class EndpointService:
         code = "CLIENT_ERROR_FROM_MODEL" if kind == "client" else "INTERNAL_FAILURE_FROM_MODEL"
         return ModelError(
             f'Received {kind} error ({status}) from model with message "{message}". '
-            f"See {self.identity.log_path} in account {self.identity.account_id} "
+            f"See {self.identity.log_location} in account {self.identity.account_id} "
             "for more information.",
             error_code=code,
             original_status=status,
@@ -191,7 +196,7 @@ class EndpointService:
         if isinstance(error, RuntimeTimeout):
             return ModelError(
                 f'Received server error (0) from primary with message "{_TIMEOUT_MESSAGE}". '
-                f"See {self.identity.log_path} in account {self.identity.account_id} "
+                f"See {self.identity.log_location} in account {self.identity.account_id} "
                 "for more information.",
                 error_code="INTERNAL_FAILURE_FROM_MODEL",
                 original_status=0,

@@ -107,3 +107,7 @@ class ModelServer(Protocol):
         """Host PIDs whose memory counts as the server's (for the memory budget)."""
 
     def log_tail(self, lines: int = 40) -> str: ...
+
+    @property
+    def log_location(self) -> str:
+        """Where a user reads Triton's own log (quoted in ModelError messages)."""

@@ -50,6 +50,12 @@ def _error_message(body: bytes) -> str:
     return body.decode(errors="replace")
 
 
+def _raise_for_status(status: int, content: bytes) -> None:
+    if not 200 <= status < 300:
+        error_class = _ERRORS_BY_STATUS.get(status, ContainerError)
+        raise error_class(_error_message(content), status, content)
+
+
 def _pool_for(base_url: str) -> Http1Pool:
     url = urlsplit(base_url)
     return Http1Pool(url.hostname or "127.0.0.1", url.port or 80)
@@ -116,9 +122,7 @@ class ContainerClient:
             raise RuntimeTimeout(f"{method} {path} timed out after {timeout_s:.0f} s") from error
         except aiohttp.ClientError as error:
             raise RuntimeUnavailable(f"{method} {path} failed: {error!r}") from error
-        if not 200 <= status < 300:
-            error_class = _ERRORS_BY_STATUS.get(status, ContainerError)
-            raise error_class(_error_message(content), status, content)
+        _raise_for_status(status, content)
         return status, content, response_headers
 
     async def ping(self) -> bool:
@@ -187,9 +191,7 @@ class ContainerClient:
             ) from error
         except OSError as error:  # ConnectionLost, refused, reset
             raise RuntimeUnavailable(f"POST {path} failed: {error!r}") from error
-        if not 200 <= answer.status < 300:
-            error_class = _ERRORS_BY_STATUS.get(answer.status, ContainerError)
-            raise error_class(_error_message(answer.body), answer.status, answer.body)
+        _raise_for_status(answer.status, answer.body)
         return InvokeResult(
             body=answer.body,
             content_type=answer.headers.get("content-type"),

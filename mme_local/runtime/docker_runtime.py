@@ -411,6 +411,10 @@ class DockerTriton:
     def log_tail(self, lines: int = 40) -> str:
         return read_log_tail(self.log_path, lines)
 
+    @property
+    def log_location(self) -> str:
+        return str(self.log_path)
+
     async def stop(self) -> None:
         """Stop (SIGTERM, then SIGKILL after the grace period) and remove the container."""
         container = self._container

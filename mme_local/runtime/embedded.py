@@ -121,6 +121,10 @@ class EmbeddedTriton:
     def log_tail(self, lines: int = 40) -> str:
         return read_log_tail(self.log_path, lines)
 
+    @property
+    def log_location(self) -> str:
+        return str(self.log_path)
+
     def model_url(self, model_dir: Path) -> str:
         return str(model_dir)
 

@@ -54,5 +54,9 @@ class ExternalTriton:
         """Its processes live in another PID namespace: memory is not accounted for here."""
         return []
 
+    @property
+    def log_location(self) -> str:
+        return f"the log of the Triton at {self._url} (e.g. `docker compose logs triton`)"
+
     def log_tail(self, lines: int = 40) -> str:
         return f"(Triton at {self._url} runs elsewhere; read its own log, e.g. docker compose logs)"

@@ -156,21 +156,25 @@ def test_a_failure_says_what_was_left_behind(stubbed: tuple[Any, Stubber]) -> No
     )
 
 
-def test_update_that_rolls_back_is_an_error(stubbed: tuple[Any, Stubber]) -> None:
-    client, stub = stubbed
-    new = plan()
+def _model_and_config_exist(stub: Stubber, config_name: str) -> None:
     stub.add_response(
         "describe_model", {"ModelName": "m", "ModelArn": f"{ARN}:model/m", "CreationTime": NOW}
     )
     stub.add_response(
         "describe_endpoint_config",
         {
-            "EndpointConfigName": new.config_name,
+            "EndpointConfigName": config_name,
             "EndpointConfigArn": f"{ARN}:endpoint-config/c",
             "ProductionVariants": [{"VariantName": "AllTraffic"}],
             "CreationTime": NOW,
         },
     )
+
+
+def test_update_that_rolls_back_is_an_error(stubbed: tuple[Any, Stubber]) -> None:
+    client, stub = stubbed
+    new = plan()
+    _model_and_config_exist(stub, new.config_name)
     stub.add_response("describe_endpoint", endpoint(OLD, "InService"))
     stub.add_response("update_endpoint", {"EndpointArn": f"{ARN}:endpoint/demo-mme"})
     stub.add_response("describe_endpoint", endpoint(OLD, "RollingBack"))
@@ -183,18 +187,7 @@ def test_update_that_rolls_back_is_an_error(stubbed: tuple[Any, Stubber]) -> Non
 def test_failed_endpoint_points_at_teardown(stubbed: tuple[Any, Stubber]) -> None:
     client, stub = stubbed
     new = plan()
-    stub.add_response(
-        "describe_model", {"ModelName": "m", "ModelArn": f"{ARN}:model/m", "CreationTime": NOW}
-    )
-    stub.add_response(
-        "describe_endpoint_config",
-        {
-            "EndpointConfigName": new.config_name,
-            "EndpointConfigArn": f"{ARN}:endpoint-config/c",
-            "ProductionVariants": [{"VariantName": "AllTraffic"}],
-            "CreationTime": NOW,
-        },
-    )
+    _model_and_config_exist(stub, new.config_name)
     stub.add_response("describe_endpoint", endpoint(new.config_name, "Failed", "no capacity"))
 
     with pytest.raises(EndpointFailed) as raised:
