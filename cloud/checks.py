@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 from cloud.errors import InvalidDeployInput
-from mme_local.settings import INSTANCE_MEMORY
+from mme_local.instances import UnknownInstanceType
+from mme_local.instances import instance_type as lookup_instance_type
 from mme_local.store.s3url import InvalidS3Url, S3Prefix
 
-# One table for the emulator's memory budgets and for what the deployer accepts.
-GPU_MME_INSTANCE_TYPES: tuple[str, ...] = tuple(INSTANCE_MEMORY)
 MODEL_CACHE_SETTINGS = ("Enabled", "Disabled")
 
 # botocore's sagemaker service model: EndpointName, ModelName, EndpointConfigName, RoleArn.
@@ -18,32 +17,11 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
-def supported_families() -> str:
-    """'ml.g5.{xlarge,2xlarge,...}; ml.p3.2xlarge' built from the accepted instance types."""
-    families: dict[str, list[str]] = {}
-    for instance_type in GPU_MME_INSTANCE_TYPES:
-        family, _, size = instance_type.rpartition(".")
-        families.setdefault(family, []).append(size)
-    return "; ".join(
-        f"{family}.{sizes[0]}" if len(sizes) == 1 else f"{family}.{{{','.join(sizes)}}}"
-        for family, sizes in families.items()
-    )
-
-
 def check_instance_type(instance_type: str) -> None:
-    if instance_type in GPU_MME_INSTANCE_TYPES:
-        return
-    family = instance_type.rpartition(".")[0]
-    known_family = any(t.startswith(family + ".") for t in GPU_MME_INSTANCE_TYPES)
-    why = (
-        "is not a single-GPU size of its family"
-        if known_family
-        else "is not an instance type SageMaker runs GPU multi-model endpoints on"
-    )
-    raise InvalidDeployInput(
-        f"--instance-type {instance_type} {why}; GPU MME needs one GPU per instance: "
-        f"use one of {supported_families()}"
-    )
+    try:
+        lookup_instance_type(instance_type)
+    except UnknownInstanceType as error:
+        raise InvalidDeployInput(str(error)) from error
 
 
 def check_resource_name(name: str, what: str = "endpoint name") -> None:

@@ -5,25 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mme_local.instances import instance_type as lookup_instance_type
 from mme_local.runtime.base import TritonSettings
 
 GiB = 1024**3
-
-# Host and GPU memory of single-GPU instance types SageMaker accepts for GPU MME.
-INSTANCE_MEMORY: dict[str, tuple[int, int]] = {
-    "ml.p2.xlarge": (61 * GiB, 12 * GiB),
-    "ml.p3.2xlarge": (61 * GiB, 16 * GiB),
-    "ml.g4dn.xlarge": (16 * GiB, 16 * GiB),
-    "ml.g4dn.2xlarge": (32 * GiB, 16 * GiB),
-    "ml.g4dn.4xlarge": (64 * GiB, 16 * GiB),
-    "ml.g4dn.8xlarge": (128 * GiB, 16 * GiB),
-    "ml.g4dn.16xlarge": (256 * GiB, 16 * GiB),
-    "ml.g5.xlarge": (16 * GiB, 24 * GiB),
-    "ml.g5.2xlarge": (32 * GiB, 24 * GiB),
-    "ml.g5.4xlarge": (64 * GiB, 24 * GiB),
-    "ml.g5.8xlarge": (128 * GiB, 24 * GiB),
-    "ml.g5.16xlarge": (256 * GiB, 24 * GiB),
-}
 
 DEFAULT_MODEL_DATA_URL = "s3://mme-local/models/"
 
@@ -84,9 +69,9 @@ class EmulatorSettings:
     def host_memory_budget(self) -> int:
         if self.memory_limit_bytes is not None:
             return self.memory_limit_bytes
-        return INSTANCE_MEMORY.get(self.instance_type, (16 * GiB, 24 * GiB))[0]
+        return lookup_instance_type(self.instance_type).host_memory_bytes
 
     def gpu_memory_budget(self) -> int:
         if self.gpu_memory_limit_bytes is not None:
             return self.gpu_memory_limit_bytes
-        return INSTANCE_MEMORY.get(self.instance_type, (16 * GiB, 24 * GiB))[1]
+        return lookup_instance_type(self.instance_type).gpu_memory_bytes
