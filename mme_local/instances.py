@@ -134,6 +134,6 @@ def instance_type(name: str, what: str = "--instance-type") -> InstanceType:
         else "is not an instance type SageMaker runs GPU multi-model endpoints on"
     )
     raise UnknownInstanceType(
-        f"{what} {name} {why}; GPU MME needs one GPU per instance: "
-        f"use one of {supported_families()}"
+        f"{what} {name} {why}; GPU MME needs one GPU per instance: ".lstrip()
+        + f"use one of {supported_families()}"
     )

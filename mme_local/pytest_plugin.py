@@ -60,10 +60,15 @@ class MmeEndpoint:
 
 @pytest.fixture(scope="session")
 def mme_endpoint_settings(tmp_path_factory: pytest.TempPathFactory) -> EmulatorSettings:
-    """Settings of the session's endpoint: a free port, a cache folder removed after the run."""
+    """Settings of the session's endpoint: a free port, a cache folder removed after the run,
+    and whatever MME_LOCAL_* environment variables say about the rest."""
+    import os
+
+    from mme_local.config_file import load_settings
     from mme_local.settings import EmulatorSettings
 
-    return EmulatorSettings(port=0, cache_dir=tmp_path_factory.mktemp("mme-local-cache"))
+    flags = {"port": 0, "cache_dir": tmp_path_factory.mktemp("mme-local-cache")}
+    return load_settings(EmulatorSettings, flags, env=os.environ, read_file=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,70 +1,167 @@
-"""Everything `mme-local up` can be told, in one object with a docstring under each field."""
+"""Everything `mme-local up` and `deploy` can be told, as validated models with a docstring under
+each field.
+
+Each field says where it lives in `mme.toml` (`toml=(section, key)`); its environment variable
+is `MME_LOCAL_<FIELD>` in upper case, without a `_bytes` or `_s` unit suffix.
+`config_file.load_settings` fills a model from flags, the environment and the file, in that
+order of precedence, and turns the first bad value into one line naming its source.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from mme_local.instances import DEFAULT_INSTANCE_TYPE
 from mme_local.instances import instance_type as lookup_instance_type
 from mme_local.runtime.base import TritonSettings
 
 GiB = 1024**3
-
 DEFAULT_MODEL_DATA_URL = "s3://mme-local/models/"
+DEFAULT_DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
+# Largest expanded size accepted for one model archive (lint applies the same cap).
+DEFAULT_MAX_ARCHIVE_BYTES = 64 * GiB
+
+RUNTIMES = ("embedded", "docker", "external")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 
 
-@dataclass
-class EmulatorSettings:
-    host: str = "127.0.0.1"
-    """Address the gateway listens on; loopback unless told otherwise."""
-    port: int = 8080
-    """Gateway port; 0 picks a free one."""
-    endpoint_name: str = "local-mme"
+class InvalidSize(ValueError):
+    """Not a size like 16GiB, 512MiB, 2G or 1000000."""
+
+
+def parse_size(text: str) -> int:
+    """'16GiB', '512MiB', '2G', '1000000' -> bytes (KiB, MiB: powers of 1024; K, M: of 1000)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise InvalidSize(f"{text!r} is not a size (examples: 16GiB, 512MiB, 2G, 1000000)")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    base = 1024 if "I" in unit else 1000
+    exponent = "KMGT".find(unit[:1]) + 1 if unit[:1] in "KMGT" and unit else 0
+    return int(number * base**exponent)
+
+
+def _size(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_size(value)
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size), Field(ge=0)]
+"""Bytes, given as an integer or a size string."""
+
+
+def _toml(section: str, key: str) -> dict[str, Any]:
+    return {"toml": (section, key)}
+
+
+class EndpointFields(BaseModel):
+    """The `[endpoint]` section: what `up` and `deploy` share, so local and cloud agree."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    endpoint_name: str = Field("local-mme", json_schema_extra=_toml("endpoint", "name"))
     """The EndpointName clients must use."""
+    model_data_url: str = Field(
+        DEFAULT_MODEL_DATA_URL, json_schema_extra=_toml("endpoint", "model_data_url")
+    )
+    """The S3 prefix holding the model.tar.gz objects (ModelDataUrl)."""
+    instance_type: str = Field(
+        DEFAULT_INSTANCE_TYPE, json_schema_extra=_toml("endpoint", "instance_type")
+    )
+    """Instance type: the cloud's, and locally the default memory, disk and parallelism budgets."""
+    region: str = Field("us-east-1", json_schema_extra=_toml("endpoint", "region"))
+    """Region used in ARNs and for the store's clients."""
+    model_cache: Literal["Enabled", "Disabled"] = Field(
+        "Enabled", json_schema_extra=_toml("endpoint", "model_cache")
+    )
+    """MultiModelConfig.ModelCacheSetting: "Disabled" unloads and deletes after each invocation."""
+    models_dir: Path | None = Field(None, json_schema_extra=_toml("endpoint", "artifacts"))
+    """Upload every *.tar.gz in this folder under the prefix (unchanged ones skipped)."""
+
+    @field_validator("instance_type")
+    @classmethod
+    def _known_instance_type(cls, value: str) -> str:
+        if value:  # empty: not given (deploy then asks for it)
+            lookup_instance_type(value, what="")
+        return value
+
+
+class EmulatorSettings(EndpointFields):
+    """How one local endpoint runs: `[endpoint]` plus the `[local]` section."""
+
+    host: str = Field("127.0.0.1", json_schema_extra=_toml("local", "host"))
+    """Address the gateway listens on; loopback unless told otherwise."""
+    port: int = Field(8080, ge=0, le=65535, json_schema_extra=_toml("local", "port"))
+    """Gateway port; 0 picks a free one."""
     variant_name: str = "AllTraffic"
     """Returned in x-Amzn-Invoked-Production-Variant."""
-    region: str = "us-east-1"
-    """Region used in ARNs and for the embedded store's clients."""
     account_id: str = "123456789012"
     """Account id used in error messages and ARNs."""
-    model_data_url: str = DEFAULT_MODEL_DATA_URL
-    """The S3 prefix holding the model.tar.gz objects (ModelDataUrl)."""
-    s3_endpoint_url: str | None = None
+    s3_endpoint_url: str | None = Field(None, json_schema_extra=_toml("local", "s3_endpoint_url"))
     """An external S3 API (MinIO, AWS, a moto server); None starts an embedded moto server."""
-    models_dir: Path | None = None
-    """Upload every *.tar.gz in this folder under the prefix at start (unchanged ones skipped)."""
-    cache_dir: Path | None = None
+    cache_dir: Path | None = Field(None, json_schema_extra=_toml("local", "cache_dir"))
     """Where artifacts are downloaded and extracted; a temporary folder if None."""
-    runtime: str = "embedded"
-    """"embedded" (the tritonserver binary) or "docker" (NVIDIA's container)."""
-    triton_home: Path | None = None
+    runtime: Literal["embedded", "docker", "external"] = Field(
+        "embedded", json_schema_extra=_toml("local", "runtime")
+    )
+    """"embedded" (the tritonserver binary), "docker" (NVIDIA's container) or "external"."""
+    triton_home: Path | None = Field(None, json_schema_extra=_toml("local", "triton_home"))
     """A Triton installation for the embedded runtime; found or provisioned if None."""
-    triton: TritonSettings = field(default_factory=TritonSettings)
+    triton_url: str | None = Field(None, json_schema_extra=_toml("local", "triton_url"))
+    """For the external runtime: the URL of Triton's SageMaker front end."""
+    triton: TritonSettings = Field(default_factory=TritonSettings)
     """How Triton is started."""
-    docker_image: str = "nvcr.io/nvidia/tritonserver:24.09-py3"
+    docker_image: str = Field(DEFAULT_DOCKER_IMAGE, json_schema_extra=_toml("local", "image"))
     """Image for the docker runtime."""
-    docker_gpus: str = "all"
-    """GPUs for the docker runtime: "all", a device index list like "0", or "none"."""
-    instance_type: str = "ml.g5.xlarge"
-    """Instance type whose memory sets the default memory budget."""
-    max_loaded_models: int | None = None
+    docker_gpus: str = Field("all", json_schema_extra=_toml("local", "gpus"))
+    """GPUs for the docker runtime: "all", a device index list like "0,1", or "none"."""
+    pull: bool = Field(False, json_schema_extra=_toml("local", "pull"))
+    """For the docker runtime: pull the image if it is missing."""
+    max_loaded_models: int | None = Field(
+        None, ge=1, json_schema_extra=_toml("local", "max_loaded_models")
+    )
     """Most models loaded at once; None means only memory limits it."""
-    memory_limit_bytes: int | None = None
+    memory_limit_bytes: Size | None = Field(None, json_schema_extra=_toml("local", "memory_limit"))
     """Host memory budget for Triton and its stubs; None takes the instance type's."""
-    gpu_memory_limit_bytes: int | None = None
+    gpu_memory_limit_bytes: Size | None = Field(
+        None, json_schema_extra=_toml("local", "gpu_memory_limit")
+    )
     """GPU memory budget per GPU; None takes the instance type's (only checked with a GPU)."""
-    disk_limit_bytes: int | None = None
+    disk_limit_bytes: Size | None = Field(None, json_schema_extra=_toml("local", "disk_limit"))
     """Disk budget for extracted artifacts; None means unlimited."""
-    max_archive_bytes: int = 64 * GiB
+    max_archive_bytes: Size = DEFAULT_MAX_ARCHIVE_BYTES
     """Largest expanded size accepted for one model archive."""
-    model_ready_timeout_s: float = 60.0
+    model_ready_timeout_s: float = Field(
+        60.0, gt=0, json_schema_extra=_toml("local", "model_ready_timeout")
+    )
     """A cold request waits this long before answering ModelNotReadyException (429)."""
-    model_load_timeout_s: float = 360.0
+    model_load_timeout_s: float = Field(360.0, gt=0)
     """How long a download plus load may go on in the background."""
-    invoke_timeout_s: float = 60.0
+    invoke_timeout_s: float = Field(60.0, gt=0)
     """The model must answer within this time, as on SageMaker."""
-    model_cache: str = "Enabled"
-    """MultiModelConfig.ModelCacheSetting: "Disabled" unloads and deletes after each invocation."""
+
+    @field_validator("runtime", mode="before")
+    @classmethod
+    def _known_runtime(cls, value: object) -> object:
+        if value not in RUNTIMES:
+            raise ValueError(f"unknown runtime {value!r}; choose one of: {', '.join(RUNTIMES)}")
+        return value
+
+    @field_validator("docker_gpus")
+    @classmethod
+    def _gpu_list(cls, value: str) -> str:
+        if value in ("all", "none") or re.fullmatch(r"\d+(,\d+)*", value):
+            return value
+        raise ValueError(f"{value!r} is not all, none or a device list like 0,1")
+
+    @property
+    def cache_enabled(self) -> bool:
+        return self.model_cache == "Enabled"
 
     def host_memory_budget(self) -> int:
         if self.memory_limit_bytes is not None:
@@ -75,3 +172,24 @@ class EmulatorSettings:
         if self.gpu_memory_limit_bytes is not None:
             return self.gpu_memory_limit_bytes
         return lookup_instance_type(self.instance_type).gpu_memory_bytes
+
+
+class DeploySettings(EndpointFields):
+    """What `deploy` and `teardown` need: `[endpoint]` plus the `[deploy]` section."""
+
+    endpoint_name: str = Field("", json_schema_extra=_toml("endpoint", "name"))
+    """The EndpointName to create or update (required)."""
+    model_data_url: str = Field("", json_schema_extra=_toml("endpoint", "model_data_url"))
+    """s3://bucket/prefix/ holding the model.tar.gz objects (required)."""
+    region: str = Field("", json_schema_extra=_toml("endpoint", "region"))
+    """AWS region; empty takes AWS_REGION, then the profile's region."""
+    instance_type: str = Field("", json_schema_extra=_toml("endpoint", "instance_type"))
+    """A single-GPU instance type GPU MME runs on (required)."""
+    role_arn: str = Field("", json_schema_extra=_toml("deploy", "role_arn"))
+    """IAM role SageMaker assumes to read the artifacts (required)."""
+    instance_count: int = Field(1, ge=1, json_schema_extra=_toml("deploy", "instance_count"))
+    """Instances behind the endpoint."""
+    triton_version: str = Field("24.09", json_schema_extra=_toml("deploy", "triton_version"))
+    """SageMaker Triton image version."""
+    profile: str | None = Field(None, json_schema_extra=_toml("deploy", "profile"))
+    """AWS profile for credentials."""

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mme_local.settings import EmulatorSettings
+from mme_local.settings import DEFAULT_MAX_ARCHIVE_BYTES
 
 Severity = Literal["error", "warning"]
 
 # Lint accepts exactly what the emulator agrees to extract.
-DEFAULT_MAX_EXPANDED_BYTES: int = EmulatorSettings.max_archive_bytes
+DEFAULT_MAX_EXPANDED_BYTES: int = DEFAULT_MAX_ARCHIVE_BYTES
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_CONFIG_BYTES = 1 << 20

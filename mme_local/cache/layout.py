@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 _HASH = re.compile(r"^[0-9a-f]{32}$")
@@ -38,3 +39,28 @@ def clear_stale(cache_dir: Path) -> None:
     for child in cache_dir.iterdir():
         if child.is_dir() and _HASH.match(child.name):
             shutil.rmtree(child, ignore_errors=True)
+
+
+class CacheFolder:
+    """Where artifacts are extracted: the user's folder (stale models cleared at open) or a
+    temporary one, removed at close."""
+
+    def __init__(self, configured: Path | None) -> None:
+        self.configured = configured
+        self.path = Path()
+        self._temporary: Path | None = None
+
+    def open(self) -> Path:
+        if self.configured is None:
+            self._temporary = Path(tempfile.mkdtemp(prefix="mme-local-cache-"))
+            self.path = self._temporary
+        else:
+            self.path = self.configured.resolve()
+            self.path.mkdir(parents=True, exist_ok=True)
+            clear_stale(self.path)
+        return self.path
+
+    def close(self) -> None:
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None

@@ -118,14 +118,14 @@ class ModelCache:
         # Least recently used first.
         self._entries: OrderedDict[str, ModelEntry] = OrderedDict()
         self.evictions: deque[Eviction] = deque(maxlen=1000)
-        self.available = True
+        self._runtime_running = True
 
     # ----- the request path -------------------------------------------------------------
 
     @asynccontextmanager
     async def acquire(self, target_model: str) -> AsyncIterator[Lease]:
         """Yield the model loaded and pinned; download and load it first if needed."""
-        if not self.available:
+        if not self._runtime_running:
             raise RuntimeUnavailable("the model server is restarting")
         entry = self._entry(target_model)
         entry.pins += 1
@@ -384,12 +384,20 @@ class ModelCache:
         """Known models, least recently used first."""
         return list(self._entries.values())
 
-    def forget_loaded(self) -> None:
-        """After the model server restarted: nothing is loaded any more; disks are intact."""
+    def runtime_down(self) -> None:
+        """The model server died: requests fail fast, and nothing is loaded any more.
+
+        Extracted folders are intact, so each model reloads without a download.
+        """
+        self._runtime_running = False
         for entry in self._entries.values():
             if entry.state in (ModelState.LOADED, ModelState.LOADING, ModelState.UNLOADING):
                 entry.state = ModelState.ON_DISK
         self._update_loaded_gauge()
+
+    def runtime_up(self) -> None:
+        """The model server answers again (empty): requests are served from now on."""
+        self._runtime_running = True
 
     async def settle(self) -> None:
         """Wait until no download, load or unload is in flight (background unloads included)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mme_local.cli import cloud_cmd, lint_cmd, package_cmd, runtime_cmd, serve_cmd
+from mme_local.cli import cloud_cmd, inspect_cmd, lint_cmd, package_cmd, runtime_cmd, up_cmd
 from mme_local.cli.errors import run_app
 
 app = typer.Typer(
@@ -14,10 +14,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("up")(serve_cmd.up)
-app.command("invoke")(serve_cmd.invoke)
-app.command("models")(serve_cmd.models)
-app.command("stats")(serve_cmd.stats)
+app.command("up")(up_cmd.up)
+app.command("invoke")(inspect_cmd.invoke)
+app.command("models")(inspect_cmd.models)
+app.command("stats")(inspect_cmd.stats)
 app.add_typer(runtime_cmd.app, name="runtime")
 app.command("lint")(lint_cmd.lint)
 app.command("deploy")(cloud_cmd.deploy)

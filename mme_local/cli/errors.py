@@ -6,9 +6,15 @@ import sys
 
 import typer
 
+from cloud.errors import CloudError
+from mme_local.artifacts.archive import ArchiveError
+from mme_local.artifacts.package import PackageError
+from mme_local.artifacts.templates import TemplateError
+from mme_local.config_file import ConfigFileError, SettingsError
 from mme_local.runtime.backend_dir import StubNotFound
 from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.provision import ProvisionError, RuntimeNotFound
+from mme_local.store.s3url import InvalidS3Url
 
 # Exceptions whose text is already a complete message for the user.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -16,6 +22,13 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeNotFound,
     StubNotFound,
     RuntimeFailure,
+    ConfigFileError,
+    SettingsError,
+    CloudError,
+    ArchiveError,
+    PackageError,
+    TemplateError,
+    InvalidS3Url,
 )
 
 

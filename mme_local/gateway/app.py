@@ -7,7 +7,8 @@ is dispatched before the framework (see invocations.py); everything else goes th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,46 +16,38 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.invocations import endpoint_name_of, handle_invocations
 from mme_local.gateway.service import EndpointService
 
 ADMIN_PREFIX = "/_mme"
 
 
-class Backend(Protocol):
-    """What the routes need from the running emulator."""
+@dataclass(frozen=True)
+class Gateway:
+    """What the routes serve: InvokeEndpoint through the service, the rest from the views."""
 
-    @property
-    def service(self) -> EndpointService: ...
-
-    def healthy(self) -> bool: ...
-
-    def metrics_text(self) -> bytes: ...
-
-    async def models_view(self) -> list[dict[str, Any]]: ...
-
-    def evictions_view(self) -> list[dict[str, Any]]: ...
-
-    def status_view(self) -> dict[str, Any]: ...
+    service: EndpointService
+    admin: AdminViews
 
 
-def create_app(backend: Callable[[], Backend], lifespan: Any = None) -> ASGIApp:
-    """`backend` is looked up per request so the app can exist before the emulator starts."""
+def create_app(gateway: Callable[[], Gateway], lifespan: Any = None) -> ASGIApp:
+    """`gateway` is looked up per request so the app can exist before the emulator starts."""
 
     async def ping(request: Request) -> Response:
-        return Response(status_code=200 if backend().healthy() else 503)
+        return Response(status_code=200 if gateway().admin.healthy() else 503)
 
     async def metrics(request: Request) -> Response:
-        return Response(backend().metrics_text(), media_type="text/plain; version=0.0.4")
+        return Response(gateway().admin.metrics_text(), media_type="text/plain; version=0.0.4")
 
     async def models(request: Request) -> Response:
-        return JSONResponse(await backend().models_view())
+        return JSONResponse(await gateway().admin.models())
 
     async def evictions(request: Request) -> Response:
-        return JSONResponse(backend().evictions_view())
+        return JSONResponse(gateway().admin.evictions())
 
     async def status(request: Request) -> Response:
-        return JSONResponse(backend().status_view())
+        return JSONResponse(await gateway().admin.status())
 
     routes = [
         Route("/ping", ping, methods=["GET"]),
@@ -69,7 +62,7 @@ def create_app(backend: Callable[[], Backend], lifespan: Any = None) -> ASGIApp:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint_name = endpoint_name_of(scope["path"])
             if endpoint_name is not None:
-                await handle_invocations(backend().service, endpoint_name, scope, receive, send)
+                await handle_invocations(gateway().service, endpoint_name, scope, receive, send)
                 return
         await framework(scope, receive, send)
 

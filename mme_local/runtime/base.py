@@ -103,6 +103,10 @@ class ModelServer(Protocol):
     def check_alive(self) -> None:
         """Raise RuntimeExited if the server has ended unexpectedly."""
 
+    @property
+    def uses_gpus(self) -> bool:
+        """Whether its models may use this machine's GPUs (so the GPU budget applies)."""
+
     def process_ids(self) -> list[int]:
         """Host PIDs whose memory counts as the server's (for the memory budget)."""
 

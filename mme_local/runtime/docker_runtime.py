@@ -32,6 +32,7 @@ from mme_local.runtime.base import (
     wait_for_ping,
 )
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.logs import read_log_tail, read_version
 
 log = logging.getLogger(__name__)
@@ -392,6 +393,10 @@ class DockerTriton:
             if self._log_thread is not None:
                 self._log_thread.join(timeout=1.0)
             raise RuntimeExited(self._returncode, self.log_tail())
+
+    @property
+    def uses_gpus(self) -> bool:
+        return self.gpus != "none" and bool(visible_gpus())
 
     def process_ids(self) -> list[int]:
         """Host PIDs of the container's processes, as `docker top` reports them.

@@ -20,6 +20,7 @@ from mme_local.runtime.base import (
     wait_for_ping,
 )
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.logs import VERSION_LINE, read_log_tail, read_version
 from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
 from mme_local.runtime.provision import TritonInstall
@@ -112,6 +113,10 @@ class EmbeddedTriton:
         returncode = process.poll()
         if returncode is not None:
             raise RuntimeExited(returncode, self.log_tail())
+
+    @property
+    def uses_gpus(self) -> bool:
+        return bool(visible_gpus())
 
     def process_ids(self) -> list[int]:
         if self._process is None or self._process.poll() is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from mme_local.runtime.base import wait_for_ping
 from mme_local.runtime.docker_runtime import container_model_url
 from mme_local.runtime.errors import RuntimeFailure
+from mme_local.runtime.gpus import visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ class ExternalTriton:
 
     def check_alive(self) -> None:
         """Its process is out of sight; a dead server shows up as RuntimeUnavailable on a call."""
+
+    @property
+    def uses_gpus(self) -> bool:
+        # Its GPUs are this machine's (compose runs it here); nvidia-smi sees them.
+        return bool(visible_gpus())
 
     def process_ids(self) -> list[int]:
         """Its processes live in another PID namespace: memory is not accounted for here."""

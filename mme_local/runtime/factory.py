@@ -13,22 +13,17 @@ from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.external import ExternalTriton
 from mme_local.settings import EmulatorSettings
 
-RUNTIMES = ("embedded", "docker", "external")
-
 
 def build_model_server(
     settings: EmulatorSettings,
     cache_dir: Path,
     work_dir: Path,
     *,
-    triton_url: str | None = None,
-    pull: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ModelServer:
     """The runtime named by `settings.runtime`; nothing is started yet.
 
-    `triton_url` is the external runtime's Triton (a compose service); `pull` lets the docker
-    runtime pull a missing image; `progress` hears about a first-use Triton download.
+    `progress` hears about a first-use Triton download.
     """
     if settings.runtime == "embedded":
         install = provision.ensure(settings.triton_home, progress=progress)
@@ -41,12 +36,10 @@ def build_model_server(
             gpus=settings.docker_gpus,
             endpoint_name=settings.endpoint_name,
             work_dir=work_dir,
-            pull=pull,
+            pull=settings.pull,
         )
     if settings.runtime == "external":
-        if not triton_url:
+        if not settings.triton_url:
             raise RuntimeFailure("the external runtime needs the Triton URL (--triton-url)")
-        return ExternalTriton(triton_url, cache_dir, settings.triton.startup_timeout_s)
-    raise RuntimeFailure(
-        f"unknown runtime {settings.runtime!r}; choose one of: {', '.join(RUNTIMES)}"
-    )
+        return ExternalTriton(settings.triton_url, cache_dir, settings.triton.startup_timeout_s)
+    raise AssertionError(f"settings admitted an unknown runtime {settings.runtime!r}")

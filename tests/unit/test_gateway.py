@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mme_local.gateway.app import create_app
+from mme_local.gateway.app import Gateway, create_app
 from mme_local.gateway.errors import ModelError, SageMakerError, ValidationError
 from mme_local.gateway.service import InvokeRequest, InvokeResponse
 
@@ -26,30 +26,27 @@ class FakeService:
         return self.outcome
 
 
-class FakeBackend:
-    def __init__(self, service: FakeService) -> None:
-        self.service = service
-
+class FakeAdmin:
     def healthy(self) -> bool:
         return True
 
     def metrics_text(self) -> bytes:
         return b"mme_invocations_total 0.0\n"
 
-    async def models_view(self) -> list[dict[str, Any]]:
+    async def models(self) -> list[dict[str, Any]]:
         return []
 
-    def evictions_view(self) -> list[dict[str, Any]]:
+    def evictions(self) -> list[dict[str, Any]]:
         return []
 
-    def status_view(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         return {}
 
 
 def _client(outcome: InvokeResponse | SageMakerError) -> tuple[httpx.AsyncClient, FakeService]:
     service = FakeService(outcome)
-    backend = FakeBackend(service)
-    app = create_app(lambda: backend)  # type: ignore[arg-type, return-value]
+    gateway = Gateway(service, FakeAdmin())  # type: ignore[arg-type]
+    app = create_app(lambda: gateway)
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://gateway"), service
 

@@ -1,11 +1,10 @@
-"""Sizes as `up` accepts them for its budgets."""
+"""Sizes as the settings accept them for budgets (flags, mme.toml and environment alike)."""
 
 from __future__ import annotations
 
 import pytest
-import typer
 
-from mme_local.cli.serve_cmd import parse_size
+from mme_local.settings import parse_size
 
 
 @pytest.mark.parametrize(
@@ -24,5 +23,5 @@ def test_parse_size(text: str, expected: int) -> None:
 
 
 def test_parse_size_rejects_nonsense() -> None:
-    with pytest.raises(typer.BadParameter, match="is not a size"):
+    with pytest.raises(ValueError, match="is not a size"):
         parse_size("lots")

@@ -1,0 +1,107 @@
+"""The admin views under /_mme and the health answer, without HTTP: plain data for the routes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mme_local.cache.entry import ModelEntry
+from mme_local.cache.layout import model_hash
+from mme_local.cache.manager import ModelCache
+from mme_local.metrics import Metrics
+from mme_local.runtime.base import ModelServer
+from mme_local.runtime.probes import ServerProbes
+from mme_local.settings import EmulatorSettings
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def model_row(entry: ModelEntry, size_bytes: int | None) -> dict[str, Any]:
+    return {
+        "target_model": entry.target_model,
+        "state": entry.state.value,
+        "size_bytes": size_bytes,
+        "disk_bytes": entry.disk_bytes,
+        "memory_bytes": entry.memory_bytes,
+        "last_used": _iso(entry.last_used_wall) if entry.invocations else None,
+        "invocations": entry.invocations,
+        "downloads": entry.downloads,
+        "loads": entry.loads,
+        "unloads": entry.unloads,
+        "in_flight": entry.pins,
+        "last_error": entry.last_error,
+    }
+
+
+@dataclass(frozen=True)
+class AdminViews:
+    """What `/_mme/*`, `/ping` and `/metrics` show of one running endpoint."""
+
+    settings: EmulatorSettings
+    cache: ModelCache
+    metrics: Metrics
+    server: ModelServer
+    probes: ServerProbes
+    s3_endpoint_url: str | None
+    model_data_url: str
+    cache_dir: Path
+    runtime_running: Callable[[], bool]
+
+    def healthy(self) -> bool:
+        return self.runtime_running()
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
+
+    async def models(self) -> list[dict[str, Any]]:
+        """Every object under the prefix with its state, least recently used first."""
+        stored = await asyncio.to_thread(self.cache.store.list_models)
+        sizes = {item.target_model: item.size for item in stored}
+        entries = self.cache.entries()
+        known = {entry.target_model for entry in entries}
+        # Objects never requested show as fresh entries: remote, all counts zero.
+        entries += [
+            ModelEntry(target, model_hash(target))
+            for target in sorted(sizes)
+            if target not in known
+        ]
+        return [model_row(entry, sizes.get(entry.target_model)) for entry in entries]
+
+    def evictions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "target_model": e.target_model,
+                "reason": e.reason,
+                "idle_s": round(e.idle_s, 3),
+                "at": _iso(e.at),
+                "freed_memory_bytes": e.freed_memory_bytes,
+                "deleted_from_disk": e.deleted_from_disk,
+            }
+            for e in self.cache.evictions
+        ]
+
+    async def status(self) -> dict[str, Any]:
+        settings = self.settings
+        host_memory = await asyncio.to_thread(self.probes.host_memory)
+        return {
+            "endpoint_name": settings.endpoint_name,
+            "model_data_url": self.model_data_url,
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "runtime": settings.runtime,
+            "runtime_running": self.runtime_running(),
+            "triton_url": self.server.url,
+            "triton_version": self.server.version,
+            "cache_dir": str(self.cache_dir),
+            "loaded_models": self.cache.loaded_count(),
+            "max_loaded_models": settings.max_loaded_models,
+            "host_memory_bytes": host_memory,
+            "host_memory_budget_bytes": settings.host_memory_budget(),
+            "disk_bytes": self.cache.disk_bytes(),
+            "disk_budget_bytes": settings.disk_limit_bytes,
+        }

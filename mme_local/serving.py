@@ -1,0 +1,72 @@
+"""The one start-up path: the emulator behind uvicorn, for `up`, tests, benchmarks and the demo.
+
+`EmulatorServer.serve()` starts the emulator, reports readiness, serves HTTP until told to
+exit (Ctrl-C or `request_exit()`), then stops the emulator whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import uvicorn
+
+from mme_local.emulator import Emulator, Progress
+from mme_local.gateway.app import create_app
+from mme_local.settings import EmulatorSettings
+
+log = logging.getLogger(__name__)
+
+
+def uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        # The emulator is started and stopped around serving, not by the ASGI lifespan.
+        lifespan="off",
+        http="httptools",
+        loop="uvloop",
+        timeout_graceful_shutdown=10,
+        # Nothing sits in front of the gateway, and SageMaker sends neither header.
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+class EmulatorServer:
+    def __init__(
+        self,
+        settings: EmulatorSettings,
+        progress: Progress | None = None,
+        on_ready: Callable[[Emulator], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.emulator = Emulator(settings, progress)
+        self.on_ready = on_ready
+        app = create_app(lambda: self.emulator.gateway)
+        self.http = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    @property
+    def serving(self) -> bool:
+        """True once the socket accepts connections."""
+        return bool(self.http.started)
+
+    async def serve(self) -> None:
+        try:
+            await self.emulator.start()
+            if self.on_ready is not None:
+                self.on_ready(self.emulator)
+            await self.http.serve()
+        finally:
+            await self.emulator.stop()
+
+    def request_exit(self) -> None:
+        """Ask `serve()` to finish (thread-safe: uvicorn polls the flag)."""
+        self.http.should_exit = True
