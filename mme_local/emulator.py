@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mme_local.cache.layout import CacheFolder
-from mme_local.cache.manager import Budgets, ModelCache
+from mme_local.cache.manager import ModelCache
+from mme_local.cache.policy import Budgets
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
 from mme_local.gateway.service import EndpointIdentity, EndpointService

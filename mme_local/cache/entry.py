@@ -49,5 +49,9 @@ class ModelEntry:
         return self.state is ModelState.LOADED and self.pins == 0 and self.transition is None
 
     @property
+    def deletable(self) -> bool:
+        return self.state is ModelState.ON_DISK and self.pins == 0 and self.transition is None
+
+    @property
     def idle_s(self) -> float:
         return time.monotonic() - self.last_used

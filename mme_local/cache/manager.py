@@ -24,6 +24,7 @@ from typing import Any
 from mme_local.cache.entry import ModelEntry, ModelState
 from mme_local.cache.extract import extract_stream
 from mme_local.cache.layout import model_dir, model_hash
+from mme_local.cache.policy import Budgets, EvictionPolicy
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.errors import (
@@ -47,16 +48,6 @@ class ModelNotReady(Exception):
             "it is still being downloaded or loaded, retry the request"
         )
         self.target_model = target_model
-
-
-@dataclass(frozen=True)
-class Budgets:
-    max_loaded_models: int | None
-    host_memory_bytes: int | None
-    disk_bytes: int | None
-    max_archive_bytes: int
-    gpu_memory_bytes: int | None = None
-    """Per GPU; checked only when a GPU probe is given."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +100,7 @@ class ModelCache:
         self.model_url = model_url
         self.cache_dir = cache_dir
         self.budgets = budgets
+        self.policy = EvictionPolicy(budgets)
         self.metrics = metrics
         self.memory_probe = memory_probe
         self.gpu_memory_probe = gpu_memory_probe
@@ -307,29 +299,22 @@ class ModelCache:
         return sum(1 for e in self._entries.values() if e is not keep and e.state in busy)
 
     async def _make_room(self, entry: ModelEntry) -> None:
-        limit = self.budgets.max_loaded_models
-        if limit is not None:
-            while self._occupying(entry) >= limit:
-                if not await self._evict_one(f"max loaded models ({limit})", entry, wait=False):
-                    log.warning(
-                        "loading %s exceeds max loaded models (%d): every loaded model is in use",
-                        entry.target_model,
-                        limit,
-                    )
-                    break
+        while reason := self.policy.count_full(self._occupying(entry)):
+            if not await self._evict_one(reason, entry, wait=False):
+                log.warning(
+                    "loading %s exceeds %s: every loaded model is in use",
+                    entry.target_model,
+                    reason,
+                )
+                break
         while entry.memory_bytes and (reason := self._memory_short(entry.memory_bytes)):
             if not await self._evict_one(reason, keep=entry):
                 break
 
     def _memory_short(self, about_to_add: int = 0) -> str | None:
         """Which memory budget is exceeded (measured, plus what a load is about to add)."""
-        host = self.budgets.host_memory_bytes
-        if host is not None and self.memory_probe() + about_to_add > host:
-            return "host memory budget"
-        gpu = self.budgets.gpu_memory_bytes
-        if gpu is not None and self.gpu_memory_probe is not None and self.gpu_memory_probe() > gpu:
-            return "GPU memory budget"
-        return None
+        gpu_used = self.gpu_memory_probe() if self.gpu_memory_probe is not None else None
+        return self.policy.memory_short(self.memory_probe(), gpu_used, about_to_add)
 
     async def _enforce_memory_budget(self, keep: ModelEntry) -> None:
         while reason := self._memory_short():
@@ -343,30 +328,20 @@ class ModelCache:
         With `wait` False the unload goes on beside the caller's load: enough for the count
         budget. Memory budgets wait, since they are checked by measuring afterwards.
         """
-        for candidate in list(self._entries.values()):
-            if candidate is not keep and candidate.evictable:
-                unload = self._start_unload(candidate, reason)
-                if wait:
-                    await asyncio.shield(unload)
-                return True
-        return False
+        candidate = self.policy.victim(self._entries.values(), keep)
+        if candidate is None:
+            return False
+        unload = self._start_unload(candidate, reason)
+        if wait:
+            await asyncio.shield(unload)
+        return True
 
     def _enforce_disk_budget(self, keep: ModelEntry) -> None:
-        budget = self.budgets.disk_bytes
-        if budget is None:
-            return
-        for candidate in list(self._entries.values()):
-            if self.disk_bytes() <= budget:
-                return
-            if (
-                candidate is not keep
-                and candidate.state is ModelState.ON_DISK
-                and candidate.pins == 0
-                and candidate.transition is None
-            ):
-                idle = candidate.idle_s
-                self._delete_from_disk(candidate)
-                self._record_eviction(candidate, "disk budget", idle, 0, deleted=True)
+        victims = self.policy.disk_victims(list(self._entries.values()), self.disk_bytes(), keep)
+        for candidate in list(victims):
+            idle = candidate.idle_s
+            self._delete_from_disk(candidate)
+            self._record_eviction(candidate, "disk budget", idle, 0, deleted=True)
 
     # ----- views and recovery -------------------------------------------------------------------
 

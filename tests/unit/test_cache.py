@@ -13,7 +13,8 @@ from typing import IO
 import pytest
 
 from mme_local.cache.entry import ModelState
-from mme_local.cache.manager import Budgets, ModelCache, ModelNotReady
+from mme_local.cache.manager import ModelCache, ModelNotReady
+from mme_local.cache.policy import Budgets
 from mme_local.metrics import Metrics
 from mme_local.runtime.errors import InsufficientMemory, LoadRejected
 from mme_local.store.source import ObjectMissing
