@@ -20,6 +20,8 @@ MAX_HEADER_BYTES = 1 << 20
 """Most bytes of headers (long names, pax records) before one member."""
 MAX_TOTAL_HEADER_BYTES = 128 << 20
 """Most bytes of headers in a whole archive: tarfile keeps every member's header in memory."""
+_MAX_PATH_BYTES = 4096  # Linux's PATH_MAX and NAME_MAX
+_MAX_NAME_BYTES = 255
 _MAX_LINK_HOPS = 40  # Linux's own limit on symbolic links followed while resolving one path
 
 REBUILD = "rebuild it with `tar -czf model.tar.gz -C <parent> <model-folder>`"
@@ -30,6 +32,10 @@ TOO_MANY_MEMBERS = (
 HEADER_TOO_LARGE = (
     "member headers are larger than 1 MiB (very long names or pax records): rebuild the "
     "archive with shorter paths"
+)
+HEADERS_TOO_LARGE_IN_ALL = (
+    f"the archive's headers add up to more than {MAX_TOTAL_HEADER_BYTES >> 20} MiB (very long "
+    "names or pax records): rebuild the archive with shorter paths"
 )
 
 
@@ -137,6 +143,13 @@ class ArchiveRules:
             return (
                 "member path contains a backslash (a Windows separator): rebuild it with `tar` "
                 "on Linux or macOS, which separates folders with '/'"
+            )
+        if len(name.encode()) > _MAX_PATH_BYTES or any(
+            len(part.encode()) > _MAX_NAME_BYTES for part in parts
+        ):
+            return (
+                f"member path is too long (over {_MAX_PATH_BYTES} bytes, or a name over "
+                f"{_MAX_NAME_BYTES}): Linux cannot create it; use shorter names"
             )
         if ".." in parts:
             return f"member path escapes the model folder ('..'): {REBUILD} from the model's parent"

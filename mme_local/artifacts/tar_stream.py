@@ -18,6 +18,7 @@ from typing import IO
 
 from mme_local.artifacts.rules import (
     HEADER_TOO_LARGE,
+    HEADERS_TOO_LARGE_IN_ALL,
     MAX_HEADER_BYTES,
     MAX_MEMBERS,
     MAX_TOTAL_HEADER_BYTES,
@@ -84,8 +85,10 @@ class _GuardedStream:
             raise ArchiveRejected(self._rules.limit.refusal())
         if self._in_headers:
             phase = self._position - self._phase_start
-            if phase > self._phase_budget or self._header_total + phase > MAX_TOTAL_HEADER_BYTES:
+            if phase > self._phase_budget:
                 raise ArchiveRejected(HEADER_TOO_LARGE)
+            if self._header_total + phase > MAX_TOTAL_HEADER_BYTES:
+                raise ArchiveRejected(HEADERS_TOO_LARGE_IN_ALL)
         return data
 
     def _decompress(self, want: int) -> bytes:
@@ -150,7 +153,7 @@ def read_members(
                 yield archive, member, verdict
                 expected = member.size if member.isreg() else 0
                 stream.headers_next(-(-expected // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError) as error:
+    except (tarfile.TarError, EOFError) as error:
         raise ArchiveRejected(corrupt(error)) from error
     final = rules.finish()
     if final is not None:
