@@ -54,13 +54,13 @@ class ExtractionCancelled(Exception):
 
 def format_bytes(count: int) -> str:
     """`count` in the largest binary unit that keeps it at or above 1, to one decimal."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            text = f"{value:.1f}".removesuffix(".0")
-            return f"{text} {unit}" if unit != "B" else f"{count} B"
-        value /= 1024
-    raise AssertionError("unreachable")
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    power = 0
+    while power < len(units) - 1 and count >= 1024 ** (power + 1):
+        power += 1
+    if power == 0:
+        return f"{count} B"
+    return f"{count / 1024**power:.1f}".removesuffix(".0") + f" {units[power]}"
 
 
 @dataclass(frozen=True)
