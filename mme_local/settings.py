@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.instances import DEFAULT_INSTANCE_TYPE
 from mme_local.instances import instance_type as lookup_instance_type
 from mme_local.runtime.base import TritonSettings
@@ -23,7 +24,7 @@ GiB = 1024**3
 DEFAULT_MODEL_DATA_URL = "s3://mme-local/models/"
 DEFAULT_DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
 # Largest expanded size accepted for one model archive (lint applies the same cap).
-DEFAULT_MAX_ARCHIVE_BYTES = 64 * GiB
+DEFAULT_MAX_ARCHIVE_BYTES = MAX_ARCHIVE_BYTES
 
 RUNTIMES = ("embedded", "docker", "external")
 

@@ -8,22 +8,29 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-import zlib
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mme_local.settings import DEFAULT_MAX_ARCHIVE_BYTES
+from mme_local.artifacts.rules import (
+    MAX_ARCHIVE_BYTES,
+    REBUILD,
+    ArchiveRejected,
+    ArchiveRules,
+    SizeLimit,
+    corrupt,
+)
+from mme_local.artifacts.tar_stream import read_members
 
 Severity = Literal["error", "warning"]
 
 # Lint accepts exactly what the emulator agrees to extract.
-DEFAULT_MAX_EXPANDED_BYTES: int = DEFAULT_MAX_ARCHIVE_BYTES
+DEFAULT_MAX_EXPANDED_BYTES: int = MAX_ARCHIVE_BYTES
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_CONFIG_BYTES = 1 << 20
-_REBUILD = "rebuild it with `tar -czf model.tar.gz -C <parent> <model-folder>`"
 
 # The file each platform or backend loads from a version folder unless default_model_filename
 # names another one. Folders count too: model.savedmodel is one, model.onnx may be one.
@@ -123,7 +130,7 @@ def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTE
         return report.problems
     if magic != _GZIP_MAGIC:
         report.error(
-            None, f"not a gzip archive: SageMaker expects a gzip-compressed tar; {_REBUILD}"
+            None, f"not a gzip archive: SageMaker expects a gzip-compressed tar; {REBUILD}"
         )
         return report.problems
     listing = _scan(path, max_expanded_bytes, report)
@@ -134,32 +141,27 @@ def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTE
 
 def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | None:
     listing = _Listing()
-    total = 0
+    rules = ArchiveRules(SizeLimit(max_expanded_bytes))
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
-                name = _safe_name(member, report)
-                if name is None or not name:
+        with path.open("rb") as handle, closing(read_members(handle, rules)) as members:
+            for tar, member, verdict in members:
+                if verdict is not None:
+                    report.error(verdict.member, verdict.message)
+                    continue
+                name = "/".join(part for part in member.name.split("/") if part not in ("", "."))
+                if not name:
                     continue
                 if member.isdir():
                     listing.add_dir(name)
                     continue
                 listing.add_file(name)
-                total += member.size
-                if total > max_expanded_bytes:
-                    report.error(
-                        None,
-                        f"expands to more than {max_expanded_bytes} bytes: split it into smaller "
-                        "archives or raise --max-expanded-bytes",
-                    )
-                    return None
                 if member.isfile() and posixpath.basename(name) == "config.pbtxt":
                     listing.configs[posixpath.dirname(name)] = _read_member(tar, member)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        report.error(None, f"not a readable tar.gz ({error}): {_REBUILD}")
+    except ArchiveRejected as error:
+        report.error(error.member, error.message)
         return None
-    if not listing.files and not listing.dirs:
-        report.error(None, "archive is empty: put one Triton model folder in it")
+    except OSError as error:
+        report.error(None, corrupt(error))
         return None
     return listing
 
@@ -167,50 +169,6 @@ def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | No
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     handle = tar.extractfile(member)
     return handle.read(_MAX_CONFIG_BYTES) if handle is not None else b""
-
-
-def _normalize(name: str) -> str | None:
-    """The relative path `name` extracts to, or None if it would land outside the folder."""
-    if name.startswith("/") or ".." in name.split("/"):
-        return None
-    return "/".join(part for part in name.split("/") if part not in ("", "."))
-
-
-def _safe_name(member: tarfile.TarInfo, report: _Report) -> str | None:
-    """The member's normalized path if extracting it is safe; reports it and returns None if not."""
-    if member.name.startswith("/"):
-        report.error(member.name, "absolute member path: store paths relative to the archive root")
-        return None
-    name = _normalize(member.name)
-    if name is None:
-        report.error(
-            member.name,
-            f"member path escapes the model folder ('..'): {_REBUILD} from the model's parent",
-        )
-        return None
-    if member.ischr() or member.isblk() or member.isfifo():
-        report.error(member.name, "device or FIFO member: remove it from the archive")
-        return None
-    if member.issym():
-        target = member.linkname
-        resolved = (
-            None
-            if target.startswith("/")
-            else _normalize(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)))
-        )
-        if resolved is None:
-            report.error(
-                member.name,
-                f"symbolic link points outside the archive ({target}): store the file itself",
-            )
-            return None
-    if member.islnk() and _normalize(member.linkname) is None:
-        report.error(
-            member.name,
-            f"hard link points outside the archive ({member.linkname}): store the file itself",
-        )
-        return None
-    return name
 
 
 def _parse_config(text: bytes) -> tuple[Any, str | None]:

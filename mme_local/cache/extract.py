@@ -1,9 +1,10 @@
 """Stream a model.tar.gz into a folder, refusing anything that could escape it.
 
-Members are checked one by one while the stream is read: no absolute paths, no `..`, only
-regular files and folders (no links, devices or FIFOs), and a cap on the expanded size and on
-the member count. Extraction goes into a scratch folder that is renamed into place only when
-the whole archive was good, so a refused archive leaves nothing behind.
+Members are judged one by one, while the stream is read, by the same rules `lint` applies
+(`mme_local.artifacts.rules`), and extracted with tarfile's `filter="data"`: links that stay
+inside the model folder are kept, everything else that could escape is refused. Extraction goes
+into a scratch folder beside the destination that is renamed into place only when the whole
+archive was good, so a refused or cancelled archive leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,66 +12,57 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import threading
 import uuid
-import zlib
-from pathlib import Path, PurePosixPath
+from contextlib import closing
+from pathlib import Path
 from typing import IO
 
-MAX_MEMBERS = 100_000
+from mme_local.artifacts.rules import (
+    MAX_MEMBERS,
+    ArchiveRejected,
+    ArchiveRules,
+    ExtractionCancelled,
+    SizeLimit,
+)
+from mme_local.artifacts.tar_stream import check_cancelled, read_members
+
+__all__ = [
+    "MAX_MEMBERS",
+    "ArchiveRejected",
+    "ExtractionCancelled",
+    "SizeLimit",
+    "extract_stream",
+]
 
 
-class ArchiveRejected(ValueError):
-    """The archive is corrupt or would write outside its folder, or is too big."""
-
-
-def _check_member(member: tarfile.TarInfo) -> PurePosixPath:
-    name = member.name
-    path = PurePosixPath(name)
-    if path.is_absolute() or name.startswith(("/", "\\")):
-        raise ArchiveRejected(f"member {name!r} has an absolute path")
-    if ".." in path.parts:
-        raise ArchiveRejected(f"member {name!r} escapes the model folder with '..'")
-    if member.issym() or member.islnk():
-        raise ArchiveRejected(
-            f"member {name!r} is a link (to {member.linkname!r}); links are refused"
-        )
-    if not (member.isfile() or member.isdir()):
-        raise ArchiveRejected(f"member {name!r} is a device, FIFO or other special file")
-    return path
-
-
-def extract_stream(stream: IO[bytes], destination: Path, max_expanded_bytes: int) -> int:
+def extract_stream(
+    stream: IO[bytes],
+    destination: Path,
+    limit: int | SizeLimit,
+    cancelled: threading.Event | None = None,
+) -> int:
     """Extract the gzip'd tar read from `stream` to `destination` (which must not exist).
 
+    `limit` caps the expanded size; a SizeLimit also names why, for the refusal. Setting
+    `cancelled` stops the extraction at the next chunk or member with ExtractionCancelled.
     Returns the expanded size in bytes.
     """
+    rules = ArchiveRules(limit if isinstance(limit, SizeLimit) else SizeLimit(limit))
     scratch = destination.parent / f".partial-{uuid.uuid4().hex}"
     scratch.mkdir(parents=True)
-    expanded = 0
-    members = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
-            for member in archive:
-                _check_member(member)
-                members += 1
-                expanded += member.size
-                if members > MAX_MEMBERS:
-                    raise ArchiveRejected(f"archive has more than {MAX_MEMBERS} members")
-                if expanded > max_expanded_bytes:
-                    raise ArchiveRejected(
-                        f"archive expands past the limit of {max_expanded_bytes} bytes"
-                    )
+        with closing(read_members(stream, rules, cancelled)) as members:
+            for archive, member, verdict in members:
+                if verdict is not None:
+                    raise verdict.rejected()
                 archive.extract(member, scratch, filter="data")
-        if members == 0:
-            raise ArchiveRejected("archive is empty")
+        check_cancelled(cancelled)
         os.replace(scratch, destination)
-    except (tarfile.ReadError, tarfile.CompressionError, zlib.error, EOFError) as error:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise ArchiveRejected(f"not a valid gzip-compressed tar archive ({error})") from error
     except tarfile.FilterError as error:
         shutil.rmtree(scratch, ignore_errors=True)
         raise ArchiveRejected(f"unsafe member refused: {error}") from error
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return expanded
+    return rules.expanded

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mme_local.cache.extract import ArchiveRejected, extract_stream
+from mme_local.artifacts import tar_stream
+from mme_local.cache.extract import (
+    ArchiveRejected,
+    ExtractionCancelled,
+    SizeLimit,
+    extract_stream,
+)
 from tests.support import tar_gz_bytes
 
 
@@ -62,3 +71,137 @@ def test_expanded_size_is_capped_while_streaming(tmp_path: Path) -> None:
     with pytest.raises(ArchiveRejected, match="expands past the limit of 1000 bytes"):
         _extract(data, tmp_path, limit=1000)
     assert list((tmp_path / "cache" / "abc").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["", ".", "./"])
+def test_a_file_with_an_empty_or_dot_name_is_a_bad_archive(name: str, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ArchiveRejected, match=r"empty name or '\.'"):
+        _extract(buffer.getvalue(), tmp_path)
+    assert list((tmp_path / "cache" / "abc").iterdir()) == []
+
+
+def _long_name_bomb(name_bytes: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("m/" + "a" * name_bytes)
+        tar.addfile(info)
+    return buffer.getvalue()
+
+
+def _pax_bomb(value_bytes: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("m/a")
+        info.pax_headers = {"comment": "b" * value_bytes}
+        tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("bomb", [_long_name_bomb, _pax_bomb], ids=["gnu-long-name", "pax"])
+def test_huge_headers_are_refused_before_tarfile_holds_them(
+    bomb: Callable[[int], bytes], tmp_path: Path
+) -> None:
+    data = bomb(40 << 20)
+    assert len(data) < 200_000, "a few kilobytes of gzip that expand to 40 MB of header"
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveRejected, match="headers are larger than 1 MiB"):
+            _extract(data, tmp_path, limit=1 << 40)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, f"peak memory {peak} bytes"
+    assert list((tmp_path / "cache" / "abc").iterdir()) == []
+
+
+def _folders(count: int, comment_bytes: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(count):
+            info = tarfile.TarInfo(f"m/{i}/")
+            info.type = tarfile.DIRTYPE
+            if comment_bytes:
+                info.pax_headers = {"comment": "c" * comment_bytes}
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def test_every_decompressed_byte_counts_against_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Folders have no size, but their headers are bytes to decompress all the same.
+    monkeypatch.setattr(tar_stream, "_TAR_OVERHEAD", 8192)
+    with pytest.raises(ArchiveRejected, match="expands to more than 0 bytes"):
+        _extract(_folders(50), tmp_path, limit=0)
+    assert list((tmp_path / "cache" / "abc").iterdir()) == []
+
+
+def test_headers_are_capped_across_the_whole_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tar_stream, "MAX_TOTAL_HEADER_BYTES", 1 << 20)
+    with pytest.raises(ArchiveRejected, match="headers add up to more than"):
+        _extract(_folders(20, comment_bytes=200_000), tmp_path)
+    assert list((tmp_path / "cache" / "abc").iterdir()) == []
+
+
+def test_the_refusal_names_the_limit_it_hit(tmp_path: Path) -> None:
+    data = tar_gz_bytes({"m/a": b"\0" * 2000})
+    destination = tmp_path / "cache" / "abc" / "model"
+    destination.parent.mkdir(parents=True)
+    limit = SizeLimit(1000, "the remaining disk budget")
+    with pytest.raises(ArchiveRejected, match=r"the remaining disk budget \(1000 B\)"):
+        extract_stream(io.BytesIO(data), destination, limit)
+    assert list(destination.parent.iterdir()) == []
+
+
+class _CancelAfterFirstRead(io.BytesIO):
+    def __init__(self, data: bytes, cancelled: threading.Event) -> None:
+        super().__init__(data)
+        self.cancelled = cancelled
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(min(size or 4096, 4096) if size and size > 0 else 4096)
+        self.cancelled.set()
+        return chunk
+
+
+@pytest.mark.parametrize("when", ["before", "while reading"])
+def test_a_cancelled_extraction_leaves_nothing_behind(when: str, tmp_path: Path) -> None:
+    data = tar_gz_bytes({f"m/{i}": bytes(range(256)) * 400 for i in range(20)})
+    cancelled = threading.Event()
+    if when == "before":
+        cancelled.set()
+        stream: io.BytesIO = io.BytesIO(data)
+    else:
+        stream = _CancelAfterFirstRead(data, cancelled)
+    destination = tmp_path / "cache" / "abc" / "model"
+    destination.parent.mkdir(parents=True)
+    with pytest.raises(ExtractionCancelled):
+        extract_stream(stream, destination, 1 << 30, cancelled=cancelled)
+    assert list(destination.parent.iterdir()) == []
+    assert not issubclass(ExtractionCancelled, ArchiveRejected)
+
+
+def test_links_inside_the_model_folder_are_extracted_as_links(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("m/1/model.pt")
+        info.size = 7
+        tar.addfile(info, io.BytesIO(b"weights"))
+        for name, kind, target in [
+            ("m/1/alias.pt", tarfile.SYMTYPE, "model.pt"),
+            ("m/1/copy.pt", tarfile.LNKTYPE, "m/1/model.pt"),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+    destination = _extract(buffer.getvalue(), tmp_path)
+    assert (destination / "m" / "1" / "alias.pt").is_symlink()
+    assert (destination / "m" / "1" / "alias.pt").read_bytes() == b"weights"
+    assert (destination / "m" / "1" / "copy.pt").read_bytes() == b"weights"
