@@ -10,6 +10,7 @@ from pathlib import Path
 from mme_local.cache.layout import CacheFolder
 from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
+from mme_local.capacity.trace import TraceWriter
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
 from mme_local.gateway.service import EndpointIdentity, EndpointService
@@ -52,6 +53,7 @@ class Emulator:
         self._supervisor: RuntimeSupervisor | None = None
         self._cache: ModelCache | None = None
         self._gateway: Gateway | None = None
+        self._trace: TraceWriter | None = None
 
     async def start(self) -> None:
         try:
@@ -125,8 +127,11 @@ class Emulator:
             settings.region,
             server.log_location,
         )
+        if settings.trace_file is not None:
+            self._trace = TraceWriter(settings.trace_file)
+        observer = self._trace.write if self._trace is not None else None
         self._gateway = Gateway(
-            service=EndpointService(identity, cache, client, self.metrics),
+            service=EndpointService(identity, cache, client, self.metrics, observer),
             admin=AdminViews(
                 settings=settings,
                 cache=cache,
@@ -150,6 +155,9 @@ class Emulator:
 
     async def stop(self) -> None:
         self._gateway = None
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
         if self._supervisor is not None:
             await self._supervisor.stop()
             self._supervisor = None

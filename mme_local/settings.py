@@ -145,6 +145,8 @@ class EmulatorSettings(EndpointFields):
     """How long a download plus load may go on in the background."""
     invoke_timeout_s: float = Field(60.0, gt=0)
     """The model must answer within this time, as on SageMaker."""
+    trace_file: Path | None = Field(None, json_schema_extra=_toml("local", "trace"))
+    """Append one JSON line per invocation to this file (for `mme-local capacity plan`)."""
 
     @field_validator("runtime", mode="before")
     @classmethod

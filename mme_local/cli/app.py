@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mme_local.cli import cloud_cmd, inspect_cmd, lint_cmd, package_cmd, runtime_cmd, up_cmd
+from mme_local.cli.capacity_cmd import app as capacity_app
 from mme_local.cli.errors import run_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.command("deploy")(cloud_cmd.deploy)
 app.command("teardown")(cloud_cmd.teardown)
 app.command("package")(package_cmd.package)
 app.command("demo")(package_cmd.demo)
+app.add_typer(capacity_app, name="capacity")
 
 
 def main() -> None:

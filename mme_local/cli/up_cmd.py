@@ -16,6 +16,7 @@ FLAG_NAMES = {
     "models_dir": "--models",
     "docker_image": "--image",
     "docker_gpus": "--gpus",
+    "trace_file": "--trace",
 }
 
 
@@ -93,6 +94,10 @@ def up(
     model_cache: Annotated[
         str | None, typer.Option(help="Enabled, or Disabled to unload after every call.")
     ] = None,
+    trace: Annotated[
+        Path | None,
+        typer.Option(help="Append one JSON line per invocation here (for `capacity plan`)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="An mme.toml to read (default: ./mme.toml if present).")
     ] = None,
@@ -133,6 +138,7 @@ def up(
         "disk_limit_bytes": disk_limit,
         "model_ready_timeout_s": model_ready_timeout,
         "model_cache": model_cache,
+        "trace_file": trace,
     }
     settings = load_settings(EmulatorSettings, flags, config, os.environ, FLAG_NAMES)
     from rich.console import Console

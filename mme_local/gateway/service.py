@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mme_local.cache.extract import ArchiveRejected
@@ -76,6 +77,20 @@ class EndpointIdentity:
         )
 
 
+@dataclass(frozen=True)
+class InvocationRecord:
+    """What one invocation did, for an observer (e.g. `up --trace`)."""
+
+    time: float
+    """Epoch seconds at arrival."""
+    target_model: str
+    status: int
+    cache_hit: bool | None
+    """None when the request failed before its model was leased."""
+    wait_s: float
+    model_s: float
+
+
 class EndpointService:
     def __init__(
         self,
@@ -83,18 +98,34 @@ class EndpointService:
         cache: ModelCache,
         client: ContainerClient,
         metrics: Metrics,
+        observer: Callable[[InvocationRecord], None] | None = None,
     ) -> None:
         self.identity = identity
         self.cache = cache
         self.client = client
         self.metrics = metrics
+        self.observer = observer
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         started = time.perf_counter()
+        arrived = time.time()
         self.metrics.invocations.inc()
+        hit: list[bool] = []
         try:
-            response, model_s, waited_s = await self._invoke(request)
+            response, model_s, waited_s = await self._invoke(request, hit)
         except SageMakerError as error:
+            if self.observer is not None:
+                waited = 0.0 if hit and hit[-1] else time.perf_counter() - started
+                self.observer(
+                    InvocationRecord(
+                        arrived,
+                        request.target_model or "",
+                        error.status,
+                        hit[-1] if hit else None,
+                        waited,
+                        0.0,
+                    )
+                )
             if error.status >= 500:
                 self.metrics.invocation_5xx_errors.inc()
             else:
@@ -106,9 +137,16 @@ class EndpointService:
         self.metrics.overhead_latency.observe(
             max(0.0, time.perf_counter() - started - model_s - waited_s)
         )
+        if self.observer is not None:
+            record = InvocationRecord(
+                arrived, request.target_model or "", 200, hit[-1], waited_s, model_s
+            )
+            self.observer(record)
         return response
 
-    async def _invoke(self, request: InvokeRequest) -> tuple[InvokeResponse, float, float]:
+    async def _invoke(
+        self, request: InvokeRequest, hit: list[bool]
+    ) -> tuple[InvokeResponse, float, float]:
         identity = self.identity
         validation.check_endpoint_name(request.endpoint_name)
         if request.endpoint_name != identity.name:
@@ -126,20 +164,24 @@ class EndpointService:
             )
         try:
             try:
-                return await self._forward(target, request)
+                return await self._forward(target, request, hit)
             except ModelNotFound:
                 # The container lost the model behind the cache's back; it loads again once.
-                return await self._forward(target, request)
+                return await self._forward(target, request, hit)
         except SageMakerError:
             raise
         except Exception as error:
             raise self._translate(error, target) from error
 
     async def _forward(
-        self, target: str, request: InvokeRequest
+        self, target: str, request: InvokeRequest, hit: list[bool]
     ) -> tuple[InvokeResponse, float, float]:
-        """Lease the model and pass the bytes through; returns (answer, model s, wait s)."""
+        """Lease the model and pass the bytes through; returns (answer, model s, wait s).
+
+        Appends whether the lease was a cache hit to `hit`.
+        """
         async with self.cache.acquire(target) as lease:
+            hit.append(lease.cache_hit)
             if lease.cache_hit:
                 self.metrics.model_cache_hit.inc()
             self.metrics.model_invocations.labels(target_model=target).inc()

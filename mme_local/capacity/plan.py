@@ -1,0 +1,184 @@
+"""Candidates, the sweep over them, and the cheapest one that meets the targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
+from mme_local.cache.policy import Budgets
+from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.prices import PriceTable
+from mme_local.capacity.profile import Profile
+from mme_local.capacity.simulator import SimConfig, SimResult, model_costs, simulate
+from mme_local.capacity.workload import Workload
+from mme_local.instances import UnknownInstanceType, instance_type
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    config: SimConfig
+    instance_type: str | None = None
+    """None for the emulator's own budgets."""
+    cloud_footprints: bool = True
+    """Footprints with the per-stub cost removed (the cloud's), else raw as measured."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    hit_ratio: float | None = None
+    p99_s: float | None = None
+
+    def met_by(self, result: SimResult) -> bool:
+        if self.hit_ratio is not None and result.hit_ratio < self.hit_ratio:
+            return False
+        return self.p99_s is None or result.wait_p99_s <= self.p99_s
+
+
+@dataclass(frozen=True)
+class Outcome:
+    candidate: Candidate
+    result: SimResult
+    price_per_hour: float | None
+    meets: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    outcomes: list[Outcome]
+    targets: Targets
+    prices: PriceTable | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cheapest(self) -> Outcome | None:
+        """The lowest-priced candidate that meets the targets (priced ones only)."""
+        fitting = [o for o in self.outcomes if o.meets and o.price_per_hour is not None]
+        return min(fitting, key=lambda o: o.price_per_hour or 0.0, default=None)
+
+
+def parse_counts(text: str) -> list[int]:
+    """'2', '1..3' or '1,2,4' -> instance counts."""
+    try:
+        if ".." in text:
+            low, high = (int(part) for part in text.split("..", 1))
+            counts = list(range(low, high + 1))
+        else:
+            counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise CapacityError(f"--count {text!r} is not a count like 2, 1..3 or 1,2,4") from None
+    if not counts or min(counts) < 1:
+        raise CapacityError(f"--count {text!r} must name counts of 1 or more")
+    return counts
+
+
+def instance_candidates(
+    names: list[str],
+    counts: list[int],
+    profile: Profile,
+    parallel_loads: int | None,
+    ready_timeout_s: float,
+) -> list[Candidate]:
+    """Each instance type x count, with the type's host, GPU and instance-storage budgets."""
+    candidates = []
+    for name in names:
+        try:
+            spec = instance_type(name, what="--instances")
+        except UnknownInstanceType as error:
+            raise CapacityError(str(error)) from None
+        budgets = Budgets(
+            max_loaded_models=None,
+            host_memory_bytes=spec.host_memory_bytes,
+            disk_bytes=spec.instance_storage_bytes,
+            max_archive_bytes=MAX_ARCHIVE_BYTES,
+            gpu_memory_bytes=spec.gpu_memory_bytes,
+        )
+        for count in counts:
+            config = SimConfig(
+                budgets=budgets,
+                count=count,
+                base_host_bytes=profile.baseline_host_bytes,
+                base_gpu_bytes=profile.baseline_gpu_bytes or 0,
+                parallel_transitions=parallel_loads or spec.vcpus,
+                ready_timeout_s=ready_timeout_s,
+            )
+            candidates.append(Candidate(f"{name} x{count}", config, name))
+    return candidates
+
+
+def emulator_candidate(
+    profile: Profile,
+    max_loaded_models: int | None,
+    memory_limit_bytes: int | None,
+    disk_limit_bytes: int | None,
+    ready_timeout_s: float,
+    cache_enabled: bool = True,
+) -> Candidate:
+    """The emulator's own budgets on one instance, with raw footprints: a replay of `up`."""
+    parts = [
+        f"max {max_loaded_models} loaded" if max_loaded_models else "",
+        f"memory {memory_limit_bytes >> 20} MiB" if memory_limit_bytes else "",
+        f"disk {disk_limit_bytes >> 20} MiB" if disk_limit_bytes else "",
+    ]
+    config = SimConfig(
+        budgets=Budgets(
+            max_loaded_models=max_loaded_models,
+            host_memory_bytes=memory_limit_bytes,
+            disk_bytes=disk_limit_bytes,
+            max_archive_bytes=MAX_ARCHIVE_BYTES,
+        ),
+        base_host_bytes=profile.baseline_host_bytes,
+        ready_timeout_s=ready_timeout_s,
+        cache_enabled=cache_enabled,
+    )
+    label = "emulator (" + ", ".join(p for p in parts if p) + ")"
+    return Candidate(label, config, cloud_footprints=False)
+
+
+def run_plan(
+    workload: Workload,
+    profile: Profile,
+    candidates: list[Candidate],
+    targets: Targets,
+    prices: PriceTable | None,
+) -> Plan:
+    """Simulate every candidate; price it and check it against the targets."""
+    if len(workload) == 0:
+        raise CapacityError("the workload has no requests")
+    costs = {flag: model_costs(workload, profile, flag) for flag in (True, False)}
+    outcomes = []
+    for candidate in candidates:
+        result = simulate(workload, costs[candidate.cloud_footprints], candidate.config)
+        price = None
+        if prices is not None and candidate.instance_type is not None:
+            hourly = prices.hourly(candidate.instance_type)
+            price = None if hourly is None else hourly * candidate.config.count
+        outcomes.append(Outcome(candidate, result, price, targets.met_by(result)))
+    return Plan(outcomes, targets, prices, notes=_notes(profile, candidates))
+
+
+def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
+    notes = []
+    corrected = [f for f in profile.artifacts if profile.corrected(f)]
+    if any(c.cloud_footprints for c in candidates):
+        if corrected:
+            notes.append(
+                f"instance candidates use footprints less the per-stub cost "
+                f"({profile.stub_host_bytes >> 20} MiB host, measured on an empty TorchScript "
+                "model) for TorchScript artifacts: SageMaker's libtorch backend has no "
+                "per-model stub"
+            )
+        else:
+            notes.append("instance candidates use footprints as measured (no stub correction)")
+        if all(f.gpu_memory_bytes is None for f in profile.artifacts):
+            notes.append(
+                "GPU memory was not measured (no GPU): each model's GPU footprint is taken "
+                "as its extracted size"
+            )
+        notes.append(
+            "several instances: a request goes to an instance that has its model loaded, "
+            "else to the one with the least model memory in use"
+        )
+    if any(not c.cloud_footprints for c in candidates):
+        notes.append("emulator budgets use raw footprints, as the emulator measures them")
+    return notes

@@ -1,0 +1,87 @@
+"""Trace files: one JSON line per invocation, written by `up --trace`, read by `capacity plan`.
+
+Each line: {"time": epoch seconds at arrival, "target_model", "status" (HTTP), "cache_hit"
+(null when the request failed before a model was leased), "wait_s" (download and load waited
+for), "model_s" (the container's answer time)}.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+from mme_local.capacity.errors import CapacityError
+from mme_local.gateway.service import InvocationRecord
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    time: float
+    target_model: str
+    status: int
+    cache_hit: bool | None
+    wait_s: float
+    model_s: float
+
+    @property
+    def reached_cache(self) -> bool:
+        """Whether the request got as far as the model cache (400s are rejected before it)."""
+        return self.status != 400
+
+
+class TraceWriter:
+    """Appends records to a file, one line each, flushed as written so Ctrl-C loses nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = path.open("a", buffering=1)
+        self._lock = threading.Lock()
+
+    def write(self, record: InvocationRecord | TraceRecord) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.write(json.dumps(asdict(record), separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_trace(path: Path) -> list[TraceRecord]:
+    """All records in arrival order, or CapacityError naming the first bad line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise CapacityError(
+            f"trace {path} is not readable ({error.strerror}); record one with `up --trace`"
+        ) from None
+    records: list[TraceRecord] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            records.append(
+                TraceRecord(
+                    time=float(item["time"]),
+                    target_model=str(item["target_model"]),
+                    status=int(item["status"]),
+                    cache_hit=None if item.get("cache_hit") is None else bool(item["cache_hit"]),
+                    wait_s=float(item.get("wait_s", 0.0)),
+                    model_s=float(item.get("model_s", 0.0)),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise CapacityError(
+                f"trace {path} line {number} is not a trace record ({error!s}); "
+                "expected JSON with time, target_model and status, as `up --trace` writes"
+            ) from None
+    if not records:
+        raise CapacityError(f"trace {path} is empty; record traffic with `mme-local up --trace`")
+    records.sort(key=lambda r: r.time)
+    return records

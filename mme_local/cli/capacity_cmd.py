@@ -1,0 +1,153 @@
+"""`mme-local capacity`: measure footprints, then predict hits, cold starts and cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mme_local.capacity.errors import CapacityError
+from mme_local.cli.errors import register
+
+register(CapacityError)
+
+app = typer.Typer(
+    help="Predict whether your models will thrash, before you deploy.", no_args_is_help=True
+)
+
+
+@app.command("profile")
+def profile(
+    folder: Annotated[
+        Path | None, typer.Argument(help="A folder of *.tar.gz (default: the S3 prefix).")
+    ] = None,
+    model_data_url: Annotated[
+        str | None, typer.Option(help="S3 prefix of the artifacts, with --s3-endpoint or AWS.")
+    ] = None,
+    s3_endpoint: Annotated[
+        str | None, typer.Option(help="The S3 API holding the prefix (default: AWS).")
+    ] = None,
+    sample: Annotated[
+        Path | None, typer.Option(help="A request body every model accepts: warm latency.")
+    ] = None,
+    content_type: Annotated[
+        str, typer.Option(help="Content type of the sample.")
+    ] = "application/octet-stream",
+    repeats: Annotated[int, typer.Option(help="Times the sample is sent to each model.")] = 5,
+    runtime: Annotated[
+        str | None, typer.Option(help="embedded (default) or docker (real libtorch).")
+    ] = None,
+    triton_home: Annotated[Path | None, typer.Option(help="Triton install to use.")] = None,
+    image: Annotated[str | None, typer.Option(help="For --runtime docker: the image.")] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="For --runtime docker: all, 0,1 or none.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="The profile file to write.")] = Path("profile.json"),
+) -> None:
+    """Load each distinct artifact once and record its size, times and memory."""
+    from mme_local.capacity.api import profile_artifacts
+    from mme_local.capacity.profiler import Sample
+    from mme_local.settings import EmulatorSettings
+
+    if folder is None and model_data_url is None:
+        raise typer.BadParameter("give a FOLDER of *.tar.gz or --model-data-url s3://...")
+    fields = {
+        "model_data_url": model_data_url,
+        "s3_endpoint_url": s3_endpoint,
+        "runtime": runtime,
+        "triton_home": triton_home,
+        "docker_image": image,
+        "docker_gpus": gpus,
+    }
+    settings = EmulatorSettings(**{k: v for k, v in fields.items() if v is not None})
+    body = None if sample is None else Sample(sample.read_bytes(), content_type, repeats)
+    result = profile_artifacts(settings, folder, body, lambda m: typer.echo(m, err=True))
+    result.save(out)
+    typer.echo(
+        f"wrote {out}: {len(result.artifacts)} distinct artifact(s); stub cost "
+        f"{result.stub_host_bytes >> 20} MiB host ({result.runtime} runtime)"
+    )
+
+
+@app.command("plan")
+def plan(
+    profile: Annotated[Path, typer.Option(help="The file `capacity profile` wrote.")],
+    trace: Annotated[Path | None, typer.Option(help="A trace recorded with `up --trace`.")] = None,
+    models: Annotated[int | None, typer.Option(help="Synthetic: number of models.")] = None,
+    requests: Annotated[int, typer.Option(help="Synthetic: number of requests.")] = 10_000,
+    zipf: Annotated[float, typer.Option(help="Synthetic: Zipf popularity exponent.")] = 1.0,
+    uniform: Annotated[bool, typer.Option(help="Synthetic: every model equally popular.")] = False,
+    rate: Annotated[float, typer.Option(help="Synthetic: requests per second.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
+    artifact: Annotated[
+        str | None, typer.Option(help="Synthetic: the profiled artifact every model copies.")
+    ] = None,
+    instances: Annotated[
+        str | None, typer.Option(help="Candidate types, e.g. ml.g4dn.xlarge,ml.g5.xlarge.")
+    ] = None,
+    count: Annotated[str, typer.Option(help="Instance counts: 1, 1..3 or 1,2,4.")] = "1",
+    max_loaded_models: Annotated[
+        int | None, typer.Option(help="Replay under the emulator's count budget.")
+    ] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option(help="Replay under the emulator's memory budget, e.g. 8GiB.")
+    ] = None,
+    disk_limit: Annotated[
+        str | None, typer.Option(help="Replay under the emulator's disk budget.")
+    ] = None,
+    model_cache: Annotated[str, typer.Option(help="Enabled, or Disabled.")] = "Enabled",
+    model_ready_timeout: Annotated[
+        float, typer.Option(help="Seconds a cold request waits before a 429.")
+    ] = 60.0,
+    parallel_loads: Annotated[
+        int | None, typer.Option(help="Downloads+loads at once per instance [default: vCPUs].")
+    ] = None,
+    target_hit_ratio: Annotated[float | None, typer.Option(help="e.g. 0.95.")] = None,
+    target_p99: Annotated[
+        float | None, typer.Option(help="Most added latency at p99, in seconds.")
+    ] = None,
+    prices: Annotated[Path | None, typer.Option(help="A price table overriding ours.")] = None,
+    format: Annotated[str, typer.Option(help="table, json or markdown.")] = "table",
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the plan (matplotlib).")] = None,
+) -> None:
+    """Predict hit ratio, cold starts, latency and cost per candidate; pick the cheapest."""
+    from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
+    from mme_local.capacity.plan import Targets, parse_counts
+    from mme_local.capacity.report import RENDERERS
+    from mme_local.capacity.workload import SyntheticSpec
+    from mme_local.settings import InvalidSize, parse_size
+
+    if format not in RENDERERS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(RENDERERS)}")
+    if model_cache not in ("Enabled", "Disabled"):
+        raise typer.BadParameter("--model-cache must be Enabled or Disabled")
+    try:
+        memory = None if memory_limit is None else parse_size(memory_limit)
+        disk = None if disk_limit is None else parse_size(disk_limit)
+    except InvalidSize as error:
+        raise typer.BadParameter(str(error)) from None
+    spec = None
+    if models is not None:
+        spec = SyntheticSpec(models, requests, None if uniform else zipf, rate, seed, artifact)
+    result = make_plan(
+        PlanRequest(
+            profile=profile,
+            trace=trace,
+            spec=spec,
+            instances=[n.strip() for n in instances.split(",") if n.strip()] if instances else None,
+            counts=tuple(parse_counts(count)),
+            budgets=EmulatorBudgets(max_loaded_models, memory, disk),
+            targets=Targets(target_hit_ratio, target_p99),
+            prices=prices,
+            parallel_loads=parallel_loads,
+            ready_timeout_s=model_ready_timeout,
+            cache_enabled=model_cache == "Enabled",
+        )
+    )
+    typer.echo(RENDERERS[format](result), nl=False)
+    if plot is not None:
+        from mme_local.capacity.plot import write_plot
+
+        write_plot(result, plot)
+        typer.echo(f"wrote {plot}", err=True)
