@@ -130,6 +130,7 @@ def emulator_candidate(
         base_host_bytes=profile.baseline_host_bytes,
         ready_timeout_s=ready_timeout_s,
         cache_enabled=cache_enabled,
+        recorded_cold_starts=True,
     )
     label = "emulator (" + ", ".join(p for p in parts if p) + ")"
     return Candidate(label, config, cloud_footprints=False)
@@ -180,5 +181,8 @@ def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
             "else to the one with the least model memory in use"
         )
     if any(not c.cloud_footprints for c in candidates):
-        notes.append("emulator budgets use raw footprints, as the emulator measures them")
+        notes.append(
+            "emulator budgets use raw footprints, as the emulator measures them, and a "
+            "recorded trace's own cold-start waits where it has them"
+        )
     return notes

@@ -80,6 +80,9 @@ class SimConfig:
     """Downloads+loads in flight at once per instance; None: unbounded (as the emulator)."""
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
+    recorded_cold_starts: bool = False
+    """Replaying a recorded run: a load started at a request that was a cold start in the
+    recording takes the time that request waited, not the profile's times."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,11 @@ class _Instance:
 
     # ----- one request ------------------------------------------------------------------
 
-    def request(self, t: float, model: int, service_s: float) -> float | None:
-        """The request's wait for its model, or None when it is answered 429."""
+    def request(self, t: float, model: int, service_s: float, recorded: float) -> float | None:
+        """The request's wait for its model, or None when it is answered 429.
+
+        `recorded`: the wait of this request's cold start in a recording (-1 if none).
+        """
         self.now = t
         if self.freeing:
             self._freed(t)
@@ -185,7 +191,7 @@ class _Instance:
         elif entry.state == _LOADED:
             wait = entry.ready_at - t
         else:
-            wait = self._materialize(entry, t) - t
+            wait = self._materialize(entry, t, recorded) - t
         if wait > self.config.ready_timeout_s:
             self.not_ready += 1
             return None
@@ -202,7 +208,7 @@ class _Instance:
 
     # ----- transitions --------------------------------------------------------------------
 
-    def _materialize(self, entry: _Entry, t: float) -> float:
+    def _materialize(self, entry: _Entry, t: float, recorded: float) -> float:
         start = max(t, entry.unloaded_at)
         if self.slots is not None:
             start = max(start, heapq.heappop(self.slots))
@@ -229,7 +235,7 @@ class _Instance:
         self._peaks()
         self._enforce_memory(entry)
         entry.known = True
-        entry.ready_at = self.now
+        entry.ready_at = self.now if recorded < 0 else t + recorded
         if self.slots is not None:
             heapq.heappush(self.slots, entry.ready_at)
         return entry.ready_at
@@ -302,6 +308,10 @@ class _Instance:
             self._delete(entry)
         self.now = t
 
+    def finish(self) -> None:
+        if self.releases:
+            self._release(float("inf"))
+
     # ----- measurements ------------------------------------------------------------------------
 
     def _freed(self, t: float) -> None:
@@ -340,12 +350,21 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
     service = workload.service_s
     latency = costs.latency_s
     times, models = workload.times, workload.models
+    cold = workload.cold_wait_s if config.recorded_cold_starts else None
     only = instances[0] if config.count == 1 else None
     for i in range(len(times)):
         model = models[i]
         inst = only if only is not None else _route(instances, model)
-        wait = inst.request(times[i], model, service[i] if service else latency[model])
+        wait = inst.request(
+            times[i],
+            model,
+            service[i] if service else latency[model],
+            cold[i] if cold else -1.0,
+        )
         waits[i] = config.ready_timeout_s if wait is None else wait
+    for inst in instances:
+        # Unloads the model cache's disabled setting starts once the last answers are sent.
+        inst.finish()
     return SimResult(
         requests=len(times),
         hits=sum(i.hits for i in instances),

@@ -29,6 +29,9 @@ class Workload:
     service_s: list[float] | None = None
     """Per request: the model's answer time as recorded; None takes each footprint's warm
     latency."""
+    cold_wait_s: list[float] | None = None
+    """Per request of a recorded run: how long it waited for its model's download and load
+    when it was a cold start (-1 otherwise)."""
 
     @property
     def duration_s(self) -> float:
@@ -59,6 +62,7 @@ def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Wor
     times: list[float] = []
     models: list[int] = []
     service: list[float] = []
+    cold: list[float] = []
     start = records[0].time if records else 0.0
     for record in records:
         if not record.reached_cache:
@@ -78,9 +82,10 @@ def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Wor
         times.append(record.time - start)
         models.append(model)
         service.append(record.model_s)
+        cold.append(record.wait_s if record.cache_hit is False else -1.0)
     if not times:
         raise CapacityError(f"trace {source} has no request that reached a model")
-    return Workload(times, models, names, footprints, service)
+    return Workload(times, models, names, footprints, service, cold)
 
 
 def zipf_sequence(models: int, requests: int, exponent: float, seed: int) -> npt.NDArray[np.int64]:

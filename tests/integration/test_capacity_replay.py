@@ -1,0 +1,115 @@
+"""Proof that the simulator predicts: a real emulator run, recorded with a trace and replayed.
+
+The profile comes from `capacity profile` on the real Triton; the trace from `up --trace`'s
+observer on a real emulator serving real boto3 calls. Under the same count budget the replay
+must reproduce the emulator's hits, loads, unloads and downloads exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mme_local.background import RunningEmulator
+from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan, profile_artifacts
+from mme_local.capacity.profiler import Sample
+from mme_local.capacity.trace import read_trace
+from mme_local.capacity.workload import zipf_sequence
+from mme_local.settings import EmulatorSettings
+from tests.support import doubler_archive, kserve_body
+
+pytestmark = pytest.mark.integration
+
+COPIES = 6
+BUDGET = 2
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One doubler artifact published as COPIES TargetModels with the same bytes."""
+    source = doubler_archive(tmp_path_factory.mktemp("source"), "doubler.tar.gz")
+    folder = tmp_path_factory.mktemp("copies")
+    for i in range(COPIES):
+        shutil.copy(source, folder / f"model-{i}.tar.gz")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def profile_file(copies: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    profile = profile_artifacts(
+        EmulatorSettings(), copies, Sample(kserve_body([1.0, 2.0]), repeats=3), lambda m: None
+    )
+    path = tmp_path_factory.mktemp("profile") / "profile.json"
+    profile.save(path)
+    return path
+
+
+def test_profile_measures_the_copies_once(profile_file: Path) -> None:
+    from mme_local.capacity.profile import load_profile
+
+    profile = load_profile(profile_file)
+    (artifact,) = profile.artifacts
+    assert artifact.target_models == [f"model-{i}.tar.gz" for i in range(COPIES)]
+    assert artifact.platform == "python"
+    assert artifact.load_s > 0 and artifact.download_s > 0 and artifact.unload_s > 0
+    assert artifact.host_memory_bytes > 0
+    assert artifact.extracted_bytes > 0 and artifact.archive_bytes > 0
+    assert artifact.warm_latency_s is not None and artifact.warm_latency_s > 0
+    assert profile.stub_host_bytes > 0
+    assert profile.baseline_host_bytes > 0
+    # a Python-backend model runs in its own stub in the cloud too: no correction
+    assert profile.cloud_host_bytes(artifact) == artifact.host_memory_bytes
+
+
+def test_replay_reproduces_a_recorded_run_under_a_count_budget(
+    copies: Path, profile_file: Path, tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace.jsonl"
+    settings = EmulatorSettings(
+        port=0,
+        models_dir=copies,
+        max_loaded_models=BUDGET,
+        trace_file=trace,
+        cache_dir=tmp_path / "cache",
+    )
+    sequence = zipf_sequence(COPIES, 40, 0.8, seed=7).tolist()
+    with RunningEmulator(settings) as running:
+        client = running.runtime_client()
+        for model in sequence:
+            client.invoke_endpoint(
+                EndpointName=running.endpoint_name,
+                TargetModel=f"model-{model}.tar.gz",
+                Body=kserve_body([1.0]),
+                ContentType="application/octet-stream",
+            )
+        running.settle()
+        hits = running.metrics()["mme_model_cache_hit_total"]
+        entries = running.emulator.cache.entries()
+        measured = {
+            "hits": int(hits),
+            "loads": sum(e.loads for e in entries),
+            "unloads": sum(e.unloads for e in entries),
+            "downloads": sum(e.downloads for e in entries),
+        }
+    records = read_trace(trace)
+    assert [r.target_model for r in records] == [f"model-{m}.tar.gz" for m in sequence]
+    assert sum(bool(r.cache_hit) for r in records) == measured["hits"]
+    assert measured["unloads"] > 0, "the budget must cause evictions for the test to mean much"
+
+    plan = make_plan(
+        PlanRequest(
+            profile=profile_file,
+            trace=trace,
+            budgets=EmulatorBudgets(max_loaded_models=BUDGET),
+        )
+    )
+    result = plan.outcomes[0].result
+    predicted = {
+        "hits": result.hits,
+        "loads": result.loads,
+        "unloads": result.unloads,
+        "downloads": result.downloads,
+    }
+    assert predicted == measured
