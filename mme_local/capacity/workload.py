@@ -63,7 +63,7 @@ def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Wor
     models: list[int] = []
     service: list[float] = []
     cold: list[float] = []
-    start = records[0].time if records else 0.0
+    start = next((r.time for r in records if r.reached_cache), 0.0)
     for record in records:
         if not record.reached_cache:
             continue

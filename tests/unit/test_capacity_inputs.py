@@ -1,0 +1,166 @@
+"""Profile, trace, workload and price files: round trips, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.plan import instance_candidates, parse_counts
+from mme_local.capacity.prices import load_prices
+from mme_local.capacity.profile import load_profile
+from mme_local.capacity.trace import TraceRecord, TraceWriter, read_trace
+from mme_local.capacity.workload import SyntheticSpec, from_trace, synthetic
+from mme_local.demo import zipf_workload
+from mme_local.gateway.service import InvocationRecord
+from mme_local.instances import INSTANCE_TYPES
+from tests.unit.capacity_support import footprint, profile
+
+
+def _one_line(error: pytest.ExceptionInfo[CapacityError]) -> str:
+    text = str(error.value)
+    assert "\n" not in text
+    return text
+
+
+def test_profile_round_trips(tmp_path: Path) -> None:
+    original = profile(footprint(["a.tar.gz", "b.tar.gz"]), stub_mib=300)
+    original.save(tmp_path / "p.json")
+    assert load_profile(tmp_path / "p.json") == original
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "does not exist"),
+        ("{not json", "not readable JSON"),
+        ('{"artifacts": []}', "not a capacity profile"),
+    ],
+)
+def test_bad_profiles_get_one_line(tmp_path: Path, content: str | None, says: str) -> None:
+    path = tmp_path / "p.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CapacityError) as raised:
+        load_profile(path)
+    assert says in _one_line(raised)
+
+
+def test_a_profile_without_artifacts_is_refused(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(profile().__dict__, default=lambda o: o.__dict__))
+    data["artifacts"] = []
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    with pytest.raises(CapacityError) as raised:
+        load_profile(tmp_path / "p.json")
+    assert "no artifacts" in _one_line(raised)
+
+
+def test_trace_writer_and_reader_agree(tmp_path: Path) -> None:
+    writer = TraceWriter(tmp_path / "t.jsonl")
+    writer.write(InvocationRecord(10.5, "b.tar.gz", 200, False, 1.5, 0.01))
+    writer.write(InvocationRecord(10.0, "a.tar.gz", 429, None, 60.0, 0.0))
+    writer.close()
+    assert read_trace(tmp_path / "t.jsonl") == [
+        TraceRecord(10.0, "a.tar.gz", 429, None, 60.0, 0.0),
+        TraceRecord(10.5, "b.tar.gz", 200, False, 1.5, 0.01),
+    ]
+
+
+def test_an_empty_trace_gets_one_line(tmp_path: Path) -> None:
+    (tmp_path / "t.jsonl").write_text("\n")
+    with pytest.raises(CapacityError) as raised:
+        read_trace(tmp_path / "t.jsonl")
+    assert "is empty" in _one_line(raised)
+
+
+def test_a_bad_trace_line_is_named(tmp_path: Path) -> None:
+    good = '{"time": 1, "target_model": "a", "status": 200}'
+    (tmp_path / "t.jsonl").write_text(f'{good}\n{{"time": 2}}\n')
+    with pytest.raises(CapacityError) as raised:
+        read_trace(tmp_path / "t.jsonl")
+    assert "line 2" in _one_line(raised)
+
+
+def test_a_trace_model_the_profile_lacks_is_named() -> None:
+    records = [TraceRecord(0.0, "model-0.tar.gz", 200, False, 1.0, 0.0)]
+    records.append(TraceRecord(1.0, "other.tar.gz", 200, False, 1.0, 0.0))
+    with pytest.raises(CapacityError) as raised:
+        from_trace(records, profile(), "t.jsonl")
+    assert "'other.tar.gz'" in _one_line(raised)
+
+
+def test_rejected_requests_are_not_replayed() -> None:
+    records = [
+        TraceRecord(0.0, "missing.tar.gz", 400, None, 0.0, 0.0),
+        TraceRecord(1.0, "model-0.tar.gz", 200, False, 1.0, 0.01),
+    ]
+    workload = from_trace(records, profile(), "t")
+    assert workload.names == ["model-0.tar.gz"]
+    assert workload.times == [0.0]
+    assert workload.cold_wait_s == [1.0]
+
+
+def test_synthetic_zipf_names_the_demos_models() -> None:
+    spec = SyntheticSpec(models=200, requests=300, zipf=1.1, rate_rps=5.0, seed=7)
+    assert synthetic(spec, profile()).models == zipf_workload(200, 300, 1.1, 7)
+
+
+def test_synthetic_traffic_copies_one_footprint() -> None:
+    spec = SyntheticSpec(models=50, requests=1000, zipf=None, rate_rps=100.0, seed=1)
+    workload = synthetic(spec, profile())
+    assert len(set(workload.models)) > 40
+    assert len(workload.footprints) == 50
+    assert workload.duration_s == pytest.approx(10.0, rel=0.2)
+
+
+def test_synthetic_traffic_names_a_missing_artifact() -> None:
+    spec = SyntheticSpec(1, 1, None, 1.0, artifact="nope.tar.gz")
+    with pytest.raises(CapacityError) as raised:
+        synthetic(spec, profile())
+    assert "'nope.tar.gz'" in _one_line(raised)
+
+
+def test_unknown_instance_type_gets_one_line() -> None:
+    with pytest.raises(CapacityError) as raised:
+        instance_candidates(["ml.g9.xlarge"], [1], profile(), None, 60.0)
+    text = _one_line(raised)
+    assert "ml.g9.xlarge" in text and "ml.g5" in text
+
+
+@pytest.mark.parametrize(("text", "counts"), [("2", [2]), ("1..3", [1, 2, 3]), ("1,4", [1, 4])])
+def test_counts(text: str, counts: list[int]) -> None:
+    assert parse_counts(text) == counts
+
+
+def test_bad_counts_get_one_line() -> None:
+    with pytest.raises(CapacityError):
+        parse_counts("0..2")
+    with pytest.raises(CapacityError):
+        parse_counts("two")
+
+
+def test_the_price_table_is_dated_and_covers_every_instance_type() -> None:
+    table = load_prices()
+    assert table.region == "us-east-1"
+    assert table.as_of and table.source.startswith("https://aws.amazon.com/sagemaker/pricing")
+    assert set(INSTANCE_TYPES) <= set(table.prices)
+
+
+def test_a_price_file_overrides_ours(tmp_path: Path) -> None:
+    override = tmp_path / "prices.toml"
+    override.write_text('region = "eu-west-1"\n[prices]\n"ml.g5.xlarge" = 2.0\n')
+    table = load_prices(override)
+    assert table.hourly("ml.g5.xlarge") == 2.0
+    assert table.hourly("ml.g4dn.xlarge") == load_prices().hourly("ml.g4dn.xlarge")
+    assert table.region == "eu-west-1"
+    assert table.source == str(override)
+
+
+def test_a_bad_price_file_gets_one_line(tmp_path: Path) -> None:
+    override = tmp_path / "prices.toml"
+    override.write_text('[prices]\n"ml.g5.xlarge" = "cheap"\n')
+    with pytest.raises(CapacityError) as raised:
+        load_prices(override)
+    assert "dollars per hour" in _one_line(raised)
