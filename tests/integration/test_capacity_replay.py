@@ -113,3 +113,56 @@ def test_replay_reproduces_a_recorded_run_under_a_count_budget(
         "downloads": result.downloads,
     }
     assert predicted == measured
+
+
+def test_replay_is_within_two_percent_under_a_measured_memory_budget(
+    copies: Path, profile_file: Path, tmp_path: Path
+) -> None:
+    from mme_local.capacity.profile import load_profile
+
+    profile = load_profile(profile_file)
+    footprint = profile.artifacts[0].host_memory_bytes
+    # room for two models and a half by measurement
+    budget = profile.baseline_host_bytes + int(2.5 * footprint)
+    trace = tmp_path / "trace.jsonl"
+    settings = EmulatorSettings(
+        port=0,
+        models_dir=copies,
+        memory_limit_bytes=budget,
+        trace_file=trace,
+        cache_dir=tmp_path / "cache",
+    )
+    sequence = zipf_sequence(COPIES, 40, 0.8, seed=11).tolist()
+    with RunningEmulator(settings) as running:
+        client = running.runtime_client()
+        for model in sequence:
+            client.invoke_endpoint(
+                EndpointName=running.endpoint_name,
+                TargetModel=f"model-{model}.tar.gz",
+                Body=kserve_body([1.0]),
+                ContentType="application/octet-stream",
+            )
+        running.settle()
+        hits = running.metrics()["mme_model_cache_hit_total"]
+        entries = running.emulator.cache.entries()
+        measured = {
+            "hits": int(hits),
+            "loads": sum(e.loads for e in entries),
+            "unloads": sum(e.unloads for e in entries),
+            "downloads": sum(e.downloads for e in entries),
+        }
+    plan = make_plan(
+        PlanRequest(
+            profile=profile_file, trace=trace, budgets=EmulatorBudgets(memory_limit_bytes=budget)
+        )
+    )
+    result = plan.outcomes[0].result
+    predicted = {
+        "hits": result.hits,
+        "loads": result.loads,
+        "unloads": result.unloads,
+        "downloads": result.downloads,
+    }
+    assert measured["unloads"] > 0
+    for name, value in measured.items():
+        assert abs(predicted[name] - value) <= 0.02 * value, (name, predicted, measured)
