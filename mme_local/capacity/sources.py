@@ -6,13 +6,13 @@ ETag first, so 200 copies of one artifact are downloaded once to be hashed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mme_local.capacity.errors import CapacityError
+from mme_local.files import file_sha256
 from mme_local.store.publish import SHA256_METADATA
 from mme_local.store.s3url import S3Prefix
 
@@ -25,14 +25,6 @@ class Distinct:
     path: Path
     """A local copy of the bytes."""
     target_models: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def from_folder(folder: Path) -> list[Distinct]:

@@ -20,7 +20,10 @@ app = typer.Typer(
 @app.command("profile")
 def profile(
     folder: Annotated[
-        Path | None, typer.Argument(help="A folder of *.tar.gz (default: the S3 prefix).")
+        Path | None,
+        typer.Argument(
+            help="A folder of *.tar.gz (default: the S3 prefix).", exists=True, file_okay=False
+        ),
     ] = None,
     model_data_url: Annotated[
         str | None, typer.Option(help="S3 prefix of the artifacts, with --s3-endpoint or AWS.")
@@ -29,7 +32,10 @@ def profile(
         str | None, typer.Option(help="The S3 API holding the prefix (default: AWS).")
     ] = None,
     sample: Annotated[
-        Path | None, typer.Option(help="A request body every model accepts: warm latency.")
+        Path | None,
+        typer.Option(
+            help="A request body every model accepts: warm latency.", exists=True, dir_okay=False
+        ),
     ] = None,
     content_type: Annotated[
         str, typer.Option(help="Content type of the sample.")
