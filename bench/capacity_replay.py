@@ -12,6 +12,7 @@ import argparse
 import random
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +87,7 @@ def main() -> None:
         profile = _profile(archive, body, work)
         footprint = profile.artifacts[0]
         # every copy shares the one profiled footprint
-        profile = Profile(
-            **{
-                **profile.__dict__,
-                "artifacts": [type(footprint)(**{**footprint.__dict__, "target_models": names})],
-            }
-        )
+        profile = replace(profile, artifacts=[replace(footprint, target_models=names)])
         profile_path = work / "profile.json"
         profile.save(profile_path)
         memory = profile.baseline_host_bytes + int(args.memory_models * footprint.host_memory_bytes)

@@ -133,9 +133,11 @@ class Instance:
         if entry is None:
             entry = self.entries[model] = Entry(model, self)
         if entry.state == _LOADED and not entry.pending:
-            self.hits += 1
-            self._served(entry, t, service_s)
-            self.answer(index, 0.0)
+            # Still in its after-load memory check until ready_at: a wait, not a hit.
+            start = max(t, entry.ready_at)
+            self.hits += start == t
+            self._served(entry, start, service_s)
+            self.answer(index, start - t)
             return
         entry.waiters.append((index, t, service_s))
         if not entry.pending:

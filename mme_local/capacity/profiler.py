@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mme_local.cache.layout import model_dir
@@ -178,13 +178,11 @@ async def measure_footprints(
                 progress(f"measuring {item.target_models[0]} ({number}/{len(distinct)})")
                 measured = await measurer.measure(f"{item.sha256}.tar.gz", sample)
                 footprints.append(
-                    Footprint(
-                        **{
-                            **measured.__dict__,
-                            "sha256": item.sha256,
-                            "target_models": sorted(item.target_models),
-                            "archive_bytes": item.path.stat().st_size,
-                        }
+                    replace(
+                        measured,
+                        sha256=item.sha256,
+                        target_models=sorted(item.target_models),
+                        archive_bytes=item.path.stat().st_size,
                     )
                 )
         finally:
