@@ -8,13 +8,14 @@ must reproduce the emulator's hits, loads, unloads and downloads exactly.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mme_local.background import RunningEmulator
-from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan, profile_artifacts
-from mme_local.capacity.profiler import Sample
+from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
 from mme_local.capacity.trace import read_trace
 from mme_local.capacity.workload import zipf_sequence
 from mme_local.settings import EmulatorSettings
@@ -38,11 +39,17 @@ def copies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def profile_file(copies: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    profile = profile_artifacts(
-        EmulatorSettings(), copies, Sample(kserve_body([1.0, 2.0]), repeats=3), lambda m: None
+    """`mme-local capacity profile` run as a user runs it."""
+    work = tmp_path_factory.mktemp("profile")
+    (work / "request.json").write_bytes(kserve_body([1.0, 2.0]))
+    path = work / "profile.json"
+    command = [str(Path(sys.executable).with_name("mme-local")), "capacity", "profile"]
+    arguments = [str(copies), "--sample", str(work / "request.json"), "--repeats", "3"]
+    done = subprocess.run(
+        [*command, *arguments, "--out", str(path)], capture_output=True, text=True, timeout=300
     )
-    path = tmp_path_factory.mktemp("profile") / "profile.json"
-    profile.save(path)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {path}: 1 distinct artifact(s)" in done.stdout
     return path
 
 
