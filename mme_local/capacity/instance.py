@@ -149,6 +149,11 @@ class Instance:
         entry = self.entries.get(model)
         return entry is not None and (entry.state == _LOADED or entry.pending)
 
+    def busy(self, model: int, t: float) -> bool:
+        """Loaded and answering a request at `t` (a load in flight is not busy: wait on it)."""
+        entry = self.entries[model]
+        return entry.state == _LOADED and not entry.pending and entry.busy_until > t
+
     def advance(self, until: float) -> None:
         """Process every event up to `until`, in time order."""
         events = self.events

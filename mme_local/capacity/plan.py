@@ -177,8 +177,9 @@ def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
                 "as its extracted size"
             )
         notes.append(
-            "several instances: a request goes to an instance that has its model loaded, "
-            "else to the one with the least model memory in use"
+            "several instances: a request goes to an instance that has its model loaded and "
+            "idle, else (a busy or unloaded model) to one without it that has the least model "
+            "memory in use"
         )
     if any(not c.cloud_footprints for c in candidates):
         notes.append(

@@ -1,9 +1,11 @@
 """The simulation of an MME over a workload, for N instances: costs, configuration, results.
 
-The per-instance rules are in `instance.py`. Routing over several instances follows
-SageMaker's description of MMEs (a request goes to an instance that has its model loaded):
-an instance that has the model loaded or loading, else the instance with the least model
-memory in use (ties: the lowest index).
+The per-instance rules are in `instance.py`. Routing over several instances follows AWS's
+"How multi-model endpoints work": requests for a model keep going to an instance where it is
+loaded, and when it gets many requests some go to another instance, which loads it too. Here:
+an instance that holds the model (loaded or loading) and is not answering a request for it;
+else, if some instance doesn't hold it, the one of those with the least model memory in use
+(ties: the lowest index); else the holding instance that is free soonest.
 """
 
 from __future__ import annotations
@@ -94,10 +96,14 @@ class SimResult:
 def _route(instances: list[Instance], model: int, t: float) -> Instance:
     for inst in instances:
         inst.advance(t)
-    for inst in instances:
-        if inst.holds(model):
+    holding = [inst for inst in instances if inst.holds(model)]
+    for inst in holding:
+        if not inst.busy(model, t):
             return inst
-    return min(instances, key=lambda inst: inst.host_loaded + inst.gpu_loaded)
+    others = [inst for inst in instances if inst not in holding]
+    if others:
+        return min(others, key=lambda inst: inst.host_loaded + inst.gpu_loaded)
+    return min(holding, key=lambda inst: inst.entries[model].busy_until)
 
 
 def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimResult:

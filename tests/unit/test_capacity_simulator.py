@@ -121,3 +121,12 @@ def test_a_request_during_the_after_load_memory_check_waits() -> None:
     result = _run(workload, config)
     assert (result.hits, result.loads, result.unloads) == (0, 2, 1)
     assert result.wait_p50_s == pytest.approx(4.5)
+
+
+def test_a_busy_model_spreads_to_another_instance() -> None:
+    # the second request arrives while the first is still being answered on instance one
+    workload = Workload([0.0, 5.0, 5.5], [0, 0, 0], ["a"], [footprint()], service_s=[10.0, 1, 1])
+    result = _run(workload, SimConfig(_budgets(), count=2))
+    assert (result.loads, result.hits) == (2, 0)
+    workload = Workload([0.0, 5.0], [0, 0], ["a"], [footprint()], service_s=[1.0, 1.0])
+    assert _run(workload, SimConfig(_budgets(), count=2)).loads == 1
