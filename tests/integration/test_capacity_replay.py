@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from mme_local.background import RunningEmulator
 from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
@@ -91,6 +92,12 @@ def test_replay_reproduces_a_recorded_run_under_a_count_budget(
                 Body=kserve_body([1.0]),
                 ContentType="application/octet-stream",
             )
+        with pytest.raises(ClientError):
+            client.invoke_endpoint(
+                EndpointName=running.endpoint_name,
+                TargetModel="not-published.tar.gz",
+                Body=kserve_body([1.0]),
+            )
         running.settle()
         hits = running.metrics()["mme_model_cache_hit_total"]
         entries = running.emulator.cache.entries()
@@ -100,8 +107,14 @@ def test_replay_reproduces_a_recorded_run_under_a_count_budget(
             "unloads": sum(e.unloads for e in entries),
             "downloads": sum(e.downloads for e in entries),
         }
-    records = read_trace(trace)
+    *records, missing = read_trace(trace)
+    assert (missing.target_model, missing.status, missing.cache_hit) == (
+        "not-published.tar.gz",
+        400,
+        None,
+    )
     assert [r.target_model for r in records] == [f"model-{m}.tar.gz" for m in sequence]
+    assert all(r.status == 200 and r.model_s > 0 for r in records)
     assert sum(bool(r.cache_hit) for r in records) == measured["hits"]
     assert measured["unloads"] > 0, "the budget must cause evictions for the test to mean much"
 
