@@ -50,15 +50,20 @@ def profile(
         str | None, typer.Option(help="For --runtime docker: all, 0,1 or none.")
     ] = None,
     out: Annotated[Path, typer.Option(help="The profile file to write.")] = Path("profile.json"),
+    config: Annotated[
+        Path | None, typer.Option(help="An mme.toml to read (default: ./mme.toml if present).")
+    ] = None,
 ) -> None:
     """Load each distinct artifact once and record its size, times and memory."""
+    import os
+
     from mme_local.capacity.api import profile_artifacts
     from mme_local.capacity.profiler import Sample
-    from mme_local.settings import EmulatorSettings
+    from mme_local.cli.up_cmd import FLAG_NAMES
+    from mme_local.config_file import load_settings
+    from mme_local.settings import DEFAULT_MODEL_DATA_URL, EmulatorSettings
 
-    if folder is None and model_data_url is None:
-        raise typer.BadParameter("give a FOLDER of *.tar.gz or --model-data-url s3://...")
-    fields = {
+    flags = {
         "model_data_url": model_data_url,
         "s3_endpoint_url": s3_endpoint,
         "runtime": runtime,
@@ -66,7 +71,9 @@ def profile(
         "docker_image": image,
         "docker_gpus": gpus,
     }
-    settings = EmulatorSettings(**{k: v for k, v in fields.items() if v is not None})
+    settings = load_settings(EmulatorSettings, flags, config, os.environ, FLAG_NAMES)
+    if folder is None and settings.model_data_url == DEFAULT_MODEL_DATA_URL:
+        raise CapacityError("give a FOLDER of *.tar.gz or --model-data-url s3://...")
     body = None if sample is None else Sample(sample.read_bytes(), content_type, repeats)
     result = profile_artifacts(settings, folder, body, lambda m: typer.echo(m, err=True))
     result.save(out)
@@ -125,14 +132,18 @@ def plan(
     from mme_local.settings import InvalidSize, parse_size
 
     if format not in RENDERERS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(RENDERERS)}")
+        raise CapacityError(f"--format must be one of {', '.join(RENDERERS)}")
     if model_cache not in ("Enabled", "Disabled"):
-        raise typer.BadParameter("--model-cache must be Enabled or Disabled")
-    try:
-        memory = None if memory_limit is None else parse_size(memory_limit)
-        disk = None if disk_limit is None else parse_size(disk_limit)
-    except InvalidSize as error:
-        raise typer.BadParameter(str(error)) from None
+        raise CapacityError("--model-cache must be Enabled or Disabled")
+
+    def size(flag: str, text: str | None) -> int | None:
+        try:
+            return None if text is None else parse_size(text)
+        except InvalidSize as error:
+            raise CapacityError(f"{flag}: {error}") from None
+
+    memory = size("--memory-limit", memory_limit)
+    disk = size("--disk-limit", disk_limit)
     spec = None
     if models is not None:
         spec = SyntheticSpec(models, requests, None if uniform else zipf, rate, seed, artifact)
