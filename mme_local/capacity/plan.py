@@ -176,6 +176,18 @@ def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
                 "GPU memory was not measured (no GPU): each model's GPU footprint is taken "
                 "as its extracted size"
             )
+        parallel = sorted(
+            {
+                c.config.parallel_transitions
+                for c in candidates
+                if c.cloud_footprints and c.config.parallel_transitions is not None
+            }
+        )
+        notes.append(
+            "downloads+loads at once per instance: "
+            + ", ".join(str(p) for p in parallel)
+            + " (its vCPUs unless --parallel-loads is given)"
+        )
         notes.append(
             "several instances: a request goes to an instance that has its model loaded and "
             "idle, else (a busy or unloaded model) to one without it that has the least model "
