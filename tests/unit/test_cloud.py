@@ -214,6 +214,16 @@ def test_dry_run_needs_no_credentials_and_makes_no_call(
         "ModelDataUrl": PREFIX_URL,
         "Mode": "MultiModel",
         "MultiModelConfig": {"ModelCacheSetting": "Enabled"},
+        "Environment": {
+            "SAGEMAKER_MULTI_MODEL": "true",
+            "SAGEMAKER_TRITON_PING_MODE": "live",
+            "SAGEMAKER_TRITON_ALLOW_GRPC": "false",
+            "SAGEMAKER_TRITON_ALLOW_METRICS": "false",
+            "SAGEMAKER_TRITON_THREAD_COUNT": "8",
+            "SAGEMAKER_TRITON_LOG_VERBOSE": "0",
+            "SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE": "16777216",
+            "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE": "1048576",
+        },
     }
 
 
@@ -252,7 +262,7 @@ def test_deploy_rerun_and_teardown(aws: None, tmp_path: Path) -> None:
     head = boto3.client("s3").head_object(Bucket=BUCKET, Key="models/model-0.tar.gz")
     assert head["LastModified"] == first_upload
 
-    gone = run_cli(["teardown", "demo-mme", "--region", "us-east-1"])
+    gone = run_cli(["teardown", "demo-mme", "--region", "us-east-1", "--yes"])
     assert gone.exit_code == 0, gone.output
     assert "deleted 3 resource(s) for demo-mme" in gone.output
     assert client.list_models()["Models"] == []
