@@ -64,7 +64,7 @@ def test_deploy_twice_then_teardown(moto_server: str, tmp_path: Path) -> None:
     assert "nothing changed" in second.output
     assert sagemaker.list_models()["Models"] == models
 
-    gone = runner.invoke(app, ["teardown", "demo-mme", "--region", "us-east-1"])
+    gone = runner.invoke(app, ["teardown", "demo-mme", "--region", "us-east-1"], input="y\n")
     assert gone.exit_code == 0, gone.output
     assert sagemaker.list_models()["Models"] == []
     assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
