@@ -162,9 +162,12 @@ def deploy(
         return
     for verdict in plan.verdicts:
         _echo(f"check {verdict}")
-    _run_deploy(plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke)
+    summary = _run_deploy(
+        plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke
+    )
     target = smoke_target or (plan.artifacts[0][1] if plan.artifacts else "model.tar.gz")
     typer.echo("\n" + boto3_snippet(request.endpoint_name, request.region, target))
+    typer.echo("\n" + "\n".join(summary))
 
 
 def _smoke_body(
@@ -181,7 +184,10 @@ def _smoke_body(
     return result
 
 
-def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any) -> None:
+def _run_deploy(
+    plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any
+) -> list[str]:
+    """Deploy with live progress; returns the summary table's lines."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cloud.aws import Clients, make_session
@@ -232,7 +238,7 @@ def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, 
     elif smoke is not None:
         size = len(invoke_when_ready(clients.runtime, smoke, say=_echo))
         typer.echo(f"smoke test: {smoke.params['TargetModel']} answered {size} bytes")
-    typer.echo("\n".join(summary_table(outcome.summary)))
+    return summary_table(outcome.summary)
 
 
 def teardown(
