@@ -85,8 +85,23 @@ def deploy(
         Path | None,
         typer.Option(help="Request body for the smoke call; else zeros shaped by its config."),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace objects whose content changed (live endpoints keep the old bytes).",
+        ),
+    ] = False,
+    versioned_names: Annotated[
+        bool,
+        typer.Option("--versioned-names", help="Upload as <name>-<content hash>.tar.gz."),
+    ] = False,
+    footprint_bytes: Annotated[
+        int | None,
+        typer.Option(min=0, help="Largest model's measured footprint, checked against GPU memory."),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print every AWS call and make none.")
+        bool, typer.Option("--dry-run", help="Print the checks and every AWS call; make none.")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for InService.")] = True,
     timeout_min: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 60.0,
@@ -127,24 +142,32 @@ def deploy(
             triton_version, config, "deploy", "triton_version", defaults.triton_version
         ),
         model_cache=_pick(model_cache, config, "endpoint", "model_cache", defaults.model_cache),
+        footprint_bytes=footprint_bytes,
+        overwrite=overwrite,
+        versioned_names=versioned_names,
     )
     plan = build_plan(request)
     smoke = None
     if smoke_target is not None:
+        # With --versioned-names the file's own name stands for its versioned TargetModel.
+        smoke_target = next(
+            (t for path, t in plan.artifacts if path.name == smoke_target), smoke_target
+        )
         body = _smoke_body(smoke_target, smoke_body, plan.artifacts, zeros_request)
         smoke = smoke_call(request.endpoint_name, smoke_target, body)
     if dry_run:
-        typer.echo("dry run: no AWS call made; a deploy where nothing exists yet would call:")
-        for call in [*plan.dry_run_calls(), *([smoke] if smoke else [])]:
-            typer.echo(f"  {call}")
-        typer.echo(
-            "Existing resources with these names are reused; an endpoint on another config "
-            "gets UpdateEndpoint instead of CreateEndpoint."
-        )
+        from cloud.report import dry_run_text
+
+        typer.echo("\n".join(dry_run_text(plan, smoke)))
         return
-    _run_deploy(plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke)
+    for verdict in plan.verdicts:
+        _echo(f"check {verdict}")
+    summary = _run_deploy(
+        plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke
+    )
     target = smoke_target or (plan.artifacts[0][1] if plan.artifacts else "model.tar.gz")
     typer.echo("\n" + boto3_snippet(request.endpoint_name, request.region, target))
+    typer.echo("\n" + "\n".join(summary))
 
 
 def _smoke_body(
@@ -161,25 +184,47 @@ def _smoke_body(
     return result
 
 
-def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any) -> None:
-    from rich.progress import Progress
+def _run_deploy(
+    plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any
+) -> list[str]:
+    """Deploy with live progress; returns the summary table's lines."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cloud.aws import Clients, make_session
-    from cloud.deploy import AwsExecutor, Deployer, Hooks
+    from cloud.deploy import Deployer, Hooks
+    from cloud.report import summary_table
+    from cloud.smoke import invoke_when_ready
 
     clients = Clients.for_session(make_session(plan.request.region, profile))
-    with Progress(transient=True) as progress:
-        task = progress.add_task("uploading artifacts", total=len(plan.artifacts))
+    total = sum(path.stat().st_size for path, _ in plan.artifacts)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, TimeElapsedColumn(), transient=True) as progress:
+        upload = progress.add_task("uploading artifacts", total=total)
+        waiting = progress.add_task("endpoint", total=None, visible=False)
 
         def uploaded(target: str, status: str) -> None:
-            progress.update(task, advance=1, description=f"{target}: {status}")
+            if status == "unchanged":
+                progress.advance(
+                    upload, next(p for p, t in plan.artifacts if t == target).stat().st_size
+                )
+            progress.update(upload, description=f"{target}: {status}")
 
         def status(state: str, waited: float) -> None:
             progress.console.print(
                 f"endpoint {plan.request.endpoint_name}: {state} ({waited:.0f} s)"
             )
 
-        hooks = Hooks(say=progress.console.print, uploaded=uploaded, status=status)
+        def tick(state: str, waited: float) -> None:
+            description = f"endpoint {plan.request.endpoint_name}: {state}, {waited:.0f} s"
+            progress.update(waiting, description=description, visible=True)
+
+        hooks = Hooks(
+            say=progress.console.print,
+            uploaded=uploaded,
+            status=status,
+            waiting=tick,
+            bytes_sent=lambda sent: progress.advance(upload, sent),
+        )
         deployer = Deployer(plan, clients, hooks, timeout_s=timeout_min * 60)
         outcome = deployer.run(wait=wait)
     if not outcome.changes:
@@ -191,9 +236,9 @@ def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, 
     if smoke is not None and outcome.status != "InService":
         _echo("smoke test skipped: the endpoint is not InService yet (--no-wait)")
     elif smoke is not None:
-        answer = AwsExecutor(clients).must(smoke)
-        size = len(answer["Body"].read())
+        size = len(invoke_when_ready(clients.runtime, smoke, say=_echo))
         typer.echo(f"smoke test: {smoke.params['TargetModel']} answered {size} bytes")
+    return summary_table(outcome.summary)
 
 
 def teardown(
@@ -202,20 +247,36 @@ def teardown(
     profile: Profile = None,
     delete_artifacts: Annotated[
         bool,
-        typer.Option("--delete-artifacts", help="Also delete every object under its prefix."),
+        typer.Option("--delete-artifacts", help="Also delete the objects deploy uploaded for it."),
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     config_file: ConfigPath = None,
 ) -> None:
-    """Delete the endpoint, its endpoint config and model (artifacts only when asked)."""
+    """Delete the endpoint, endpoint configs and models deploy made for it (tag-checked)."""
     from cloud.aws import Clients, make_session
+    from cloud.teardown import plan_teardown
     from cloud.teardown import teardown as run_teardown
 
     config = load_config(config_file)
     profile = _pick(profile, config, "deploy", "profile")
     region_name = _region(region, config, profile)
     clients = Clients.for_session(make_session(region_name, profile))
-    report = run_teardown(clients, endpoint_name, delete_artifacts, say=_echo)
-    if not report.deleted:
+    plan = plan_teardown(clients, endpoint_name, delete_artifacts)
+    for kept in plan.kept:
+        _echo(f"keeping {kept}")
+    deletions = plan.deletions()
+    if not deletions:
         typer.echo(f"nothing named {endpoint_name} to delete in {region_name}")
         return
+    typer.echo(f"would delete in {region_name}:" if dry_run else f"to delete in {region_name}:")
+    for line in deletions:
+        typer.echo(f"  {line}")
+    if dry_run:
+        return
+    if not yes:
+        typer.confirm(f"delete these {len(deletions)} resource(s)?", abort=True)
+    report = run_teardown(clients, endpoint_name, delete_artifacts, say=_echo, plan=plan)
     typer.echo(f"deleted {len(report.deleted)} resource(s) for {endpoint_name} in {region_name}")

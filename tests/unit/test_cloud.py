@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from typer.testing import CliRunner, Result
 
 from cloud.aws import Clients
@@ -96,19 +94,6 @@ def forbid_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def run_cli(args: list[str]) -> Result:
     return CliRunner().invoke(app, args)
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield
 
 
 def sagemaker() -> Any:
@@ -214,6 +199,16 @@ def test_dry_run_needs_no_credentials_and_makes_no_call(
         "ModelDataUrl": PREFIX_URL,
         "Mode": "MultiModel",
         "MultiModelConfig": {"ModelCacheSetting": "Enabled"},
+        "Environment": {
+            "SAGEMAKER_MULTI_MODEL": "true",
+            "SAGEMAKER_TRITON_PING_MODE": "live",
+            "SAGEMAKER_TRITON_ALLOW_GRPC": "false",
+            "SAGEMAKER_TRITON_ALLOW_METRICS": "false",
+            "SAGEMAKER_TRITON_THREAD_COUNT": "8",
+            "SAGEMAKER_TRITON_LOG_VERBOSE": "0",
+            "SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE": "16777216",
+            "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE": "1048576",
+        },
     }
 
 
@@ -252,7 +247,7 @@ def test_deploy_rerun_and_teardown(aws: None, tmp_path: Path) -> None:
     head = boto3.client("s3").head_object(Bucket=BUCKET, Key="models/model-0.tar.gz")
     assert head["LastModified"] == first_upload
 
-    gone = run_cli(["teardown", "demo-mme", "--region", "us-east-1"])
+    gone = run_cli(["teardown", "demo-mme", "--region", "us-east-1", "--yes"])
     assert gone.exit_code == 0, gone.output
     assert "deleted 3 resource(s) for demo-mme" in gone.output
     assert client.list_models()["Models"] == []
