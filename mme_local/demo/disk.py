@@ -63,8 +63,8 @@ def demo_needs(
         DiskNeed(
             store_dir,
             copies * archive_bytes,
-            f"{copies} published copies x {mib(archive_bytes)}, kept by the embedded S3 "
-            "in temporary files",
+            f"{copies} published copies x {mib(archive_bytes)} "
+            "in the embedded S3's temporary files",
             per_copy=archive_bytes,
         ),
         DiskNeed(
@@ -111,7 +111,7 @@ class Disk:
         return max(self.free - fixed, 0) // per_copy
 
     def describe(self) -> str:
-        return ", ".join(need.what for need in self.needs)
+        return " + ".join(need.what for need in self.needs)
 
 
 def plan_disk(
