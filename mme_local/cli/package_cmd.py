@@ -90,7 +90,18 @@ def package(
 
 
 def demo(
-    models: Annotated[int, typer.Option(min=1, help="Copies of the artifact to publish.")] = 200,
+    models: Annotated[
+        int,
+        typer.Option(
+            "--copies",
+            "--models",
+            min=1,
+            help=(
+                "Copies of the artifact to publish; each takes its size on disk in the embedded"
+                " S3's temporary folder, checked before publishing."
+            ),
+        ),
+    ] = 200,
     requests: Annotated[int, typer.Option(min=1, help="Invocations to send.")] = 300,
     capacity: Annotated[
         int, typer.Option(min=1, help="Most models loaded at once (forces evictions).")
