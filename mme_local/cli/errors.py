@@ -11,6 +11,7 @@ from mme_local.artifacts.archive import ArchiveError
 from mme_local.artifacts.package import PackageError
 from mme_local.artifacts.templates import TemplateError
 from mme_local.config_file import ConfigFileError, SettingsError
+from mme_local.demo.config import DemoError
 from mme_local.runtime.backend_dir import StubNotFound
 from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.provision import ProvisionError, RuntimeNotFound
@@ -29,6 +30,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PackageError,
     TemplateError,
     InvalidS3Url,
+    DemoError,
 )
 
 

@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
-from mme_local.artifacts.archive import DEFAULT_COPY_PATTERN, ArchiveError
-from mme_local.artifacts.package import PackageError
-from mme_local.artifacts.templates import TEMPLATES, InstanceKind, TemplateError
-from mme_local.cli.errors import register
-from mme_local.store.s3url import InvalidS3Url, S3Prefix
-
-register(ArchiveError, PackageError, TemplateError, InvalidS3Url)
+from mme_local.artifacts.archive import DEFAULT_COPY_PATTERN
+from mme_local.artifacts.templates import TEMPLATES, InstanceKind
+from mme_local.store.s3url import S3Prefix
 
 _KINDS = ("auto", "gpu", "cpu")
 
@@ -116,9 +112,8 @@ def demo(
     ] = None,
 ) -> int:
     """Serve 200 copies of a real BERT with evictions under a Zipf workload; print a report."""
-    from mme_local.demo import DemoConfig, DemoError, run_demo
+    from mme_local.demo import DemoConfig, run_demo
 
-    register(DemoError)
     config = DemoConfig(
         models=models,
         requests=requests,
