@@ -29,11 +29,10 @@ from mme_local.runtime.base import (
     free_port,
     triton_arguments,
     triton_environment,
-    wait_for_ping,
 )
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.gpus import visible_gpus
-from mme_local.runtime.logs import read_log_tail, read_version
+from mme_local.runtime.local_triton import LocalTriton
 
 log = logging.getLogger(__name__)
 # Triton's own output, line by line, so it shows in the controller's log beside its own.
@@ -192,13 +191,15 @@ def _first_line(error: BaseException) -> str:
     return str(explanation).strip().splitlines()[0] if str(explanation).strip() else repr(error)
 
 
-class DockerTriton:
+class DockerTriton(LocalTriton):
     """tritonserver in a container, with the flags and environment of SageMaker's `serve`.
 
     The container is created per start and removed on stop (and on a failed start); its logs
     are copied into `work_dir/tritonserver.log` and the `mme_local.triton` logger by a thread
     that also notices when the container ends.
     """
+
+    describe = "the Triton container"
 
     def __init__(
         self,
@@ -224,13 +225,12 @@ class DockerTriton:
         """
         device_requests(gpus)  # reject a bad --gpus before anything starts
         self.cache_dir = cache_dir.resolve()
-        self.settings = settings
         self.image = image
         self.gpus = gpus
         self.endpoint_name = endpoint_name
         # Inside the cache by default (as the emulator does): nothing is written outside it.
         self.work_dir = work_dir or self.cache_dir / ".runtime"
-        self.log_path = self.work_dir / "tritonserver.log"
+        super().__init__(settings, self.work_dir / "tritonserver.log", None)
         self.extra_mounts = tuple(extra_mounts)
         self.environment = dict(environment or {})
         self.shm_size_bytes = shm_size_bytes
@@ -238,23 +238,11 @@ class DockerTriton:
         self.pull = pull
         self._client = client
         self._container: Any | None = None
-        self._port = settings.port
-        self._version: str | None = None
         self._stopping = threading.Event()
         self._exited = threading.Event()
         self._returncode: int | None = None
         self._log_thread: threading.Thread | None = None
         self._log_stream: Any | None = None
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeFailure("the Triton container has not been started")
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def version(self) -> str | None:
-        return self._version
 
     @property
     def container_id(self) -> str | None:
@@ -375,16 +363,6 @@ class DockerTriton:
                 return
             self._stopping.wait(1.0)
 
-    async def _wait_ready(self) -> None:
-        if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
-            self._version = read_version(self.log_path)
-            log.info("tritonserver %s ready at %s", self._version, self.url)
-            return
-        raise RuntimeFailure(
-            f"the Triton container did not answer /ping within "
-            f"{self.settings.startup_timeout_s:.0f} s; last log lines:\n{self.log_tail()}"
-        )
-
     def check_alive(self) -> None:
         if self._container is None or self._stopping.is_set():
             return
@@ -412,13 +390,6 @@ class DockerTriton:
         except (docker.errors.DockerException, requests.RequestException):
             return []
         return list(_pids_from_top(top))
-
-    def log_tail(self, lines: int = 40) -> str:
-        return read_log_tail(self.log_path, lines)
-
-    @property
-    def log_location(self) -> str:
-        return str(self.log_path)
 
     async def stop(self) -> None:
         """Stop (SIGTERM, then SIGKILL after the grace period) and remove the container."""
