@@ -87,8 +87,9 @@ class Emulator:
             invoke_timeout_s=settings.invoke_timeout_s,
         )
         probes = await asyncio.to_thread(ServerProbes, server)
+        store = ModelStore(s3, self.model_data)
         self._cache = cache = ModelCache(
-            store=ModelStore(s3, self.model_data),
+            store=store,
             client=client,
             model_url=server.model_url,
             cache_dir=cache_dir,
@@ -130,6 +131,7 @@ class Emulator:
             admin=AdminViews(
                 settings=settings,
                 cache=cache,
+                store=store,
                 metrics=self.metrics,
                 server=server,
                 probes=probes,

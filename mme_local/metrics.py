@@ -15,8 +15,15 @@ _BUCKETS = (
 )  # fmt: skip
 
 
+OTHER_MODELS = "other"
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, max_model_labels: int = 1000) -> None:
+        self.max_model_labels = max_model_labels
+        """Distinct `target_model` labels kept; invocations of any further model count as
+        `other`, so a client looping over random names cannot grow the label set."""
+        self._labelled_models: set[str] = set()
         self.registry = CollectorRegistry()
         r = self.registry
 
@@ -89,6 +96,43 @@ class Metrics:
         self.disk_bytes = Gauge(
             "mme_disk_bytes", "Bytes of extracted artifacts in the cache folder.", registry=r
         )
+
+        # The cache's own workings (extras CloudWatch lacks).
+        self.downloads_waiting = Gauge(
+            "mme_model_downloads_waiting",
+            "Downloads queued for a download slot (parallel downloads are bounded).",
+            registry=r,
+        )
+        self.loads_waiting = Gauge(
+            "mme_model_loads_waiting",
+            "Loads queued for a load slot (parallel loads are bounded).",
+            registry=r,
+        )
+        self.artifact_changes = Counter(
+            "mme_model_artifact_changes",
+            "Objects changed in S3 under a TargetModel this instance already holds (it keeps "
+            "serving the bytes it downloaded, as SageMaker does).",
+            registry=r,
+        )
+        self.event_loop_lag = Gauge(
+            "mme_event_loop_lag_seconds",
+            "How late the gateway's event loop ran a timer, last measurement.",
+            registry=r,
+        )
+        self.event_loop_lag_max = Gauge(
+            "mme_event_loop_lag_max_seconds",
+            "The largest event-loop lag measured since start.",
+            registry=r,
+        )
+
+    def count_model_invocation(self, target_model: str) -> None:
+        """mme_model_invocations_total for this TargetModel, within the label bound."""
+        if target_model not in self._labelled_models:
+            if len(self._labelled_models) >= self.max_model_labels:
+                target_model = OTHER_MODELS
+            else:
+                self._labelled_models.add(target_model)
+        self.model_invocations.labels(target_model=target_model).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
