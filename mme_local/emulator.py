@@ -10,9 +10,11 @@ from pathlib import Path
 from mme_local.cache.layout import CacheFolder
 from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
+from mme_local.cache.watch import ArtifactWatcher
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
 from mme_local.gateway.service import EndpointIdentity, EndpointService
+from mme_local.loop_lag import LoopLagMonitor
 from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.client import ContainerClient
@@ -52,6 +54,7 @@ class Emulator:
         self._supervisor: RuntimeSupervisor | None = None
         self._cache: ModelCache | None = None
         self._gateway: Gateway | None = None
+        self._background: list[LoopLagMonitor | ArtifactWatcher] = []
 
     async def start(self) -> None:
         try:
@@ -106,7 +109,16 @@ class Emulator:
             load_timeout_s=settings.model_load_timeout_s,
             cache_enabled=settings.cache_enabled,
             gpu_memory_probe=probes.gpu_memory if probes.measures_gpu else None,
+            model_memory_probe=probes.model_memory,
+            max_parallel_downloads=settings.parallel_downloads(),
+            max_parallel_loads=settings.parallel_loads(),
         )
+        self._background = [
+            LoopLagMonitor(self.metrics),
+            ArtifactWatcher(store, cache, settings.artifact_check_interval_s),
+        ]
+        for task in self._background:
+            task.start()
 
         def runtime_up(url: str) -> None:
             client.rebase(url)
@@ -152,6 +164,9 @@ class Emulator:
 
     async def stop(self) -> None:
         self._gateway = None
+        for task in self._background:
+            await task.stop()
+        self._background = []
         if self._supervisor is not None:
             await self._supervisor.stop()
             self._supervisor = None

@@ -145,6 +145,19 @@ class EmulatorSettings(EndpointFields):
     """How long a download plus load may go on in the background."""
     invoke_timeout_s: float = Field(60.0, gt=0)
     """The model must answer within this time, as on SageMaker."""
+    max_parallel_downloads: int | None = Field(
+        None, ge=1, json_schema_extra=_toml("local", "max_parallel_downloads")
+    )
+    """Downloads at once; None takes the instance type's vCPUs (SageMaker bounds them by a
+    factor of the vCPUs it does not publish)."""
+    max_parallel_loads: int | None = Field(
+        None, ge=1, json_schema_extra=_toml("local", "max_parallel_loads")
+    )
+    """Loads at once; None takes the instance type's vCPUs."""
+    artifact_check_interval_s: float = Field(
+        30.0, ge=0, json_schema_extra=_toml("local", "artifact_check_interval")
+    )
+    """How often the prefix is listed to notice objects changed under cached models; 0: never."""
 
     @field_validator("runtime", mode="before")
     @classmethod
@@ -163,6 +176,16 @@ class EmulatorSettings(EndpointFields):
     @property
     def cache_enabled(self) -> bool:
         return self.model_cache == "Enabled"
+
+    def parallel_downloads(self) -> int:
+        if self.max_parallel_downloads is not None:
+            return self.max_parallel_downloads
+        return lookup_instance_type(self.instance_type).vcpus
+
+    def parallel_loads(self) -> int:
+        if self.max_parallel_loads is not None:
+            return self.max_parallel_loads
+        return lookup_instance_type(self.instance_type).vcpus
 
     def host_memory_budget(self) -> int:
         if self.memory_limit_bytes is not None:

@@ -70,6 +70,10 @@ class ModelServer(Protocol):
     def process_ids(self) -> list[int]:
         """Host PIDs whose memory counts as the server's (for the memory budget)."""
 
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        """Host PIDs serving only this model (its backend stub), [] where it runs inside the
+        server's own process, None where processes can't be seen from here."""
+
     def log_tail(self, lines: int = 40) -> str: ...
 
     @property

@@ -33,6 +33,7 @@ from mme_local.runtime.base import (
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.local_triton import LocalTriton
+from mme_local.runtime.procs import serving_model
 
 log = logging.getLogger(__name__)
 # Triton's own output, line by line, so it shows in the controller's log beside its own.
@@ -375,6 +376,10 @@ class DockerTriton(LocalTriton):
     @property
     def uses_gpus(self) -> bool:
         return self.gpus != "none" and bool(visible_gpus())
+
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        pids = self.process_ids()
+        return serving_model(pids, model_name) if pids else None
 
     def process_ids(self) -> list[int]:
         """Host PIDs of the container's processes, as `docker top` reports them.

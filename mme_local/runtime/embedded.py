@@ -22,7 +22,12 @@ from mme_local.runtime.errors import RuntimeExited
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.local_triton import LocalTriton
 from mme_local.runtime.logs import VERSION_LINE
-from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
+from mme_local.runtime.procs import (
+    descendants,
+    die_with_parent,
+    processes_in_group,
+    serving_model,
+)
 from mme_local.runtime.provision import TritonInstall
 
 log = logging.getLogger(__name__)
@@ -94,6 +99,9 @@ class EmbeddedTriton(LocalTriton):
     @property
     def uses_gpus(self) -> bool:
         return bool(visible_gpus())
+
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        return serving_model(self.process_ids(), model_name)
 
     def process_ids(self) -> list[int]:
         if self._process is None or self._process.poll() is not None:
