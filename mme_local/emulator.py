@@ -12,7 +12,7 @@ from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
-from mme_local.gateway.service import EndpointIdentity, EndpointService
+from mme_local.gateway.service import EndpointIdentity, EndpointService, ServiceOptions
 from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.client import ContainerClient
@@ -42,7 +42,7 @@ class Emulator:
     def __init__(self, settings: EmulatorSettings, progress: Progress | None = None) -> None:
         self.settings = settings
         self.progress: Progress = progress or (lambda message: log.info("%s", message))
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.endpoint_name, settings.variant_name)
         self.model_data = S3Prefix.parse(settings.model_data_url)
         self.s3_endpoint_url: str | None = settings.s3_endpoint_url
         self.cache_folder = CacheFolder(settings.cache_dir)
@@ -126,7 +126,9 @@ class Emulator:
             server.log_location,
         )
         self._gateway = Gateway(
-            service=EndpointService(identity, cache, client, self.metrics),
+            service=EndpointService(
+                identity, cache, client, self.metrics, ServiceOptions.from_settings(settings)
+            ),
             admin=AdminViews(
                 settings=settings,
                 cache=cache,

@@ -115,8 +115,13 @@ class ModelCache:
     # ----- the request path -------------------------------------------------------------
 
     @asynccontextmanager
-    async def acquire(self, target_model: str) -> AsyncIterator[Lease]:
-        """Yield the model loaded and pinned; download and load it first if needed."""
+    async def acquire(
+        self, target_model: str, timeout_s: float | None = None
+    ) -> AsyncIterator[Lease]:
+        """Yield the model loaded and pinned; download and load it first if needed.
+
+        A cold request waits `timeout_s` (default `ready_timeout_s`) before ModelNotReady.
+        """
         if not self._runtime_running:
             raise RuntimeUnavailable("the model server is restarting")
         entry = self._entry(target_model)
@@ -126,7 +131,8 @@ class ModelCache:
             hit = entry.state is ModelState.LOADED and entry.transition is None
             if not hit:
                 try:
-                    await asyncio.wait_for(self._until_loaded(entry), self.ready_timeout_s)
+                    wait_s = self.ready_timeout_s if timeout_s is None else timeout_s
+                    await asyncio.wait_for(self._until_loaded(entry), wait_s)
                 except asyncio.TimeoutError:
                     raise ModelNotReady(target_model, time.perf_counter() - started) from None
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)

@@ -23,7 +23,7 @@ from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.logs import VERSION_LINE, read_log_tail, read_version
 from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
-from mme_local.runtime.provision import TritonInstall
+from mme_local.runtime.provision import TritonInstall, check_load_paths
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class EmbeddedTriton:
     async def _wait_ready(self) -> None:
         if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
             self._version = read_version(self.log_path) or self._version
+            check_load_paths(self._version, self.install.binary)
             log.info("tritonserver %s ready at %s", self._version, self.url)
             return
         raise RuntimeFailure(
