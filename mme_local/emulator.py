@@ -11,9 +11,10 @@ from mme_local.cache.layout import CacheFolder
 from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
 from mme_local.cache.watch import ArtifactWatcher
+from mme_local.cloudwatch import CloudWatchFile
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
-from mme_local.gateway.service import EndpointIdentity, EndpointService
+from mme_local.gateway.service import EndpointIdentity, EndpointService, ServiceOptions
 from mme_local.loop_lag import LoopLagMonitor
 from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
@@ -21,6 +22,7 @@ from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.factory import build_model_server
 from mme_local.runtime.probes import ServerProbes
 from mme_local.runtime.supervisor import RuntimeSupervisor
+from mme_local.runtime.utilisation import UtilisationSampler
 from mme_local.settings import EmulatorSettings
 from mme_local.store.embedded import EmbeddedS3
 from mme_local.store.publish import ensure_bucket
@@ -31,6 +33,8 @@ from mme_local.store.source import ModelStore, s3_client
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+Background = LoopLagMonitor | ArtifactWatcher | UtilisationSampler | CloudWatchFile
+"""Tasks that run beside the endpoint: started after the cache, stopped before it."""
 
 
 class Emulator:
@@ -44,7 +48,7 @@ class Emulator:
     def __init__(self, settings: EmulatorSettings, progress: Progress | None = None) -> None:
         self.settings = settings
         self.progress: Progress = progress or (lambda message: log.info("%s", message))
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.endpoint_name, settings.variant_name)
         self.model_data = S3Prefix.parse(settings.model_data_url)
         self.s3_endpoint_url: str | None = settings.s3_endpoint_url
         self.cache_folder = CacheFolder(settings.cache_dir)
@@ -54,7 +58,7 @@ class Emulator:
         self._supervisor: RuntimeSupervisor | None = None
         self._cache: ModelCache | None = None
         self._gateway: Gateway | None = None
-        self._background: list[LoopLagMonitor | ArtifactWatcher] = []
+        self._background: list[Background] = []
 
     async def start(self) -> None:
         try:
@@ -116,7 +120,14 @@ class Emulator:
         self._background = [
             LoopLagMonitor(self.metrics),
             ArtifactWatcher(store, cache, settings.artifact_check_interval_s),
+            UtilisationSampler(
+                self.metrics, server.process_ids, cache_dir, settings.metrics_period_s
+            ),
         ]
+        if settings.cloudwatch_file is not None:
+            self._background.append(
+                CloudWatchFile(self.metrics, settings.cloudwatch_file, settings.metrics_period_s)
+            )
         for task in self._background:
             task.start()
 
@@ -139,7 +150,9 @@ class Emulator:
             server.log_location,
         )
         self._gateway = Gateway(
-            service=EndpointService(identity, cache, client, self.metrics),
+            service=EndpointService(
+                identity, cache, client, self.metrics, ServiceOptions.from_settings(settings)
+            ),
             admin=AdminViews(
                 settings=settings,
                 cache=cache,

@@ -144,7 +144,7 @@ class EmulatorSettings(EndpointFields):
     model_load_timeout_s: float = Field(360.0, gt=0)
     """How long a download plus load may go on in the background."""
     invoke_timeout_s: float = Field(60.0, gt=0)
-    """The model must answer within this time, as on SageMaker."""
+    """One deadline per request, as on SageMaker: the wait for a load and the answer share it."""
     max_parallel_downloads: int | None = Field(
         None, ge=1, json_schema_extra=_toml("local", "max_parallel_downloads")
     )
@@ -158,6 +158,16 @@ class EmulatorSettings(EndpointFields):
         30.0, ge=0, json_schema_extra=_toml("local", "artifact_check_interval")
     )
     """How often the prefix is listed to notice objects changed under cached models; 0: never."""
+
+    # Fidelity choices where SageMaker's behaviour is unpublished, and CloudWatch-style output.
+    model_error_body_limit_bytes: Size = Field(
+        64 * 1024, json_schema_extra=_toml("local", "model_error_body_limit")
+    )
+    """How much of a container's error body ModelError's Message and OriginalMessage quote."""
+    metrics_period_s: float = Field(10.0, gt=0, json_schema_extra=_toml("local", "metrics_period"))
+    """How often utilisation is measured and CloudWatch-style lines are written."""
+    cloudwatch_file: Path | None = Field(None, json_schema_extra=_toml("local", "cloudwatch_file"))
+    """Append the metrics as CloudWatch-style JSON lines to this file; None writes none."""
 
     @field_validator("runtime", mode="before")
     @classmethod

@@ -29,6 +29,10 @@ _HEADERS_READ = {
     b"x-amzn-sagemaker-custom-attributes",
     b"x-amzn-sagemaker-inference-id",
     b"x-amzn-sagemaker-target-variant",
+    b"x-amzn-sagemaker-session-id",
+    b"x-amzn-sagemaker-inference-component",
+    b"x-amzn-sagemaker-target-container-hostname",
+    b"x-amzn-sagemaker-enable-explanations",
 }
 
 
@@ -85,6 +89,17 @@ def _success_headers(result: InvokeResponse, request_id: str) -> dict[str, str]:
     }
     if result.custom_attributes is not None:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
+    headers.update(_session_headers(result))
+    return headers
+
+
+def _session_headers(result: InvokeResponse) -> dict[str, str]:
+    """Stateful sessions: the container opens and closes them; its answer passes through."""
+    headers: dict[str, str] = {}
+    if result.new_session_id is not None:
+        headers["X-Amzn-SageMaker-New-Session-Id"] = result.new_session_id
+    if result.closed_session_id is not None:
+        headers["X-Amzn-SageMaker-Closed-Session-Id"] = result.closed_session_id
     return headers
 
 
@@ -115,6 +130,10 @@ async def handle_invocations(
             custom_attributes=header(b"x-amzn-sagemaker-custom-attributes"),
             inference_id=header(b"x-amzn-sagemaker-inference-id"),
             target_variant=header(b"x-amzn-sagemaker-target-variant"),
+            session_id=header(b"x-amzn-sagemaker-session-id"),
+            inference_component=header(b"x-amzn-sagemaker-inference-component"),
+            target_container_hostname=header(b"x-amzn-sagemaker-target-container-hostname"),
+            enable_explanations=header(b"x-amzn-sagemaker-enable-explanations"),
         )
         result = await service.invoke(request)
     except SageMakerError as error:

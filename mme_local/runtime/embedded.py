@@ -28,7 +28,7 @@ from mme_local.runtime.procs import (
     processes_in_group,
     serving_model,
 )
-from mme_local.runtime.provision import TritonInstall
+from mme_local.runtime.provision import TritonInstall, check_load_paths
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ class EmbeddedTriton(LocalTriton):
         except BaseException:
             await self.stop()
             raise
+
+    def _check_version(self) -> None:
+        # A Triton found on PATH or in $MME_LOCAL_TRITON_HOME may only say its version here.
+        check_load_paths(self._version, self.install.binary)
 
     def check_alive(self) -> None:
         process = self._process

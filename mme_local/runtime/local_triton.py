@@ -48,10 +48,14 @@ class LocalTriton:
     def log_location(self) -> str:
         return str(self.log_path)
 
+    def _check_version(self) -> None:
+        """Refuse a Triton this tool can't drive, once its version is known (default: any)."""
+
     async def _wait_ready(self) -> None:
         timeout_s = self.settings.startup_timeout_s
         if await wait_for_ping(self.url, timeout_s, self.check_alive):
             self._version = read_version(self.log_path) or self._version
+            self._check_version()
             log.info("tritonserver %s ready at %s", self._version, self.url)
             return
         raise RuntimeFailure(

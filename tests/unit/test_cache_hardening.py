@@ -43,6 +43,13 @@ def _make(
     return cache, container
 
 
+async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
 async def _use(cache: ModelCache, target: str) -> bool:
     async with cache.acquire(target) as lease:
         return lease.cache_hit
@@ -340,10 +347,8 @@ async def test_parallel_loads_are_bounded_and_the_queue_is_visible(tmp_path: Pat
     )
     container.gate.clear()
     requests = [asyncio.create_task(_use(cache, t)) for t in ("a", "b", "c")]
-    await asyncio.sleep(0.2)
+    await _until(lambda: read_samples(metrics.render().decode())["mme_model_loads_waiting"] == 2)
     assert container.loads == ["a"], "one load at a time"
-    samples = read_samples(metrics.render().decode())
-    assert samples["mme_model_loads_waiting"] == 2
     container.gate.set()
     await asyncio.gather(*requests)
     assert sorted(container.loads) == ["a", "b", "c"]
@@ -352,9 +357,11 @@ async def test_parallel_loads_are_bounded_and_the_queue_is_visible(tmp_path: Pat
 async def test_parallel_downloads_are_bounded(tmp_path: Path) -> None:
     store = FakeStore(["a", "b"])
     store.gate.clear()
-    cache, _ = _make(tmp_path, store, max_parallel_downloads=1)
+    metrics = Metrics()
+    cache, _ = _make(tmp_path, store, max_parallel_downloads=1, metrics=metrics)
     requests = [asyncio.create_task(_use(cache, t)) for t in ("a", "b")]
-    await asyncio.sleep(0.2)
+    waiting = "mme_model_downloads_waiting"
+    await _until(lambda: read_samples(metrics.render().decode())[waiting] == 1)
     assert len(store.reads) == 1
     store.gate.set()
     await asyncio.gather(*requests)
