@@ -8,26 +8,49 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import uvicorn
 
 from mme_local.emulator import Emulator, Progress
 from mme_local.gateway.app import create_app
+from mme_local.gateway.http_protocol import limited_protocol
 from mme_local.settings import EmulatorSettings
 
 log = logging.getLogger(__name__)
 
 
-def uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may hold of the gateway's HTTP server."""
+
+    max_header_bytes: int
+    """Request line plus headers; more gets 431 and the connection is closed."""
+    max_concurrency: int
+    """Open connections (and requests in progress); past it a request gets 503."""
+    keep_alive_timeout_s: float
+    """An idle kept-alive connection is closed after this long."""
+
+    @classmethod
+    def of(cls, settings: EmulatorSettings) -> HttpLimits:
+        return cls(
+            settings.header_limit_bytes, settings.max_concurrency, settings.keep_alive_timeout_s
+        )
+
+
+def uvicorn_config(app: object, host: str, port: int, limits: HttpLimits) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
+        # uvicorn counts the connection asking too, so N would turn away the N-th.
+        limit_concurrency=limits.max_concurrency + 1,
+        timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
         # The emulator is started and stopped around serving, not by the ASGI lifespan.
         lifespan="off",
-        http="httptools",
+        http=limited_protocol(limits.max_header_bytes),
         loop="uvloop",
         timeout_graceful_shutdown=10,
         # Nothing sits in front of the gateway, and SageMaker sends neither header.
@@ -47,7 +70,8 @@ class EmulatorServer:
         self.emulator = Emulator(settings, progress)
         self.on_ready = on_ready
         app = create_app(lambda: self.emulator.gateway)
-        self.http = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
+        config = uvicorn_config(app, settings.host, settings.port, HttpLimits.of(settings))
+        self.http = uvicorn.Server(config)
 
     @property
     def url(self) -> str:
