@@ -15,6 +15,7 @@ import uvicorn
 from mme_local.emulator import Emulator, Progress
 from mme_local.gateway.app import create_app
 from mme_local.gateway.http_protocol import limited_protocol
+from mme_local.gateway.sigv4 import SigV4Verifier, require_sigv4
 from mme_local.settings import EmulatorSettings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ class EmulatorServer:
         self.emulator = Emulator(settings, progress)
         self.on_ready = on_ready
         app = create_app(lambda: self.emulator.gateway)
+        if settings.require_sigv4 and settings.secret_access_key:
+            verifier = SigV4Verifier(
+                settings.access_key_id, settings.secret_access_key, settings.region
+            )
+            app = require_sigv4(app, verifier)
         config = uvicorn_config(app, settings.host, settings.port, HttpLimits.of(settings))
         self.http = uvicorn.Server(config)
 
