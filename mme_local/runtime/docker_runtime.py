@@ -1,8 +1,16 @@
 """Triton in a container: NVIDIA's GPU image (or SageMaker's own) run as SageMaker runs it.
 
 The cache folder is mounted at `/opt/ml/models`, so load URLs have the form SageMaker uses
-(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on. The container shares the
-host's network: Triton's SageMaker port is a free port on the host, reached on loopback.
+(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on.
+
+Triton's SageMaker port has no authentication and binds every interface of its network, so
+the container runs on the engine's bridge network with the port published on the host's
+127.0.0.1 only. An engine without a bridge (`dockerd --bridge=none`) leaves only the host's
+network, where the port is open to anyone who can reach the host; that is logged as a warning.
+
+Each container is labelled with its controller's host name, pid and start time. A controller
+that is SIGKILLed or OOM-killed cannot remove its container, so every start first removes
+containers whose controller is gone.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +55,10 @@ CONTAINER_MODELS_DIR = "/opt/ml/models"
 PLACEHOLDER_REPOSITORY = "/tmp/sagemaker"
 ENDPOINT_LABEL = "mme-local.endpoint"
 PORT_LABEL = "mme-local.port"
+# Who started the container; a container whose owner process is gone is a leftover.
+OWNER_HOST_LABEL = "mme-local.owner-host"
+OWNER_PID_LABEL = "mme-local.owner-pid"
+OWNER_STARTED_LABEL = "mme-local.owner-started"
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 GiB = 1024**3
@@ -146,8 +159,14 @@ def container_spec(
     environment: Mapping[str, str] | None = None,
     ulimits: Mapping[str, int] = DEFAULT_ULIMITS,
     name: str | None = None,
+    network: str = "host",
+    owner: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for docker SDK's `containers.run` (minus `detach` for `create`)."""
+    """Keyword arguments for docker SDK's `containers.run` (minus `detach` for `create`).
+
+    `network` "bridge" publishes the port on the host's 127.0.0.1 only; "host" shares the
+    host's network (the port then listens on every interface). `owner` adds labels.
+    """
     mounts = [
         DockerMount(CONTAINER_MODELS_DIR, str(cache_dir), type="bind", read_only=True),
         *(
@@ -167,11 +186,77 @@ def container_spec(
         "device_requests": device_requests(gpus),
         "shm_size": shm_size_bytes,
         "ulimits": [Ulimit(name=n, soft=limit, hard=limit) for n, limit in ulimits.items()],
-        "labels": {ENDPOINT_LABEL: endpoint_name, PORT_LABEL: str(port)},
-        "network_mode": "host",
+        "labels": {ENDPOINT_LABEL: endpoint_name, PORT_LABEL: str(port), **(owner or {})},
+        "network_mode": network,
+        **({"ports": {f"{port}/tcp": ("127.0.0.1", port)}} if network == "bridge" else {}),
         "name": name,
         "detach": True,
     }
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
+    if there is no such process. A pid and its start time name one process; pids are reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields follow the last ")".
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process as a container's owner."""
+    pid = os.getpid()
+    return {
+        OWNER_HOST_LABEL: socket.gethostname(),
+        OWNER_PID_LABEL: str(pid),
+        OWNER_STARTED_LABEL: _process_start(pid) or "",
+    }
+
+
+def _owner_gone(labels: Mapping[str, str]) -> bool:
+    """True only for a container this host's controller started and that controller is gone."""
+    pid = labels.get(OWNER_PID_LABEL, "")
+    if labels.get(OWNER_HOST_LABEL) != socket.gethostname() or not pid.isdigit():
+        return False
+    started = _process_start(int(pid))
+    return started is None or started != labels.get(OWNER_STARTED_LABEL)
+
+
+def remove_leftovers(client: Any) -> list[str]:
+    """Remove the containers whose controller died without removing them; their names."""
+    removed: list[str] = []
+    try:
+        candidates = client.containers.list(all=True, filters={"label": OWNER_PID_LABEL})
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        log.warning("could not list leftover mme-local containers: %s", _first_line(error))
+        return removed
+    for container in candidates:
+        if not _owner_gone(container.labels or {}):
+            continue
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            continue
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            log.warning("could not remove leftover container %s: %s", container.name, error)
+            continue
+        log.warning(
+            "removed leftover container %s: its controller (pid %s) is gone",
+            container.name,
+            container.labels.get(OWNER_PID_LABEL),
+        )
+        removed.append(str(container.name))
+    return removed
+
+
+def has_bridge(client: Any) -> bool:
+    """Whether the engine has its default bridge network (not under `dockerd --bridge=none`)."""
+    try:
+        return bool(client.networks.list(names=["bridge"]))
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
 
 
 def connect(client: Any | None = None) -> Any:
@@ -263,7 +348,7 @@ class DockerTriton:
     def model_url(self, model_dir: Path) -> str:
         return container_model_url(self.cache_dir, model_dir)
 
-    def spec(self, port: int) -> dict[str, Any]:
+    def spec(self, port: int, network: str = "bridge") -> dict[str, Any]:
         return container_spec(
             image=self.image,
             gpus=self.gpus,
@@ -276,6 +361,8 @@ class DockerTriton:
             environment=self.environment,
             ulimits=self.ulimits,
             name=f"mme-local-{self.endpoint_name}-{port}",
+            network=network,
+            owner=owner_labels(),
         )
 
     async def start(self) -> None:
@@ -299,8 +386,9 @@ class DockerTriton:
 
     def _create_and_start(self, port: int) -> None:
         client = self._client = connect(self._client)
+        remove_leftovers(client)
         self._ensure_image(client)
-        kwargs = self.spec(port)
+        kwargs = self.spec(port, self._network(client, port))
         del kwargs["detach"]  # `create` never waits; only `run` takes it
         log.info("starting container %s: %s", self.image, " ".join(kwargs["command"]))
         try:
@@ -317,6 +405,17 @@ class DockerTriton:
             daemon=True,
         )
         self._log_thread.start()
+
+    def _network(self, client: Any, port: int) -> str:
+        if has_bridge(client):
+            return "bridge"
+        log.warning(
+            "the Docker engine has no bridge network: Triton's port %d shares the host's "
+            "network and listens on every interface, unauthenticated (anyone who reaches it "
+            "can load, unload and invoke models); run dockerd with a bridge to confine it",
+            port,
+        )
+        return "host"
 
     def _ensure_image(self, client: Any) -> None:
         try:
