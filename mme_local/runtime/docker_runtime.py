@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,10 @@ from mme_local.runtime.base import (
     triton_environment,
     wait_for_ping,
 )
+from mme_local.runtime.docker_owner import (
+    owner_labels,
+    remove_leftovers,
+)
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.logs import read_log_tail, read_version
@@ -55,10 +58,6 @@ CONTAINER_MODELS_DIR = "/opt/ml/models"
 PLACEHOLDER_REPOSITORY = "/tmp/sagemaker"
 ENDPOINT_LABEL = "mme-local.endpoint"
 PORT_LABEL = "mme-local.port"
-# Who started the container; a container whose owner process is gone is a leftover.
-OWNER_HOST_LABEL = "mme-local.owner-host"
-OWNER_PID_LABEL = "mme-local.owner-pid"
-OWNER_STARTED_LABEL = "mme-local.owner-started"
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 GiB = 1024**3
@@ -192,63 +191,6 @@ def container_spec(
         "name": name,
         "detach": True,
     }
-
-
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
-    if there is no such process. A pid and its start time name one process; pids are reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields follow the last ")".
-    return stat[stat.rindex(")") + 2 :].split()[19]
-
-
-def owner_labels() -> dict[str, str]:
-    """Labels naming this process as a container's owner."""
-    pid = os.getpid()
-    return {
-        OWNER_HOST_LABEL: socket.gethostname(),
-        OWNER_PID_LABEL: str(pid),
-        OWNER_STARTED_LABEL: _process_start(pid) or "",
-    }
-
-
-def _owner_gone(labels: Mapping[str, str]) -> bool:
-    """True only for a container this host's controller started and that controller is gone."""
-    pid = labels.get(OWNER_PID_LABEL, "")
-    if labels.get(OWNER_HOST_LABEL) != socket.gethostname() or not pid.isdigit():
-        return False
-    started = _process_start(int(pid))
-    return started is None or started != labels.get(OWNER_STARTED_LABEL)
-
-
-def remove_leftovers(client: Any) -> list[str]:
-    """Remove the containers whose controller died without removing them; their names."""
-    removed: list[str] = []
-    try:
-        candidates = client.containers.list(all=True, filters={"label": OWNER_PID_LABEL})
-    except (docker.errors.DockerException, requests.RequestException) as error:
-        log.warning("could not list leftover mme-local containers: %s", _first_line(error))
-        return removed
-    for container in candidates:
-        if not _owner_gone(container.labels or {}):
-            continue
-        try:
-            container.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            continue
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            log.warning("could not remove leftover container %s: %s", container.name, error)
-            continue
-        log.warning(
-            "removed leftover container %s: its controller (pid %s) is gone",
-            container.name,
-            container.labels.get(OWNER_PID_LABEL),
-        )
-        removed.append(str(container.name))
-    return removed
 
 
 def has_bridge(client: Any) -> bool:

@@ -26,11 +26,13 @@ from mme_local.runtime import provision
 from mme_local.runtime.backend_dir import prepare_backend_dir, python_environment
 from mme_local.runtime.base import TritonSettings
 from mme_local.runtime.client import ContainerClient
-from mme_local.runtime.docker_runtime import (
-    ENDPOINT_LABEL,
+from mme_local.runtime.docker_owner import (
     OWNER_HOST_LABEL,
     OWNER_PID_LABEL,
     OWNER_STARTED_LABEL,
+)
+from mme_local.runtime.docker_runtime import (
+    ENDPOINT_LABEL,
     BindMount,
     DockerTriton,
     GpuRuntimeMissing,

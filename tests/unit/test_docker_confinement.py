@@ -12,12 +12,14 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from mme_local.runtime.docker_runtime import (
+from mme_local.runtime.docker_owner import (
     OWNER_HOST_LABEL,
     OWNER_PID_LABEL,
     OWNER_STARTED_LABEL,
-    ImageMissing,
     owner_labels,
+)
+from mme_local.runtime.docker_runtime import (
+    ImageMissing,
 )
 from mme_local.runtime.errors import RuntimeFailure
 from tests.unit.test_docker_spec import FakeContainer, FakeEngine, _triton
