@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.instances import DEFAULT_INSTANCE_TYPE
@@ -25,6 +25,11 @@ DEFAULT_MODEL_DATA_URL = "s3://mme-local/models/"
 DEFAULT_DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
 # Largest expanded size accepted for one model archive (lint applies the same cap).
 DEFAULT_MAX_ARCHIVE_BYTES = MAX_ARCHIVE_BYTES
+
+# Far above what SageMaker's headers need (a SigV4 Authorization is ~300 bytes; custom
+# attributes are capped at 1 KiB), far below what a server should buffer for one client.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_CONCURRENCY = 1000
 
 RUNTIMES = ("embedded", "docker", "external")
 
@@ -169,6 +174,28 @@ class EmulatorSettings(EndpointFields):
     cloudwatch_file: Path | None = Field(None, json_schema_extra=_toml("local", "cloudwatch_file"))
     """Append the metrics as CloudWatch-style JSON lines to this file; None writes none."""
 
+    # The gateway's HTTP server and who may use it.
+    header_limit_bytes: Size = Field(
+        DEFAULT_MAX_HEADER_BYTES, gt=0, json_schema_extra=_toml("local", "header_limit")
+    )
+    """Largest request line plus headers; a bigger request gets 431."""
+    max_concurrency: int = Field(
+        DEFAULT_MAX_CONCURRENCY, ge=1, json_schema_extra=_toml("local", "max_concurrency")
+    )
+    """Most open connections (and requests in progress); past it a request gets 503."""
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, json_schema_extra=_toml("local", "keep_alive_timeout")
+    )
+    """An idle kept-alive connection is closed after this many seconds."""
+    require_sigv4: bool = Field(False, json_schema_extra=_toml("local", "require_sigv4"))
+    """Refuse InvokeEndpoint calls not signed (SigV4) with the key pair below."""
+    access_key_id: str = Field("local", json_schema_extra=_toml("local", "access_key_id"))
+    """The access key id clients sign with when require_sigv4 is on."""
+    secret_access_key: str | None = Field(
+        None, repr=False, json_schema_extra=_toml("local", "secret_access_key")
+    )
+    """Its secret; required when require_sigv4 is on."""
+
     @field_validator("runtime", mode="before")
     @classmethod
     def _known_runtime(cls, value: object) -> object:
@@ -182,6 +209,15 @@ class EmulatorSettings(EndpointFields):
         if value in ("all", "none") or re.fullmatch(r"\d+(,\d+)*", value):
             return value
         raise ValueError(f"{value!r} is not all, none or a device list like 0,1")
+
+    @model_validator(mode="after")
+    def _sigv4_has_a_secret(self) -> EmulatorSettings:
+        if self.require_sigv4 and not self.secret_access_key:
+            raise ValueError(
+                "require_sigv4 needs the secret clients sign with: set "
+                "MME_LOCAL_SECRET_ACCESS_KEY or [local] secret_access_key in mme.toml"
+            )
+        return self
 
     @property
     def cache_enabled(self) -> bool:

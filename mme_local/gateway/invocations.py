@@ -1,7 +1,9 @@
 """InvokeEndpoint as a bare ASGI handler: the one route on the warm path.
 
 It skips the framework's request and response objects (measured: see docs/benchmarks.md) and
-stops reading a body as soon as it passes the 6 MB limit, with or without Content-Length.
+stops reading a body as soon as it passes the 6 MB limit, with or without Content-Length. A
+client that goes away before its body is complete gets nothing invoked (nor a cold model
+loaded) on its behalf, and a body that disagrees with its Content-Length is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 
 from starlette.types import Receive, Scope, Send
 
-from mme_local.gateway.errors import InternalFailure, SageMakerError
+from mme_local.gateway.errors import InternalFailure, SageMakerError, ValidationError
 from mme_local.gateway.service import EndpointService, InvokeRequest, InvokeResponse
 from mme_local.gateway.validation import check_body_size
 
@@ -45,19 +47,27 @@ def endpoint_name_of(path: str) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes:
+class ClientDisconnected(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+async def _read_body(receive: Receive, declared: int | None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         check_body_size(size)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    if declared is not None and size != declared:
+        raise ValidationError(
+            f"Received {size} bytes of a body whose Content-Length is {declared}."
+        )
     return b"".join(chunks)
 
 
@@ -117,13 +127,14 @@ async def handle_invocations(
         return value.decode("latin-1") if value is not None else None
 
     try:
-        declared = header(b"content-length")
-        if declared and declared.isdigit():
-            check_body_size(int(declared))
+        length = header(b"content-length")
+        declared = int(length) if length and length.isdigit() else None
+        if declared is not None:
+            check_body_size(declared)
         request = InvokeRequest(
             endpoint_name=endpoint_name,
             target_model=header(b"x-amzn-sagemaker-target-model"),
-            body=await _read_body(receive),
+            body=await _read_body(receive, declared),
             request_id=request_id,
             content_type=header(b"content-type"),
             accept=header(b"accept"),
@@ -136,6 +147,9 @@ async def handle_invocations(
             enable_explanations=header(b"x-amzn-sagemaker-enable-explanations"),
         )
         result = await service.invoke(request)
+    except ClientDisconnected:
+        log.info("request %s: the client left before sending its whole body", request_id)
+        return
     except SageMakerError as error:
         await _send_error(send, error, request_id)
         return

@@ -1,8 +1,16 @@
 """Triton in a container: NVIDIA's GPU image (or SageMaker's own) run as SageMaker runs it.
 
 The cache folder is mounted at `/opt/ml/models`, so load URLs have the form SageMaker uses
-(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on. The container shares the
-host's network: Triton's SageMaker port is a free port on the host, reached on loopback.
+(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on.
+
+Triton's SageMaker port has no authentication and binds every interface of its network, so
+the container runs on the engine's bridge network with the port published on the host's
+127.0.0.1 only. An engine without a bridge (`dockerd --bridge=none`) leaves only the host's
+network, where the port is open to anyone who can reach the host; that is logged as a warning.
+
+Each container is labelled with its controller's host name, pid and start time. A controller
+that is SIGKILLed or OOM-killed cannot remove its container, so every start first removes
+containers whose controller is gone.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ from mme_local.runtime.base import (
     free_port,
     triton_arguments,
     triton_environment,
+)
+from mme_local.runtime.docker_owner import (
+    owner_labels,
+    remove_leftovers,
 )
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.gpus import visible_gpus
@@ -146,8 +158,14 @@ def container_spec(
     environment: Mapping[str, str] | None = None,
     ulimits: Mapping[str, int] = DEFAULT_ULIMITS,
     name: str | None = None,
+    network: str = "host",
+    owner: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for docker SDK's `containers.run` (minus `detach` for `create`)."""
+    """Keyword arguments for docker SDK's `containers.run` (minus `detach` for `create`).
+
+    `network` "bridge" publishes the port on the host's 127.0.0.1 only; "host" shares the
+    host's network (the port then listens on every interface). `owner` adds labels.
+    """
     mounts = [
         DockerMount(CONTAINER_MODELS_DIR, str(cache_dir), type="bind", read_only=True),
         *(
@@ -167,11 +185,20 @@ def container_spec(
         "device_requests": device_requests(gpus),
         "shm_size": shm_size_bytes,
         "ulimits": [Ulimit(name=n, soft=limit, hard=limit) for n, limit in ulimits.items()],
-        "labels": {ENDPOINT_LABEL: endpoint_name, PORT_LABEL: str(port)},
-        "network_mode": "host",
+        "labels": {ENDPOINT_LABEL: endpoint_name, PORT_LABEL: str(port), **(owner or {})},
+        "network_mode": network,
+        **({"ports": {f"{port}/tcp": ("127.0.0.1", port)}} if network == "bridge" else {}),
         "name": name,
         "detach": True,
     }
+
+
+def has_bridge(client: Any) -> bool:
+    """Whether the engine has its default bridge network (not under `dockerd --bridge=none`)."""
+    try:
+        return bool(client.networks.list(names=["bridge"]))
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
 
 
 def connect(client: Any | None = None) -> Any:
@@ -252,7 +279,7 @@ class DockerTriton(LocalTriton):
     def model_url(self, model_dir: Path) -> str:
         return container_model_url(self.cache_dir, model_dir)
 
-    def spec(self, port: int) -> dict[str, Any]:
+    def spec(self, port: int, network: str = "bridge") -> dict[str, Any]:
         return container_spec(
             image=self.image,
             gpus=self.gpus,
@@ -265,6 +292,8 @@ class DockerTriton(LocalTriton):
             environment=self.environment,
             ulimits=self.ulimits,
             name=f"mme-local-{self.endpoint_name}-{port}",
+            network=network,
+            owner=owner_labels(),
         )
 
     async def start(self) -> None:
@@ -288,8 +317,9 @@ class DockerTriton(LocalTriton):
 
     def _create_and_start(self, port: int) -> None:
         client = self._client = connect(self._client)
+        remove_leftovers(client)
         self._ensure_image(client)
-        kwargs = self.spec(port)
+        kwargs = self.spec(port, self._network(client, port))
         del kwargs["detach"]  # `create` never waits; only `run` takes it
         log.info("starting container %s: %s", self.image, " ".join(kwargs["command"]))
         try:
@@ -306,6 +336,17 @@ class DockerTriton(LocalTriton):
             daemon=True,
         )
         self._log_thread.start()
+
+    def _network(self, client: Any, port: int) -> str:
+        if has_bridge(client):
+            return "bridge"
+        log.warning(
+            "the Docker engine has no bridge network: Triton's port %d shares the host's "
+            "network and listens on every interface, unauthenticated (anyone who reaches it "
+            "can load, unload and invoke models); run dockerd with a bridge to confine it",
+            port,
+        )
+        return "host"
 
     def _ensure_image(self, client: Any) -> None:
         try:
