@@ -52,7 +52,8 @@ import sys
 from sagemaker.predictor import Predictor
 
 predictor = Predictor(sys.argv[1])
-status = predictor.sagemaker_session.wait_for_endpoint(sys.argv[1])["EndpointStatus"]
+# DescribeEndpoint until InService; SDK v2 sleeps `poll` seconds before each call.
+status = predictor.sagemaker_session.wait_for_endpoint(sys.argv[1], poll=1)["EndpointStatus"]
 body = predictor.predict(sys.argv[3].encode(), target_model=sys.argv[2])
 open("answer.json", "w").write(json.dumps({"status": status, "body": body.decode()}))
 """
