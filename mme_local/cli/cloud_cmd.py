@@ -10,7 +10,8 @@ import typer
 
 from cloud.errors import CloudError, InvalidDeployInput
 from mme_local.cli.errors import register
-from mme_local.config_file import ConfigFileError, load_config
+from mme_local.config_file import ConfigFileError, load_settings, toml_fields
+from mme_local.settings import DeploySettings
 
 register(CloudError, ConfigFileError)
 
@@ -23,30 +24,45 @@ Region = Annotated[
 ]
 Profile = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
 
-
-def _pick(
-    flag: Any, config: dict[str, dict[str, Any]], section: str, key: str, default: Any = None
-) -> Any:
-    """The flag if given, else the config file's value, else the default."""
-    if flag is not None:
-        return flag
-    return config[section].get(key, default)
+# Checked in this order, so the first one missing is the one named.
+_REQUIRED = ("endpoint_name", "role_arn", "model_data_url", "instance_type")
 
 
-def _required(value: Any, flag: str, section: str, key: str) -> Any:
-    if value is None:
-        raise InvalidDeployInput(f"{flag} is required (or set {key} in [{section}] of mme.toml)")
-    return value
+def deploy_settings(flags: dict[str, Any], config_file: Path | None) -> DeploySettings:
+    """Flags > MME_LOCAL_* > mme.toml > defaults; a missing required value names its flag and
+    its key in the file."""
+    from cloud import checks
+
+    # A bad flag gets the deployer's own message; the settings model would word it otherwise.
+    if flags.get("instance_type") is not None:
+        checks.check_instance_type(flags["instance_type"])
+    if flags.get("instance_count") is not None:
+        checks.check_instance_count(flags["instance_count"])
+    if flags.get("model_cache") is not None:
+        checks.check_model_cache(flags["model_cache"])
+    settings = load_settings(
+        DeploySettings, flags, config_file, os.environ, flag_names={"models_dir": "--artifacts"}
+    )
+    keys = {name: place for place, name in toml_fields(DeploySettings).items()}
+    for name in _REQUIRED:
+        if not getattr(settings, name):
+            section, key = keys[name]
+            flag = "--" + name.replace("_", "-")
+            raise InvalidDeployInput(
+                f"{flag} is required (or set {key} in [{section}] of mme.toml)"
+            )
+    return settings
 
 
-def _region(flag: str | None, config: dict[str, dict[str, Any]], profile: str | None) -> str:
-    region = _pick(flag, config, "endpoint", "region")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+def _region(settings: DeploySettings) -> str:
+    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         from cloud.aws import make_session
 
-        region = make_session(None, profile).region_name
-    return str(_required(region or None, "--region", "endpoint", "region"))
+        region = make_session(None, settings.profile).region_name
+    if not region:
+        raise InvalidDeployInput("--region is required (or set region in [endpoint] of mme.toml)")
+    return str(region)
 
 
 def _echo(message: str) -> None:
@@ -111,37 +127,31 @@ def deploy(
     from cloud.invoke import boto3_snippet, smoke_call, zeros_request
     from cloud.plan import DeployRequest, build_plan
 
-    config = load_config(config_file)
-    artifacts = _pick(artifacts, config, "endpoint", "artifacts")
-    defaults = DeployRequest("", "", "", "", "")
+    settings = deploy_settings(
+        {
+            "endpoint_name": endpoint_name,
+            "role_arn": role_arn,
+            "model_data_url": model_data_url,
+            "instance_type": instance_type,
+            "instance_count": instance_count,
+            "models_dir": artifacts,
+            "region": region,
+            "profile": profile,
+            "triton_version": triton_version,
+            "model_cache": model_cache,
+        },
+        config_file,
+    )
     request = DeployRequest(
-        endpoint_name=_required(
-            _pick(endpoint_name, config, "endpoint", "name"), "--endpoint-name", "endpoint", "name"
-        ),
-        role_arn=_required(
-            _pick(role_arn, config, "deploy", "role_arn"), "--role-arn", "deploy", "role_arn"
-        ),
-        model_data_url=_required(
-            _pick(model_data_url, config, "endpoint", "model_data_url"),
-            "--model-data-url",
-            "endpoint",
-            "model_data_url",
-        ),
-        instance_type=_required(
-            _pick(instance_type, config, "endpoint", "instance_type"),
-            "--instance-type",
-            "endpoint",
-            "instance_type",
-        ),
-        region=_region(region, config, _pick(profile, config, "deploy", "profile")),
-        instance_count=_pick(
-            instance_count, config, "deploy", "instance_count", defaults.instance_count
-        ),
-        artifacts_dir=Path(artifacts) if artifacts is not None else None,
-        triton_version=_pick(
-            triton_version, config, "deploy", "triton_version", defaults.triton_version
-        ),
-        model_cache=_pick(model_cache, config, "endpoint", "model_cache", defaults.model_cache),
+        endpoint_name=settings.endpoint_name,
+        role_arn=settings.role_arn,
+        model_data_url=settings.model_data_url,
+        instance_type=settings.instance_type,
+        region=_region(settings),
+        instance_count=settings.instance_count,
+        artifacts_dir=settings.models_dir,
+        triton_version=settings.triton_version,
+        model_cache=settings.model_cache,
         footprint_bytes=footprint_bytes,
         overwrite=overwrite,
         versioned_names=versioned_names,
@@ -162,9 +172,7 @@ def deploy(
         return
     for verdict in plan.verdicts:
         _echo(f"check {verdict}")
-    summary = _run_deploy(
-        plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke
-    )
+    summary = _run_deploy(plan, settings.profile, wait, timeout_min, smoke)
     target = smoke_target or (plan.artifacts[0][1] if plan.artifacts else "model.tar.gz")
     typer.echo("\n" + boto3_snippet(request.endpoint_name, request.region, target))
     typer.echo("\n" + "\n".join(summary))
@@ -260,10 +268,11 @@ def teardown(
     from cloud.teardown import plan_teardown
     from cloud.teardown import teardown as run_teardown
 
-    config = load_config(config_file)
-    profile = _pick(profile, config, "deploy", "profile")
-    region_name = _region(region, config, profile)
-    clients = Clients.for_session(make_session(region_name, profile))
+    settings = load_settings(
+        DeploySettings, {"region": region, "profile": profile}, config_file, os.environ
+    )
+    region_name = _region(settings)
+    clients = Clients.for_session(make_session(region_name, settings.profile))
     plan = plan_teardown(clients, endpoint_name, delete_artifacts)
     for kept in plan.kept:
         _echo(f"keeping {kept}")

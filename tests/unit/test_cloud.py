@@ -21,6 +21,7 @@ from cloud.invoke import runtime_client, zeros_request
 from cloud.plan import DeployRequest, build_plan
 from cloud.teardown import teardown
 from mme_local.cli.app import app
+from mme_local.config_file import SettingsError
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "mme-artifacts"
@@ -319,6 +320,33 @@ def test_missing_required_input_names_flag_and_file_key(
     assert str(result.exception) == (
         "--role-arn is required (or set role_arn in [deploy] of mme.toml)"
     )
+
+
+def test_environment_feeds_deploy_between_flags_and_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    forbid_aws(monkeypatch, tmp_path)
+    (tmp_path / "mme.toml").write_text('[deploy]\ntriton_version = "24.05"\ninstance_count = 3\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MME_LOCAL_ROLE_ARN", ROLE)
+    monkeypatch.setenv("MME_LOCAL_INSTANCE_COUNT", "2")
+    args = deploy_args("--dry-run")
+    del args[args.index("--role-arn") : args.index("--role-arn") + 2]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert '"InitialInstanceCount": 2' in result.output
+    assert "sagemaker-tritonserver:24.05-py3" in result.output
+
+
+def test_bad_file_value_for_deploy_names_its_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    forbid_aws(monkeypatch, tmp_path)
+    (tmp_path / "mme.toml").write_text('[endpoint]\nmodel_cache = "Sometimes"\n')
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(deploy_args("--dry-run"))
+    assert isinstance(result.exception, SettingsError)
+    assert str(result.exception).startswith("[endpoint] model_cache in mme.toml: 'Sometimes'")
 
 
 def test_zeros_request_follows_the_config(tmp_path: Path) -> None:
