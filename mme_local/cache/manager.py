@@ -16,25 +16,20 @@ import asyncio
 import functools
 import logging
 import shutil
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
+from mme_local.cache.download import Downloader, Store
 from mme_local.cache.entry import ModelEntry, ModelState
-from mme_local.cache.extract import ArchiveRejected, SizeLimit, extract_stream
-from mme_local.cache.layout import free_bytes, model_dir, model_hash, move_aside
+from mme_local.cache.layout import free_bytes, model_dir, move_aside
+from mme_local.cache.memory import MemoryMeter, MemoryProbe, ModelMemoryProbe
 from mme_local.cache.policy import Budgets, EvictionPolicy
-from mme_local.cache.records import (
-    DiskFull,
-    Eviction,
-    Lease,
-    ModelLoadTimeout,
-    ModelNotReady,
-)
+from mme_local.cache.records import Eviction, Lease, ModelLoadTimeout, ModelNotReady
+from mme_local.cache.registry import ModelRegistry
 from mme_local.cache.slots import Slots
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient
@@ -45,26 +40,10 @@ from mme_local.runtime.errors import (
     ModelNotFound,
     RuntimeUnavailable,
 )
-from mme_local.store.source import Fetched
 
 __all__ = ["Lease", "ModelCache", "ModelLoadTimeout", "ModelNotReady"]
 
 log = logging.getLogger(__name__)
-
-MemoryProbe = Callable[[], int]
-ModelMemoryProbe = Callable[[str], "int | None"]
-"""Memory held by one model (by its container name), or None where the runtime can't tell."""
-
-T = TypeVar("T")
-
-# Kept free below the free-space cap, so an extraction never fills the disk to the last byte.
-_FREE_SPACE_MARGIN = 64 * 1024 * 1024
-DISK_BUDGET = "the remaining disk budget"
-FREE_SPACE = "free disk space"
-
-
-class Store(Protocol):
-    def read_with(self, target_model: str, consume: Callable[[Any], int]) -> Fetched: ...
 
 
 class ModelCache:
@@ -94,21 +73,19 @@ class ModelCache:
         self.budgets = budgets
         self.policy = EvictionPolicy(budgets)
         self.metrics = metrics
-        self.memory_probe = memory_probe
-        self.gpu_memory_probe = gpu_memory_probe
-        self.model_memory_probe = model_memory_probe
+        self.memory = MemoryMeter(memory_probe, gpu_memory_probe, model_memory_probe)
         self.ready_timeout_s = ready_timeout_s
         self.load_timeout_s = load_timeout_s
         self.cache_enabled = cache_enabled
-        self.free_disk_bytes = free_disk_bytes or functools.partial(free_bytes, cache_dir)
-        self.max_stale_entries = max_stale_entries
-        self._downloads = Slots(max_parallel_downloads, metrics.downloads_waiting)
+        self._downloader = Downloader(
+            store,
+            Slots(max_parallel_downloads, metrics.downloads_waiting),
+            budgets.max_archive_bytes,
+            budgets.disk_bytes,
+            free_disk_bytes or functools.partial(free_bytes, cache_dir),
+        )
         self._loads = Slots(max_parallel_loads, metrics.loads_waiting)
-        # Least recently used first.
-        self._entries: OrderedDict[str, ModelEntry] = OrderedDict()
-        # TargetModels that never reached the disk (unknown names, failures), oldest first.
-        self._stale: deque[str] = deque()
-        self._disk_total = 0
+        self.models = ModelRegistry(max_stale_entries)
         self.evictions: deque[Eviction] = deque(maxlen=1000)
         self._runtime_running = True
 
@@ -125,7 +102,7 @@ class ModelCache:
         """
         if not self._runtime_running:
             raise RuntimeUnavailable("the model server is restarting")
-        entry = self._entry(target_model)
+        entry = self.models.entry(target_model)
         entry.pins += 1
         started = time.perf_counter()
         try:
@@ -137,9 +114,7 @@ class ModelCache:
                 except asyncio.TimeoutError:
                     raise ModelNotReady(target_model, time.perf_counter() - started) from None
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)
-            entry.touch()
-            entry.invocations += 1
-            self._entries.move_to_end(target_model)
+            self.models.used(entry)
             yield Lease(entry, hit, time.perf_counter() - started)
         finally:
             entry.pins -= 1
@@ -158,13 +133,6 @@ class ModelCache:
         return await self._evict_one(reason, keep=lease.entry)
 
     # ----- transitions --------------------------------------------------------------------
-
-    def _entry(self, target_model: str) -> ModelEntry:
-        entry = self._entries.get(target_model)
-        if entry is None:
-            entry = ModelEntry(target_model, model_hash(target_model))
-            self._entries[target_model] = entry
-        return entry
 
     def _begin(
         self,
@@ -211,22 +179,7 @@ class ModelCache:
             # Also for a load that finished after its requests gave up (429).
             self._start_unload(entry, "model cache disabled", delete=True)
         elif entry.state is ModelState.REMOTE and entry.downloads == 0:
-            self._forget_later(entry)
-
-    def _forget_later(self, entry: ModelEntry) -> None:
-        """Bound the entries of models that never reached the disk (e.g. unknown names)."""
-        self._stale.append(entry.target_model)
-        while len(self._stale) > self.max_stale_entries:
-            target = self._stale.popleft()
-            old = self._entries.get(target)
-            if (
-                old is not None
-                and old.state is ModelState.REMOTE
-                and old.downloads == 0
-                and old.pins == 0
-                and old.transition is None
-            ):
-                del self._entries[target]
+            self.models.forget_later(entry)
 
     async def _until_loaded(self, entry: ModelEntry) -> None:
         while entry.state is not ModelState.LOADED or entry.transition is not None:
@@ -255,48 +208,21 @@ class ModelCache:
         except (ModelNotFound, RuntimeUnavailable, ContainerError) as error:
             log.warning("unload after the load timeout of %s: %s", entry.target_model, error)
 
-    async def _in_thread(self, call: Callable[[], T], cancelled: threading.Event) -> T:
-        """Run `call` in a thread; on cancellation, set `cancelled` and wait for the thread."""
-        future = asyncio.get_running_loop().run_in_executor(None, call)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            cancelled.set()
-            await asyncio.gather(future, return_exceptions=True)
-            raise
-
     async def _download(self, entry: ModelEntry) -> None:
         entry.state = ModelState.DOWNLOADING
-        destination = model_dir(self.cache_dir, entry.name)
-        cancelled = threading.Event()
-        limit = SizeLimit(self.budgets.max_archive_bytes)
+        started = time.perf_counter()
         try:
-            async with self._downloads.hold():
-                await asyncio.to_thread(_fresh_folder, destination.parent)
-                limit = await self._extraction_limit()
-                started = time.perf_counter()
-                fetched = await self._in_thread(
-                    functools.partial(
-                        self.store.read_with,
-                        entry.target_model,
-                        lambda body: extract_stream(body, destination, limit, cancelled),
-                    ),
-                    cancelled,
-                )
+            fetched = await self._downloader.fetch(
+                entry.target_model,
+                model_dir(self.cache_dir, entry.name),
+                self.models.kept_disk_bytes(),
+            )
         except BaseException as error:
             entry.state = ModelState.REMOTE
             entry.last_error = str(error)
-            # Extraction removed its scratch folder already: what is left is empty.
-            shutil.rmtree(destination.parent, ignore_errors=True)
-            if (
-                isinstance(error, ArchiveRejected)
-                and limit.reason in (DISK_BUDGET, FREE_SPACE)
-                and limit.reason in str(error)
-            ):
-                raise DiskFull(str(error)) from error
             raise
         elapsed = time.perf_counter() - started
-        self._set_disk_bytes(entry, fetched.size)
+        self.models.set_disk_bytes(entry, fetched.size)
         entry.etag = fetched.etag
         entry.artifact_changed = False
         entry.downloads += 1
@@ -305,19 +231,6 @@ class ModelCache:
         log.info("downloaded %s (%d bytes) in %.2f s", entry.target_model, fetched.size, elapsed)
         await self._enforce_disk_budget(keep=entry)
 
-    async def _extraction_limit(self) -> SizeLimit:
-        """The tightest of: the archive cap, what the disk budget can still make room for,
-        and the free space of the cache folder's file system."""
-        limits = [SizeLimit(self.budgets.max_archive_bytes)]
-        budget = self.budgets.disk_bytes
-        if budget is not None:
-            # Idle models on disk can be deleted to make room; the rest stay.
-            kept = sum(e.disk_bytes for e in self._entries.values() if not e.deletable)
-            limits.append(SizeLimit(max(0, budget - kept), DISK_BUDGET))
-        free = await asyncio.to_thread(self.free_disk_bytes)
-        limits.append(SizeLimit(max(0, free - _FREE_SPACE_MARGIN), FREE_SPACE))
-        return min(limits, key=lambda limit: limit.max_bytes)
-
     async def _load(self, entry: ModelEntry) -> None:
         try:
             await self._make_room(entry)
@@ -325,8 +238,8 @@ class ModelCache:
             self._update_gauges()
             url = self.model_url(model_dir(self.cache_dir, entry.name))
             async with self._loads.hold():
-                others_busy = self._others_in_transition(entry)
-                before = None if others_busy else await self._measure(self.memory_probe)
+                others_busy = self.models.others_in_transition(entry)
+                before = None if others_busy else await self.memory.host_used()
                 started = time.perf_counter()
                 await self._load_call(entry, url)
         except BaseException as error:
@@ -363,22 +276,15 @@ class ModelCache:
     async def _record_memory(self, entry: ModelEntry, before: int | None) -> None:
         """The model's own memory where the runtime can tell, else the growth of the total,
         trusted only when no other transition ran meanwhile."""
-        probe = self.model_memory_probe
-        own = await asyncio.to_thread(probe, entry.name) if probe is not None else None
+        own = await self.memory.model_used(entry.name)
         if own is not None:
             entry.memory_bytes, entry.memory_measured = own, True
             return
-        if before is None or self._others_in_transition(entry):
+        if before is None or self.models.others_in_transition(entry):
             entry.memory_measured = False
             return
-        after = await self._measure(self.memory_probe)
+        after = await self.memory.host_used()
         entry.memory_bytes, entry.memory_measured = max(0, after - before), True
-
-    def _others_in_transition(self, entry: ModelEntry) -> bool:
-        return any(e is not entry and e.transition is not None for e in self._entries.values())
-
-    async def _measure(self, probe: MemoryProbe) -> int:
-        return await asyncio.to_thread(probe)
 
     def _start_unload(
         self, entry: ModelEntry, reason: str, delete: bool = False
@@ -427,24 +333,15 @@ class ModelCache:
         # Renamed away at once, so the state and the disk agree from here on (a new download
         # of this model starts clean); deleted in a thread, since a big model takes a while.
         trash = move_aside(self.cache_dir / entry.name)
-        self._set_disk_bytes(entry, 0)
+        self.models.set_disk_bytes(entry, 0)
         entry.state = ModelState.REMOTE
         if trash is not None:
             await asyncio.to_thread(shutil.rmtree, trash, True)
 
-    def _set_disk_bytes(self, entry: ModelEntry, size: int) -> None:
-        self._disk_total += size - entry.disk_bytes
-        entry.disk_bytes = size
-
     # ----- budgets --------------------------------------------------------------------------
 
-    def _occupying(self, keep: ModelEntry) -> int:
-        # Unloading models are on their way out; their memory is checked by measurement.
-        busy = (ModelState.LOADED, ModelState.LOADING)
-        return sum(1 for e in self._entries.values() if e is not keep and e.state in busy)
-
     async def _make_room(self, entry: ModelEntry) -> None:
-        while reason := self.policy.count_full(self._occupying(entry)):
+        while reason := self.policy.count_full(self.models.occupying(entry)):
             if not await self._evict_one(reason, entry, wait=False):
                 log.warning("%s exceeds %s: every model is in use", entry.target_model, reason)
                 break
@@ -453,13 +350,7 @@ class ModelCache:
                 break
 
     async def _memory_short(self, about_to_add: int = 0) -> str | None:
-        """Which memory budget is exceeded (measured, plus what a load is about to add)."""
-        if self.budgets.host_memory_bytes is None and self.gpu_memory_probe is None:
-            return None
-        host = await self._measure(self.memory_probe)
-        probe = self.gpu_memory_probe
-        gpu = await self._measure(probe) if probe is not None else None
-        return self.policy.memory_short(host, gpu, about_to_add)
+        return await self.memory.short(self.policy, about_to_add)
 
     async def _enforce_memory_budget(self, keep: ModelEntry) -> None:
         while reason := await self._memory_short():
@@ -473,7 +364,7 @@ class ModelCache:
         With `wait` False the unload goes on beside the caller's load: enough for the count
         budget. Memory budgets wait, since they are checked by measuring afterwards.
         """
-        candidate = self.policy.victim(self._entries.values(), keep)
+        candidate = self.policy.victim(self.models, keep)
         if candidate is None:
             return False
         unload = self._start_unload(candidate, reason)
@@ -482,7 +373,7 @@ class ModelCache:
         return True
 
     async def _enforce_disk_budget(self, keep: ModelEntry) -> None:
-        victims = self.policy.disk_victims(list(self._entries.values()), self.disk_bytes(), keep)
+        victims = self.policy.disk_victims(list(self.models), self.models.disk_bytes, keep)
         for candidate in list(victims):
             idle = candidate.idle_s
             await self._delete_from_disk(candidate)
@@ -491,18 +382,18 @@ class ModelCache:
     # ----- views and recovery -------------------------------------------------------------------
 
     def disk_bytes(self) -> int:
-        return self._disk_total
+        return self.models.disk_bytes
 
     def loaded_count(self) -> int:
-        return sum(1 for e in self._entries.values() if e.state is ModelState.LOADED)
+        return self.models.loaded_count()
 
     def _update_gauges(self) -> None:
         self.metrics.loaded_model_count.set(self.loaded_count())
-        self.metrics.disk_bytes.set(self._disk_total)
+        self.metrics.disk_bytes.set(self.models.disk_bytes)
 
     def entries(self) -> list[ModelEntry]:
         """Known models, least recently used first."""
-        return list(self._entries.values())
+        return list(self.models)
 
     def note_stored_etags(self, etags: Mapping[str, str | None]) -> None:
         """Compare what S3 holds now with what was downloaded; flag and count changes.
@@ -511,7 +402,7 @@ class ModelCache:
         bytes it has until the model leaves its disk.
         """
         for target, etag in etags.items():
-            entry = self._entries.get(target)
+            entry = self.models.get(target)
             if entry is None or entry.etag is None or entry.state is ModelState.REMOTE:
                 continue
             if etag != entry.etag and not entry.artifact_changed:
@@ -530,7 +421,7 @@ class ModelCache:
         Extracted folders are intact, so each model reloads without a download.
         """
         self._runtime_running = False
-        for entry in self._entries.values():
+        for entry in self.models:
             if entry.state in (ModelState.LOADED, ModelState.LOADING, ModelState.UNLOADING):
                 entry.state = ModelState.ON_DISK
         self._update_gauges()
@@ -543,19 +434,14 @@ class ModelCache:
         """Wait until no download, load or unload is in flight (background unloads included)."""
         while tasks := [
             e.transition
-            for e in self._entries.values()
+            for e in self.models
             if e.transition is not None and not e.transition.done()
         ]:
             await asyncio.wait(tasks)
 
     async def close(self) -> None:
         """Cancel every transition and wait for each, extraction threads included."""
-        tasks = [e.transition for e in self._entries.values() if e.transition is not None]
+        tasks = [e.transition for e in self.models if e.transition is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _fresh_folder(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)

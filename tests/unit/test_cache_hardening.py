@@ -92,9 +92,9 @@ async def test_disk_budget_pass_is_linear(tmp_path: Path) -> None:
     """20,000 on-disk models and one more download: one pass, not one total per candidate."""
     cache, _ = _make(tmp_path, FakeStore(["new"]), budgets=Budgets(None, None, 1000, 1 << 20))
     for index in range(20_000):
-        entry = cache._entry(f"m{index}")
+        entry = cache.models.entry(f"m{index}")
         entry.state = ModelState.ON_DISK
-        cache._set_disk_bytes(entry, 1)
+        cache.models.set_disk_bytes(entry, 1)
     calls = 0
     real = cache.disk_bytes
 
