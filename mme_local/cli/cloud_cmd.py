@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cloud.errors import CloudError, InvalidDeployInput
-from mme_local.cli.errors import register
-from mme_local.config_file import ConfigFileError, load_settings, toml_fields
-from mme_local.settings import DeploySettings
-
-register(CloudError, ConfigFileError)
+from cloud.errors import InvalidDeployInput
+from cloud.inputs import deploy_settings, resolve_region, teardown_settings
 
 ConfigPath = Annotated[
     Path | None,
@@ -23,46 +18,6 @@ Region = Annotated[
     str | None, typer.Option(help="AWS region; else mme.toml, then the AWS profile's region.")
 ]
 Profile = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
-
-# Checked in this order, so the first one missing is the one named.
-_REQUIRED = ("endpoint_name", "role_arn", "model_data_url", "instance_type")
-
-
-def deploy_settings(flags: dict[str, Any], config_file: Path | None) -> DeploySettings:
-    """Flags > MME_LOCAL_* > mme.toml > defaults; a missing required value names its flag and
-    its key in the file."""
-    from cloud import checks
-
-    # A bad flag gets the deployer's own message; the settings model would word it otherwise.
-    if flags.get("instance_type") is not None:
-        checks.check_instance_type(flags["instance_type"])
-    if flags.get("instance_count") is not None:
-        checks.check_instance_count(flags["instance_count"])
-    if flags.get("model_cache") is not None:
-        checks.check_model_cache(flags["model_cache"])
-    settings = load_settings(
-        DeploySettings, flags, config_file, os.environ, flag_names={"models_dir": "--artifacts"}
-    )
-    keys = {name: place for place, name in toml_fields(DeploySettings).items()}
-    for name in _REQUIRED:
-        if not getattr(settings, name):
-            section, key = keys[name]
-            flag = "--" + name.replace("_", "-")
-            raise InvalidDeployInput(
-                f"{flag} is required (or set {key} in [{section}] of mme.toml)"
-            )
-    return settings
-
-
-def _region(settings: DeploySettings) -> str:
-    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        from cloud.aws import make_session
-
-        region = make_session(None, settings.profile).region_name
-    if not region:
-        raise InvalidDeployInput("--region is required (or set region in [endpoint] of mme.toml)")
-    return str(region)
 
 
 def _echo(message: str) -> None:
@@ -147,7 +102,7 @@ def deploy(
         role_arn=settings.role_arn,
         model_data_url=settings.model_data_url,
         instance_type=settings.instance_type,
-        region=_region(settings),
+        region=resolve_region(settings),
         instance_count=settings.instance_count,
         artifacts_dir=settings.models_dir,
         triton_version=settings.triton_version,
@@ -268,10 +223,8 @@ def teardown(
     from cloud.teardown import plan_teardown
     from cloud.teardown import teardown as run_teardown
 
-    settings = load_settings(
-        DeploySettings, {"region": region, "profile": profile}, config_file, os.environ
-    )
-    region_name = _region(settings)
+    settings = teardown_settings({"region": region, "profile": profile}, config_file)
+    region_name = resolve_region(settings)
     clients = Clients.for_session(make_session(region_name, settings.profile))
     plan = plan_teardown(clients, endpoint_name, delete_artifacts)
     for kept in plan.kept:

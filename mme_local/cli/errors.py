@@ -34,12 +34,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def register(*errors: type[BaseException]) -> None:
-    """Let a command group add its own user-facing exception types."""
-    global USER_ERRORS
-    USER_ERRORS = (*USER_ERRORS, *errors)
-
-
 def run_app(app: typer.Typer) -> None:
     try:
         result = app(standalone_mode=False)
