@@ -79,7 +79,12 @@ class Emulator:
             await asyncio.to_thread(ensure_bucket, s3, self.model_data.bucket, settings.region)
         if settings.models_dir is not None:
             await asyncio.to_thread(
-                seed_folder, s3, self.model_data, settings.models_dir, self.progress
+                seed_folder,
+                s3,
+                self.model_data,
+                settings.models_dir,
+                self.progress,
+                settings.overwrite,
             )
 
         cache_dir = self.cache_folder.open()

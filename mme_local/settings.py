@@ -88,6 +88,9 @@ class EndpointFields(BaseModel):
     """MultiModelConfig.ModelCacheSetting: "Disabled" unloads and deletes after each invocation."""
     models_dir: Path | None = Field(None, json_schema_extra=_toml("endpoint", "artifacts"))
     """Upload every *.tar.gz in this folder under the prefix (unchanged ones skipped)."""
+    overwrite: bool = False
+    """Replace objects whose content changed under an existing name (refused by default:
+    instances that loaded the old bytes keep serving them)."""
 
     @field_validator("instance_type")
     @classmethod

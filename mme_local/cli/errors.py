@@ -15,6 +15,7 @@ from mme_local.demo.config import DemoError
 from mme_local.runtime.backend_dir import StubNotFound
 from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.provision import ProvisionError, RuntimeNotFound
+from mme_local.store.publish import ArtifactChanged
 from mme_local.store.s3url import InvalidS3Url
 
 # Exceptions whose text is already a complete message for the user.
@@ -31,6 +32,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     TemplateError,
     InvalidS3Url,
     DemoError,
+    ArtifactChanged,
 )
 
 

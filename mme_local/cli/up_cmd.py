@@ -112,6 +112,10 @@ def up(
     access_key_id: Annotated[
         str | None, typer.Option(help="The access key id --require-sigv4 expects [default: local].")
     ] = None,
+    overwrite: Annotated[
+        bool | None,
+        typer.Option("--overwrite", help="With --models: replace objects whose content changed."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="An mme.toml to read (default: ./mme.toml if present).")
     ] = None,
@@ -139,6 +143,7 @@ def up(
         "model_data_url": model_data_url,
         "s3_endpoint_url": s3_endpoint,
         "models_dir": models,
+        "overwrite": overwrite,
         "cache_dir": cache_dir,
         "runtime": runtime,
         "triton_home": triton_home,
