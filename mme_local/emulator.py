@@ -108,7 +108,7 @@ class Emulator:
             budgets=Budgets(
                 max_loaded_models=settings.max_loaded_models,
                 host_memory_bytes=settings.host_memory_budget(),
-                disk_bytes=settings.disk_limit_bytes,
+                disk_bytes=settings.disk_budget(),
                 max_archive_bytes=settings.max_archive_bytes,
                 gpu_memory_bytes=settings.gpu_memory_budget(),
             ),

@@ -142,7 +142,8 @@ class EmulatorSettings(EndpointFields):
     )
     """GPU memory budget per GPU; None takes the instance type's (only checked with a GPU)."""
     disk_limit_bytes: Size | None = Field(None, json_schema_extra=_toml("local", "disk_limit"))
-    """Disk budget for extracted artifacts; None means unlimited."""
+    """Disk budget for extracted artifacts; None takes the instance type's NVMe storage (none
+    for EBS-only types). Free space on the cache's disk always caps an extraction too."""
     max_archive_bytes: Size = DEFAULT_MAX_ARCHIVE_BYTES
     """Largest expanded size accepted for one model archive."""
     model_ready_timeout_s: float = Field(
@@ -235,6 +236,11 @@ class EmulatorSettings(EndpointFields):
         if self.max_parallel_loads is not None:
             return self.max_parallel_loads
         return lookup_instance_type(self.instance_type).vcpus
+
+    def disk_budget(self) -> int | None:
+        if self.disk_limit_bytes is not None:
+            return self.disk_limit_bytes
+        return lookup_instance_type(self.instance_type).instance_storage_bytes
 
     def host_memory_budget(self) -> int:
         if self.memory_limit_bytes is not None:

@@ -107,5 +107,5 @@ class AdminViews:
             "host_memory_bytes": host_memory,
             "host_memory_budget_bytes": settings.host_memory_budget(),
             "disk_bytes": self.cache.disk_bytes(),
-            "disk_budget_bytes": settings.disk_limit_bytes,
+            "disk_budget_bytes": settings.disk_budget(),
         }
