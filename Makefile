@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build for CI and local tests; the library's own range stays open.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: test lint typecheck unit integration demo clean runtime
+.PHONY: test lint typecheck unit integration demo clean runtime gpu-bundle
 
 $(BIN)/mme-local: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: lint typecheck runtime
 
 demo: runtime
 	$(BIN)/mme-local demo
+
+# What an offline GPU host lacks for bench/gpu_check.py, in parts of at most 60 MiB each.
+gpu-bundle: runtime
+	$(BIN)/python bench/gpu_bundle.py --out gpu-bundle
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

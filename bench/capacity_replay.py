@@ -73,7 +73,9 @@ def main() -> None:
 
     from mme_local.artifacts.archive import copy_names
     from mme_local.artifacts.package import package
-    from mme_local.demo import SENTENCES, Encoder, minilm_folder
+    from mme_local.demo.config import minilm_folder
+    from mme_local.demo.encoder import Encoder
+    from mme_local.demo.workload import SENTENCES
     from mme_local.settings import EmulatorSettings
 
     folder = minilm_folder()

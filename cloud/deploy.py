@@ -11,9 +11,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cloud.aws import Clients, explain, is_not_found
-from cloud.errors import AwsCallFailed, DeployTimeout, EndpointFailed
+from cloud.errors import ArtifactConflict, AwsCallFailed, DeployTimeout, EndpointFailed
 from cloud.plan import HASH_LENGTH, OWNER_TAG, AwsCall, DeployPlan
-from mme_local.store.publish import publish
+from mme_local.store.publish import ArtifactChanged, publish
 
 _SETTLED_BAD = {"Failed", "OutOfService", "UpdateRollbackFailed"}
 
@@ -30,6 +30,19 @@ class Hooks:
     """(TargetModel, "uploaded" | "unchanged") once per artifact."""
     status: Callable[[str, float], None] = _quiet
     """(EndpointStatus, seconds waited) whenever the status changes."""
+    waiting: Callable[[str, float], None] = _quiet
+    """(EndpointStatus, seconds waited) at every poll, for a live elapsed-time display."""
+    bytes_sent: Callable[[int], None] = _quiet
+    """Bytes of artifact just sent (uploads report as they go)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    """"artifact", "model", "endpoint config" or "endpoint"."""
+    name: str
+    action: str
+    """"created", "updated", "deleted" or "skipped" (already as wanted)."""
 
 
 @dataclass
@@ -40,6 +53,8 @@ class DeployOutcome:
     status: str
     changes: list[str] = field(default_factory=list)
     """What this run changed in AWS; empty when everything already matched."""
+    summary: list[Change] = field(default_factory=list)
+    """Every resource this run looked at and what it did to it."""
 
 
 class AwsExecutor:
@@ -85,6 +100,7 @@ class Deployer:
         self._sleep = sleep
         self._aws = AwsExecutor(clients)
         self._changes: list[str] = []
+        self._summary: list[Change] = []
 
     @property
     def _endpoint(self) -> str:
@@ -100,7 +116,7 @@ class Deployer:
                 described = self._wait_in_service()
             if described["EndpointStatus"] == "InService":
                 self._delete_superseded()
-        except (AwsCallFailed, EndpointFailed, DeployTimeout) as error:
+        except (AwsCallFailed, EndpointFailed, DeployTimeout, ArtifactConflict) as error:
             if not self._changes:
                 raise
             done = "; ".join(self._changes)
@@ -114,38 +130,62 @@ class Deployer:
             self.plan.config_name,
             str(described["EndpointStatus"]),
             self._changes,
+            self._summary,
         )
 
-    def _changed(self, what: str) -> None:
+    def _changed(self, what: str, change: Change | None = None) -> None:
         self._changes.append(what)
         self.hooks.say(what)
+        if change is not None:
+            self._summary.append(change)
+
+    def _skipped(self, kind: str, name: str) -> None:
+        self._summary.append(Change(kind, name, "skipped"))
 
     def _upload(self) -> None:
         if not self.plan.artifacts:
             return
         prefix = self.plan.prefix
         self._aws.must(AwsCall("s3", "HeadBucket", {"Bucket": prefix.bucket}))
+        request = self.plan.request
         try:
-            report = publish(self.clients.s3, prefix, self.plan.artifacts, self.hooks.uploaded)
+            report = publish(
+                self.clients.s3,
+                prefix,
+                self.plan.artifacts,
+                self.hooks.uploaded,
+                overwrite=request.overwrite,
+                owner=request.endpoint_name,
+                on_bytes=self.hooks.bytes_sent,
+            )
+        except ArtifactChanged as error:
+            raise ArtifactConflict(str(error)) from error
         except (ClientError, BotoCoreError) as error:
             raise explain(f"s3 PutObject to {prefix.url()}", error) from error
+        self._summary += [Change("artifact", t, "created") for t in report.uploaded]
+        self._summary += [Change("artifact", t, "updated") for t in report.replaced]
+        self._summary += [Change("artifact", t, "skipped") for t in report.unchanged]
         if report.uploaded:
             self._changed(f"uploaded {len(report.uploaded)} artifact(s) to {prefix.url()}")
+        if report.replaced:
+            self._changed(f"replaced {len(report.replaced)} changed artifact(s) (--overwrite)")
 
     def _ensure_model(self) -> None:
         name = self.plan.model_name
         if self._aws(self.plan.describe("DescribeModel", "ModelName", name), missing_ok=True):
+            self._skipped("model", name)
             return
         self._aws.must(self.plan.create_model())
-        self._changed(f"created model {name}")
+        self._changed(f"created model {name}", Change("model", name, "created"))
 
     def _ensure_config(self) -> None:
         name = self.plan.config_name
         describe = self.plan.describe("DescribeEndpointConfig", "EndpointConfigName", name)
         if self._aws(describe, missing_ok=True):
+            self._skipped("endpoint config", name)
             return
         self._aws.must(self.plan.create_endpoint_config())
-        self._changed(f"created endpoint config {name}")
+        self._changed(f"created endpoint config {name}", Change("endpoint config", name, "created"))
 
     def _describe_endpoint(self, missing_ok: bool = False) -> dict[str, Any] | None:
         call = self.plan.describe("DescribeEndpoint", "EndpointName", self._endpoint)
@@ -155,13 +195,16 @@ class Deployer:
         described = self._describe_endpoint(missing_ok=True)
         if described is None:
             self._aws.must(self.plan.create_endpoint())
-            self._changed(f"created endpoint {self._endpoint}")
+            self._changed(
+                f"created endpoint {self._endpoint}", Change("endpoint", self._endpoint, "created")
+            )
             return {"EndpointStatus": "Creating"}
         status = str(described["EndpointStatus"])
         current = str(described["EndpointConfigName"])
         if status in _SETTLED_BAD:
             raise EndpointFailed(self._failure_text(described))
         if current == self.plan.config_name:
+            self._skipped("endpoint", self._endpoint)
             return described
         if status != "InService":
             raise AwsCallFailed(
@@ -170,7 +213,8 @@ class Deployer:
             )
         self._aws.must(self.plan.update_endpoint())
         self._changed(
-            f"rolling endpoint {self._endpoint} from {current} to {self.plan.config_name}"
+            f"rolling endpoint {self._endpoint} from {current} to {self.plan.config_name}",
+            Change("endpoint", self._endpoint, "updated"),
         )
         return {"EndpointStatus": "Updating"}
 
@@ -192,6 +236,7 @@ class Deployer:
             if status != last:
                 self.hooks.status(status, waited)
                 last = status
+            self.hooks.waiting(status, waited)
             if status == "InService":
                 if described["EndpointConfigName"] != self.plan.config_name:
                     raise EndpointFailed(
@@ -217,11 +262,14 @@ class Deployer:
             if name != keep_config:
                 call = AwsCall("sagemaker", "DeleteEndpointConfig", {"EndpointConfigName": name})
                 self._aws.must(call)
-                self._changed(f"deleted superseded endpoint config {name}")
+                self._changed(
+                    f"deleted superseded endpoint config {name}",
+                    Change("endpoint config", name, "deleted"),
+                )
         for name in list(owned(self._aws, "Models", self._endpoint)):
             if name != keep_model:
                 self._aws.must(AwsCall("sagemaker", "DeleteModel", {"ModelName": name}))
-                self._changed(f"deleted superseded model {name}")
+                self._changed(f"deleted superseded model {name}", Change("model", name, "deleted"))
 
 
 _LISTINGS = {
@@ -239,7 +287,7 @@ def owned(aws: AwsExecutor, kind: str, endpoint_name: str) -> Iterator[str]:
     while True:
         page = aws.must(AwsCall("sagemaker", operation, params))
         for item in page.get(kind, []):
-            if pattern.match(item[name_key]) and _owner(aws, item[arn_key]) == endpoint_name:
+            if pattern.match(item[name_key]) and owner_of(aws, item[arn_key]) == endpoint_name:
                 yield str(item[name_key])
         token = page.get("NextToken")
         if not token:
@@ -247,6 +295,6 @@ def owned(aws: AwsExecutor, kind: str, endpoint_name: str) -> Iterator[str]:
         params = {"NameContains": base, "NextToken": token}
 
 
-def _owner(aws: AwsExecutor, arn: str) -> str | None:
+def owner_of(aws: AwsExecutor, arn: str) -> str | None:
     tags = aws.must(AwsCall("sagemaker", "ListTags", {"ResourceArn": arn})).get("Tags", [])
     return next((str(t["Value"]) for t in tags if t["Key"] == OWNER_TAG), None)

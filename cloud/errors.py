@@ -21,3 +21,11 @@ class EndpointFailed(CloudError):
 
 class DeployTimeout(CloudError):
     """The endpoint did not reach InService in time; AWS carries on regardless."""
+
+
+class ArtifactConflict(CloudError):
+    """An artifact's key already holds other content; nothing was uploaded."""
+
+
+class TeardownRefused(CloudError):
+    """Something teardown was asked to delete carries no owner tag, or another owner's."""

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from botocore import xform_name
 
 from cloud import checks
+from cloud.compat import Verdict, footprint_check, gpu_check
 from cloud.errors import InvalidDeployInput
 from cloud.image import DEFAULT_TRITON_VERSION, triton_image_uri
+from cloud.parity import argv_verdict
 from mme_local.artifacts.lint import find_archives, lint_archive
+from mme_local.instances import instance_type as lookup_instance_type
+from mme_local.runtime.triton_config import (
+    TritonSettings,
+    UnportableTritonSetting,
+    sagemaker_environment,
+)
+from mme_local.store.publish import extracted_size, versioned_name
 from mme_local.store.s3url import S3Prefix
 
 # Set on everything the deployer creates; teardown and clean-up only delete what carries it.
@@ -38,6 +47,14 @@ class DeployRequest:
     triton_version: str = DEFAULT_TRITON_VERSION
     model_cache: str = "Enabled"
     variant_name: str = "AllTraffic"
+    triton: TritonSettings = field(default_factory=TritonSettings)
+    """The settings `up` runs Triton with; the cloud container gets the same."""
+    footprint_bytes: int | None = None
+    """A model's measured footprint; None: the largest artifact's extracted size stands in."""
+    overwrite: bool = False
+    """Replace objects whose content differs under the same key."""
+    versioned_names: bool = False
+    """Upload each artifact as <name>-<content hash>.tar.gz."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,10 @@ class DeployPlan:
     prefix: S3Prefix
     artifacts: tuple[tuple[Path, str], ...]
     """(local file, TargetModel) pairs to upload under the prefix."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """The container's Environment: the local Triton settings as `serve` reads them."""
+    verdicts: tuple[Verdict, ...] = ()
+    """What the checks found, and what the plan added to make the pairing work."""
 
     @property
     def tags(self) -> list[dict[str, str]]:
@@ -90,6 +111,7 @@ class DeployPlan:
             "ModelDataUrl": self.prefix.url(),
             "Mode": "MultiModel",
             "MultiModelConfig": {"ModelCacheSetting": self.request.model_cache},
+            "Environment": self.environment,
         }
 
     @property
@@ -193,12 +215,28 @@ def build_plan(request: DeployRequest) -> DeployPlan:
     checks.check_region(request.region)
     checks.check_model_cache(request.model_cache)
     prefix = checks.parse_model_data_url(request.model_data_url)
-    artifacts = _checked_artifacts(request.artifacts_dir)
+    artifacts = _checked_artifacts(request.artifacts_dir, request.versioned_names)
+    instance = lookup_instance_type(request.instance_type)
+    gpu, needed = gpu_check(instance, request.triton_version)
+    triton = request.triton
+    missing = tuple(a for a in needed if a not in triton.extra_args)
+    if missing:
+        triton = replace(triton, extra_args=(*triton.extra_args, *missing))
+    try:
+        environment = sagemaker_environment(triton)
+    except UnportableTritonSetting as error:
+        raise InvalidDeployInput(str(error)) from error
+    verdicts = [gpu, argv_verdict(triton, environment)]
+    if request.footprint_bytes is not None:
+        verdicts.append(footprint_check(instance, request.footprint_bytes, measured=True))
+    elif artifacts:
+        largest = max((path for path, _ in artifacts), key=lambda p: p.stat().st_size)
+        verdicts.append(footprint_check(instance, extracted_size(largest), measured=False))
     image = triton_image_uri(request.region, request.triton_version, request.instance_type)
-    return DeployPlan(request, image, prefix, artifacts)
+    return DeployPlan(request, image, prefix, artifacts, environment, tuple(verdicts))
 
 
-def _checked_artifacts(folder: Path | None) -> tuple[tuple[Path, str], ...]:
+def _checked_artifacts(folder: Path | None, versioned: bool) -> tuple[tuple[Path, str], ...]:
     if folder is None:
         return ()
     if not folder.is_dir():
@@ -216,4 +254,6 @@ def _checked_artifacts(folder: Path | None) -> tuple[tuple[Path, str], ...]:
             f"{len(failing)} artifact(s) fail lint, first {failing[0][0]} "
             f"(run `mme-local lint {folder}` for every problem)"
         )
+    if versioned:
+        return tuple((archive, versioned_name(archive)) for archive in archives)
     return tuple((archive, archive.name) for archive in archives)

@@ -10,16 +10,20 @@ from pathlib import Path
 from mme_local.cache.layout import CacheFolder
 from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
+from mme_local.cache.watch import ArtifactWatcher
 from mme_local.capacity.trace import TraceWriter
+from mme_local.cloudwatch import CloudWatchFile
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
-from mme_local.gateway.service import EndpointIdentity, EndpointService
+from mme_local.gateway.service import EndpointIdentity, EndpointService, ServiceOptions
+from mme_local.loop_lag import LoopLagMonitor
 from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.factory import build_model_server
 from mme_local.runtime.probes import ServerProbes
 from mme_local.runtime.supervisor import RuntimeSupervisor
+from mme_local.runtime.utilisation import UtilisationSampler
 from mme_local.settings import EmulatorSettings
 from mme_local.store.embedded import EmbeddedS3
 from mme_local.store.publish import ensure_bucket
@@ -30,6 +34,8 @@ from mme_local.store.source import ModelStore, s3_client
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+Background = LoopLagMonitor | ArtifactWatcher | UtilisationSampler | CloudWatchFile
+"""Tasks that run beside the endpoint: started after the cache, stopped before it."""
 
 
 class Emulator:
@@ -43,7 +49,7 @@ class Emulator:
     def __init__(self, settings: EmulatorSettings, progress: Progress | None = None) -> None:
         self.settings = settings
         self.progress: Progress = progress or (lambda message: log.info("%s", message))
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.endpoint_name, settings.variant_name)
         self.model_data = S3Prefix.parse(settings.model_data_url)
         self.s3_endpoint_url: str | None = settings.s3_endpoint_url
         self.cache_folder = CacheFolder(settings.cache_dir)
@@ -53,6 +59,7 @@ class Emulator:
         self._supervisor: RuntimeSupervisor | None = None
         self._cache: ModelCache | None = None
         self._gateway: Gateway | None = None
+        self._background: list[Background] = []
         self._trace: TraceWriter | None = None
 
     async def start(self) -> None:
@@ -74,7 +81,12 @@ class Emulator:
             await asyncio.to_thread(ensure_bucket, s3, self.model_data.bucket, settings.region)
         if settings.models_dir is not None:
             await asyncio.to_thread(
-                seed_folder, s3, self.model_data, settings.models_dir, self.progress
+                seed_folder,
+                s3,
+                self.model_data,
+                settings.models_dir,
+                self.progress,
+                settings.overwrite,
             )
 
         cache_dir = self.cache_folder.open()
@@ -89,15 +101,16 @@ class Emulator:
             invoke_timeout_s=settings.invoke_timeout_s,
         )
         probes = await asyncio.to_thread(ServerProbes, server)
+        store = ModelStore(s3, self.model_data)
         self._cache = cache = ModelCache(
-            store=ModelStore(s3, self.model_data),
+            store=store,
             client=client,
             model_url=server.model_url,
             cache_dir=cache_dir,
             budgets=Budgets(
                 max_loaded_models=settings.max_loaded_models,
                 host_memory_bytes=settings.host_memory_budget(),
-                disk_bytes=settings.disk_limit_bytes,
+                disk_bytes=settings.disk_budget(),
                 max_archive_bytes=settings.max_archive_bytes,
                 gpu_memory_bytes=settings.gpu_memory_budget(),
             ),
@@ -107,7 +120,23 @@ class Emulator:
             load_timeout_s=settings.model_load_timeout_s,
             cache_enabled=settings.cache_enabled,
             gpu_memory_probe=probes.gpu_memory if probes.measures_gpu else None,
+            model_memory_probe=probes.model_memory,
+            max_parallel_downloads=settings.parallel_downloads(),
+            max_parallel_loads=settings.parallel_loads(),
         )
+        self._background = [
+            LoopLagMonitor(self.metrics),
+            ArtifactWatcher(store, cache, settings.artifact_check_interval_s),
+            UtilisationSampler(
+                self.metrics, server.process_ids, cache_dir, settings.metrics_period_s
+            ),
+        ]
+        if settings.cloudwatch_file is not None:
+            self._background.append(
+                CloudWatchFile(self.metrics, settings.cloudwatch_file, settings.metrics_period_s)
+            )
+        for task in self._background:
+            task.start()
 
         def runtime_up(url: str) -> None:
             client.rebase(url)
@@ -131,10 +160,18 @@ class Emulator:
             self._trace = TraceWriter(settings.trace_file)
         observer = self._trace.write if self._trace is not None else None
         self._gateway = Gateway(
-            service=EndpointService(identity, cache, client, self.metrics, observer),
+            service=EndpointService(
+                identity,
+                cache,
+                client,
+                self.metrics,
+                ServiceOptions.from_settings(settings),
+                observer,
+            ),
             admin=AdminViews(
                 settings=settings,
                 cache=cache,
+                store=store,
                 metrics=self.metrics,
                 server=server,
                 probes=probes,
@@ -155,6 +192,9 @@ class Emulator:
 
     async def stop(self) -> None:
         self._gateway = None
+        for task in self._background:
+            await task.stop()
+        self._background = []
         if self._trace is not None:
             self._trace.close()
             self._trace = None

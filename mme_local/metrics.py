@@ -1,7 +1,8 @@
 """Prometheus metrics named after the CloudWatch metrics a SageMaker MME emits.
 
 CloudWatch reports microseconds; Prometheus convention is seconds, so the names end in
-`_seconds`. Each emulator owns its own registry, so tests can run several side by side.
+`_seconds`. The CloudWatch metrics carry CloudWatch's dimensions as the labels `endpoint_name`
+and `variant_name`. Each emulator owns its own registry, so tests can run several side by side.
 """
 
 from __future__ import annotations
@@ -14,14 +15,39 @@ _BUCKETS = (
     0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 360.0,
 )  # fmt: skip
 
+ENDPOINT_LABELS = ("endpoint_name", "variant_name")
+"""CloudWatch's EndpointName and VariantName dimensions, as Prometheus labels."""
+
+
+OTHER_MODELS = "other"
+
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        endpoint_name: str = "local-mme",
+        variant_name: str = "AllTraffic",
+        max_model_labels: int = 1000,
+    ) -> None:
+        self.max_model_labels = max_model_labels
+        """Distinct `target_model` labels kept; invocations of any further model count as
+        `other`, so a client looping over random names cannot grow the label set."""
+        self._labelled_models: set[str] = set()
         self.registry = CollectorRegistry()
+        self.endpoint_name = endpoint_name
+        self.variant_name = variant_name
         r = self.registry
+        ids = (endpoint_name, variant_name)
 
         def histogram(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, registry=r, buckets=_BUCKETS)
+            family = Histogram(name, doc, ENDPOINT_LABELS, registry=r, buckets=_BUCKETS)
+            return family.labels(*ids)
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, ENDPOINT_LABELS, registry=r).labels(*ids)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, ENDPOINT_LABELS, registry=r).labels(*ids)
 
         self.model_loading_wait_time = histogram(
             "mme_model_loading_wait_time_seconds",
@@ -42,32 +68,55 @@ class Metrics:
         )
         self.overhead_latency = histogram(
             "mme_overhead_latency_seconds",
-            "OverheadLatency: time the emulator added, waits for loads excluded.",
+            "OverheadLatency: total time minus ModelLatency (waits for loads included).",
         )
-        self.invocations = Counter(
-            "mme_invocations", "Invocations: requests sent to the endpoint.", registry=r
+        self.invocations = counter("mme_invocations", "Invocations: requests sent to the endpoint.")
+        self.invocations_per_instance = counter(
+            "mme_invocations_per_instance",
+            "InvocationsPerInstance: invocations divided by the instance count (one here).",
         )
-        self.model_cache_hit = Counter(
-            "mme_model_cache_hit",
-            "ModelCacheHit: invocations whose model was already loaded.",
+        self.model_cache_hit = counter(
+            "mme_model_cache_hit", "ModelCacheHit: invocations whose model was already loaded."
+        )
+        self.invocation_4xx_errors = counter(
+            "mme_invocation_4xx_errors",
+            "Invocation4XXErrors: the model answered 4xx, or the gateway refused the request.",
+        )
+        self.invocation_5xx_errors = counter(
+            "mme_invocation_5xx_errors",
+            "Invocation5XXErrors: the model answered 5xx or timed out, or the platform failed.",
+        )
+        self.invocation_model_errors = counter(
+            "mme_invocation_model_errors", "InvocationModelErrors: the model answered non-2xx."
+        )
+        self.loaded_model_count = gauge(
+            "mme_loaded_model_count", "LoadedModelCount: models loaded in the container."
+        )
+        # Instance utilisation, in percent as CloudWatch defines it (sums over cores and GPUs).
+        self.cpu_utilization = gauge(
+            "mme_cpu_utilization_percent",
+            "CPUUtilization: the model server's processes, summed over cores (0-100 x cores).",
+        )
+        self.memory_utilization = gauge(
+            "mme_memory_utilization_percent", "MemoryUtilization: host memory in use."
+        )
+        self.disk_utilization = gauge(
+            "mme_disk_utilization_percent", "DiskUtilization: the cache's file system in use."
+        )
+        # GPU gauges get their sample only when a GPU was measured, so GPU-less hosts show none.
+        self.gpu_utilization_family = Gauge(
+            "mme_gpu_utilization_percent",
+            "GPUUtilization: summed over GPUs (0-100 x GPUs).",
+            ENDPOINT_LABELS,
             registry=r,
         )
-        self.invocation_4xx_errors = Counter(
-            "mme_invocation_4xx_errors", "Invocation4XXErrors.", registry=r
-        )
-        self.invocation_5xx_errors = Counter(
-            "mme_invocation_5xx_errors", "Invocation5XXErrors.", registry=r
-        )
-        self.invocation_model_errors = Counter(
-            "mme_invocation_model_errors",
-            "InvocationModelErrors: the model answered non-2xx.",
+        self.gpu_memory_utilization_family = Gauge(
+            "mme_gpu_memory_utilization_percent",
+            "GPUMemoryUtilization: summed over GPUs (0-100 x GPUs).",
+            ENDPOINT_LABELS,
             registry=r,
         )
-        self.loaded_model_count = Gauge(
-            "mme_loaded_model_count",
-            "LoadedModelCount: models loaded in the container.",
-            registry=r,
-        )
+
         self.model_invocations = Counter(
             "mme_model_invocations",
             "Invocations per TargetModel (CloudWatch has no per-model metrics; this is extra).",
@@ -89,6 +138,48 @@ class Metrics:
         self.disk_bytes = Gauge(
             "mme_disk_bytes", "Bytes of extracted artifacts in the cache folder.", registry=r
         )
+
+        # The cache's own workings (extras CloudWatch lacks).
+        self.downloads_waiting = Gauge(
+            "mme_model_downloads_waiting",
+            "Downloads queued for a download slot (parallel downloads are bounded).",
+            registry=r,
+        )
+        self.loads_waiting = Gauge(
+            "mme_model_loads_waiting",
+            "Loads queued for a load slot (parallel loads are bounded).",
+            registry=r,
+        )
+        self.artifact_changes = Counter(
+            "mme_model_artifact_changes",
+            "Objects changed in S3 under a TargetModel this instance already holds (it keeps "
+            "serving the bytes it downloaded, as SageMaker does).",
+            registry=r,
+        )
+        self.event_loop_lag = Gauge(
+            "mme_event_loop_lag_seconds",
+            "How late the gateway's event loop ran a timer, last measurement.",
+            registry=r,
+        )
+        self.event_loop_lag_max = Gauge(
+            "mme_event_loop_lag_max_seconds",
+            "The largest event-loop lag measured since start.",
+            registry=r,
+        )
+
+    def count_model_invocation(self, target_model: str) -> None:
+        """mme_model_invocations_total for this TargetModel, within the label bound."""
+        if target_model not in self._labelled_models:
+            if len(self._labelled_models) >= self.max_model_labels:
+                target_model = OTHER_MODELS
+            else:
+                self._labelled_models.add(target_model)
+        self.model_invocations.labels(target_model=target_model).inc()
+
+    def set_gpu_utilization(self, utilization: float, memory_utilization: float) -> None:
+        ids = (self.endpoint_name, self.variant_name)
+        self.gpu_utilization_family.labels(*ids).set(utilization)
+        self.gpu_memory_utilization_family.labels(*ids).set(memory_utilization)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,31 +8,72 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import uvicorn
 
 from mme_local.emulator import Emulator, Progress
 from mme_local.gateway.app import create_app
+from mme_local.gateway.http_protocol import limited_protocol
+from mme_local.gateway.sigv4 import SigV4Verifier, require_sigv4
 from mme_local.settings import EmulatorSettings
 
 log = logging.getLogger(__name__)
 
 
-def uvicorn_config(app: object, host: str, port: int) -> uvicorn.Config:
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may hold of the gateway's HTTP server."""
+
+    max_header_bytes: int
+    """Request line plus headers; more gets 431 and the connection is closed."""
+    max_concurrency: int
+    """Open connections (and requests in progress); past it a request gets 503."""
+    keep_alive_timeout_s: float
+    """An idle kept-alive connection is closed after this long."""
+
+    @classmethod
+    def of(cls, settings: EmulatorSettings) -> HttpLimits:
+        return cls(
+            settings.header_limit_bytes, settings.max_concurrency, settings.keep_alive_timeout_s
+        )
+
+
+def uvicorn_config(app: object, host: str, port: int, limits: HttpLimits) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
+        # uvicorn counts the connection asking too, so N would turn away the N-th.
+        limit_concurrency=limits.max_concurrency + 1,
+        timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
         # The emulator is started and stopped around serving, not by the ASGI lifespan.
         lifespan="off",
-        http="httptools",
+        http=limited_protocol(limits.max_header_bytes),
         loop="uvloop",
         timeout_graceful_shutdown=10,
         # Nothing sits in front of the gateway, and SageMaker sends neither header.
         proxy_headers=False,
         server_header=False,
+    )
+
+
+def exposure_warning(runtime: str, triton_url: str) -> str | None:
+    """What to tell the user about Triton's own port, which this emulator cannot confine.
+
+    Triton 2.51 binds its SageMaker port on every interface (it has no address flag) and
+    asks for no credentials; in the embedded runtime nothing stands in front of it.
+    """
+    if runtime != "embedded":
+        return None
+    port = triton_url.rsplit(":", 1)[-1]
+    return (
+        f"Triton's SageMaker port {port} listens on every interface without authentication: "
+        f"anyone who can reach this host on port {port} can load any folder of this host as "
+        "a model, unload models, and invoke them past the 6 MB limit. Block the port with a "
+        "firewall on a shared network (see Security in the README)."
     )
 
 
@@ -47,7 +88,13 @@ class EmulatorServer:
         self.emulator = Emulator(settings, progress)
         self.on_ready = on_ready
         app = create_app(lambda: self.emulator.gateway)
-        self.http = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
+        if settings.require_sigv4 and settings.secret_access_key:
+            verifier = SigV4Verifier(
+                settings.access_key_id, settings.secret_access_key, settings.region
+            )
+            app = require_sigv4(app, verifier)
+        config = uvicorn_config(app, settings.host, settings.port, HttpLimits.of(settings))
+        self.http = uvicorn.Server(config)
 
     @property
     def url(self) -> str:
@@ -61,6 +108,10 @@ class EmulatorServer:
     async def serve(self) -> None:
         try:
             await self.emulator.start()
+            running = self.emulator.server
+            warning = exposure_warning(self.settings.runtime, running.url) if running else None
+            if warning is not None:
+                log.warning("%s", warning)
             if self.on_ready is not None:
                 self.on_ready(self.emulator)
             await self.http.serve()

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.instances import DEFAULT_INSTANCE_TYPE
@@ -25,6 +25,11 @@ DEFAULT_MODEL_DATA_URL = "s3://mme-local/models/"
 DEFAULT_DOCKER_IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
 # Largest expanded size accepted for one model archive (lint applies the same cap).
 DEFAULT_MAX_ARCHIVE_BYTES = MAX_ARCHIVE_BYTES
+
+# Far above what SageMaker's headers need (a SigV4 Authorization is ~300 bytes; custom
+# attributes are capped at 1 KiB), far below what a server should buffer for one client.
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_CONCURRENCY = 1000
 
 RUNTIMES = ("embedded", "docker", "external")
 
@@ -83,6 +88,9 @@ class EndpointFields(BaseModel):
     """MultiModelConfig.ModelCacheSetting: "Disabled" unloads and deletes after each invocation."""
     models_dir: Path | None = Field(None, json_schema_extra=_toml("endpoint", "artifacts"))
     """Upload every *.tar.gz in this folder under the prefix (unchanged ones skipped)."""
+    overwrite: bool = False
+    """Replace objects whose content changed under an existing name (refused by default:
+    instances that loaded the old bytes keep serving them)."""
 
     @field_validator("instance_type")
     @classmethod
@@ -134,7 +142,8 @@ class EmulatorSettings(EndpointFields):
     )
     """GPU memory budget per GPU; None takes the instance type's (only checked with a GPU)."""
     disk_limit_bytes: Size | None = Field(None, json_schema_extra=_toml("local", "disk_limit"))
-    """Disk budget for extracted artifacts; None means unlimited."""
+    """Disk budget for extracted artifacts; None takes the instance type's NVMe storage (none
+    for EBS-only types). Free space on the cache's disk always caps an extraction too."""
     max_archive_bytes: Size = DEFAULT_MAX_ARCHIVE_BYTES
     """Largest expanded size accepted for one model archive."""
     model_ready_timeout_s: float = Field(
@@ -144,7 +153,52 @@ class EmulatorSettings(EndpointFields):
     model_load_timeout_s: float = Field(360.0, gt=0)
     """How long a download plus load may go on in the background."""
     invoke_timeout_s: float = Field(60.0, gt=0)
-    """The model must answer within this time, as on SageMaker."""
+    """One deadline per request, as on SageMaker: the wait for a load and the answer share it."""
+    max_parallel_downloads: int | None = Field(
+        None, ge=1, json_schema_extra=_toml("local", "max_parallel_downloads")
+    )
+    """Downloads at once; None takes the instance type's vCPUs (SageMaker bounds them by a
+    factor of the vCPUs it does not publish)."""
+    max_parallel_loads: int | None = Field(
+        None, ge=1, json_schema_extra=_toml("local", "max_parallel_loads")
+    )
+    """Loads at once; None takes the instance type's vCPUs."""
+    artifact_check_interval_s: float = Field(
+        30.0, ge=0, json_schema_extra=_toml("local", "artifact_check_interval")
+    )
+    """How often the prefix is listed to notice objects changed under cached models; 0: never."""
+
+    # Fidelity choices where SageMaker's behaviour is unpublished, and CloudWatch-style output.
+    model_error_body_limit_bytes: Size = Field(
+        64 * 1024, json_schema_extra=_toml("local", "model_error_body_limit")
+    )
+    """How much of a container's error body ModelError's Message and OriginalMessage quote."""
+    metrics_period_s: float = Field(10.0, gt=0, json_schema_extra=_toml("local", "metrics_period"))
+    """How often utilisation is measured and CloudWatch-style lines are written."""
+    cloudwatch_file: Path | None = Field(None, json_schema_extra=_toml("local", "cloudwatch_file"))
+    """Append the metrics as CloudWatch-style JSON lines to this file; None writes none."""
+
+    # The gateway's HTTP server and who may use it.
+    header_limit_bytes: Size = Field(
+        DEFAULT_MAX_HEADER_BYTES, gt=0, json_schema_extra=_toml("local", "header_limit")
+    )
+    """Largest request line plus headers; a bigger request gets 431."""
+    max_concurrency: int = Field(
+        DEFAULT_MAX_CONCURRENCY, ge=1, json_schema_extra=_toml("local", "max_concurrency")
+    )
+    """Most open connections (and requests in progress); past it a request gets 503."""
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, json_schema_extra=_toml("local", "keep_alive_timeout")
+    )
+    """An idle kept-alive connection is closed after this many seconds."""
+    require_sigv4: bool = Field(False, json_schema_extra=_toml("local", "require_sigv4"))
+    """Refuse InvokeEndpoint calls not signed (SigV4) with the key pair below."""
+    access_key_id: str = Field("local", json_schema_extra=_toml("local", "access_key_id"))
+    """The access key id clients sign with when require_sigv4 is on."""
+    secret_access_key: str | None = Field(
+        None, repr=False, json_schema_extra=_toml("local", "secret_access_key")
+    )
+    """Its secret; required when require_sigv4 is on."""
     trace_file: Path | None = Field(None, json_schema_extra=_toml("local", "trace"))
     """Append one JSON line per invocation to this file (for `mme-local capacity plan`)."""
 
@@ -162,9 +216,33 @@ class EmulatorSettings(EndpointFields):
             return value
         raise ValueError(f"{value!r} is not all, none or a device list like 0,1")
 
+    @model_validator(mode="after")
+    def _sigv4_has_a_secret(self) -> EmulatorSettings:
+        if self.require_sigv4 and not self.secret_access_key:
+            raise ValueError(
+                "require_sigv4 needs the secret clients sign with: set "
+                "MME_LOCAL_SECRET_ACCESS_KEY or [local] secret_access_key in mme.toml"
+            )
+        return self
+
     @property
     def cache_enabled(self) -> bool:
         return self.model_cache == "Enabled"
+
+    def parallel_downloads(self) -> int:
+        if self.max_parallel_downloads is not None:
+            return self.max_parallel_downloads
+        return lookup_instance_type(self.instance_type).vcpus
+
+    def parallel_loads(self) -> int:
+        if self.max_parallel_loads is not None:
+            return self.max_parallel_loads
+        return lookup_instance_type(self.instance_type).vcpus
+
+    def disk_budget(self) -> int | None:
+        if self.disk_limit_bytes is not None:
+            return self.disk_limit_bytes
+        return lookup_instance_type(self.instance_type).instance_storage_bytes
 
     def host_memory_budget(self) -> int:
         if self.memory_limit_bytes is not None:

@@ -33,11 +33,20 @@ TEMPLATES: dict[str, Template] = {
 
 
 def templates_root() -> Path:
-    """$MME_LOCAL_TEMPLATES, else the `model_repo_templates/` folder of this source tree."""
+    """$MME_LOCAL_TEMPLATES, else the templates installed with the package.
+
+    In a source checkout `mme_local/model_repo_templates` is a link to the repository's
+    top-level folder, and the wheel carries a copy at the same place; a checkout whose link was
+    not made (git's `core.symlinks=false`) still finds the top-level folder.
+    """
     explicit = os.environ.get(TEMPLATES_ENV)
     if explicit:
         return Path(explicit)
-    return Path(__file__).resolve().parents[2] / "model_repo_templates"
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "model_repo_templates"
+    if installed.is_dir():
+        return installed
+    return package.parent / "model_repo_templates"
 
 
 def get_template(name: str) -> Template:
@@ -52,8 +61,8 @@ def template_dir(name: str, root: Path | None = None) -> Path:
     folder = (root or templates_root()) / get_template(name).name
     if not (folder / "config.pbtxt").is_file():
         raise TemplateError(
-            f"template folder {folder} has no config.pbtxt: run from a source checkout or set "
-            f"${TEMPLATES_ENV} to a copy of model_repo_templates/"
+            f"template folder {folder} has no config.pbtxt: reinstall mme-local, or set "
+            f"${TEMPLATES_ENV} to a copy of the repository's model_repo_templates/"
         )
     return folder
 

@@ -33,7 +33,13 @@ class ModelEntry:
     last_used_wall: float = field(default_factory=time.time)
     disk_bytes: int = 0
     memory_bytes: int = 0
-    """Host memory the last load added, as measured (0 until known)."""
+    """Host memory the model holds, as last measured (0 until known)."""
+    memory_measured: bool = False
+    """Whether `memory_bytes` comes from a measurement of this model's last load."""
+    etag: str | None = None
+    """The S3 ETag of the bytes on disk (recorded at download)."""
+    artifact_changed: bool = False
+    """The object in S3 no longer has `etag`: this instance serves older bytes."""
     downloads: int = 0
     loads: int = 0
     unloads: int = 0

@@ -10,6 +10,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 _HASH = re.compile(r"^[0-9a-f]{32}$")
@@ -37,7 +38,7 @@ def clear_stale(cache_dir: Path) -> None:
     if not cache_dir.is_dir():
         return
     for child in cache_dir.iterdir():
-        if child.is_dir() and _HASH.match(child.name):
+        if child.is_dir() and (_HASH.match(child.name) or child.name.startswith(".trash-")):
             shutil.rmtree(child, ignore_errors=True)
 
 
@@ -64,3 +65,21 @@ class CacheFolder:
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
             self._temporary = None
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space of the file system holding `folder`."""
+    return shutil.disk_usage(folder).free
+
+
+def move_aside(folder: Path) -> Path | None:
+    """Rename `folder` to a hidden name beside it (instant), for deleting at leisure.
+
+    Returns the new path, or None if there was nothing to move.
+    """
+    trash = folder.parent / f".trash-{uuid.uuid4().hex}"
+    try:
+        folder.rename(trash)
+    except FileNotFoundError:
+        return None
+    return trash

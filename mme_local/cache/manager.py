@@ -5,26 +5,32 @@ For each TargetModel there is one state machine (remote -> downloading -> on dis
 waits on that one task. A request pins its model from arrival to answer, and eviction only
 ever picks unpinned, idle, loaded models, least recently used first. No lock is held across
 I/O: the event loop is the only writer of this state, and each check-then-act below runs
-without an `await` between the check and the act.
+without an `await` between the check and the act. Anything that blocks (probes, extraction,
+deleting folders) runs in a thread; every transition ends in a consistent state whatever
+raises, times out or is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import time
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mme_local.cache.download import Downloader, Store
 from mme_local.cache.entry import ModelEntry, ModelState
-from mme_local.cache.extract import extract_stream
-from mme_local.cache.layout import model_dir, model_hash
+from mme_local.cache.layout import free_bytes, model_dir, move_aside
+from mme_local.cache.memory import MemoryMeter, MemoryProbe, ModelMemoryProbe
 from mme_local.cache.policy import Budgets, EvictionPolicy
+from mme_local.cache.records import Eviction, Lease, ModelLoadTimeout, ModelNotReady
+from mme_local.cache.registry import ModelRegistry
+from mme_local.cache.slots import Slots
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.errors import (
@@ -34,56 +40,16 @@ from mme_local.runtime.errors import (
     ModelNotFound,
     RuntimeUnavailable,
 )
-from mme_local.store.source import ModelStore
+
+__all__ = ["Lease", "ModelCache", "ModelLoadTimeout", "ModelNotReady"]
 
 log = logging.getLogger(__name__)
-
-
-class ModelNotReady(Exception):
-    """The model is still downloading or loading after the ready timeout; it carries on."""
-
-    def __init__(self, target_model: str, waited_s: float) -> None:
-        super().__init__(
-            f"Model {target_model} is not ready after {waited_s:.0f} s; "
-            "it is still being downloaded or loaded, retry the request"
-        )
-        self.target_model = target_model
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A pinned, loaded model for the duration of one request."""
-
-    entry: ModelEntry
-    cache_hit: bool
-    waited_s: float
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
-
-    @property
-    def target_model(self) -> str:
-        return self.entry.target_model
-
-
-@dataclass(frozen=True)
-class Eviction:
-    target_model: str
-    reason: str
-    idle_s: float
-    at: float
-    freed_memory_bytes: int
-    deleted_from_disk: bool
-
-
-MemoryProbe = Callable[[], int]
 
 
 class ModelCache:
     def __init__(
         self,
-        store: ModelStore,
+        store: Store,
         client: ContainerClient,
         model_url: Callable[[Path], str],
         cache_dir: Path,
@@ -94,6 +60,11 @@ class ModelCache:
         load_timeout_s: float = 360.0,
         cache_enabled: bool = True,
         gpu_memory_probe: MemoryProbe | None = None,
+        model_memory_probe: ModelMemoryProbe | None = None,
+        max_parallel_downloads: int | None = None,
+        max_parallel_loads: int | None = None,
+        free_disk_bytes: Callable[[], int] | None = None,
+        max_stale_entries: int = 10_000,
     ) -> None:
         self.store = store
         self.client = client
@@ -102,42 +73,52 @@ class ModelCache:
         self.budgets = budgets
         self.policy = EvictionPolicy(budgets)
         self.metrics = metrics
-        self.memory_probe = memory_probe
-        self.gpu_memory_probe = gpu_memory_probe
+        self.memory = MemoryMeter(memory_probe, gpu_memory_probe, model_memory_probe)
         self.ready_timeout_s = ready_timeout_s
         self.load_timeout_s = load_timeout_s
         self.cache_enabled = cache_enabled
-        # Least recently used first.
-        self._entries: OrderedDict[str, ModelEntry] = OrderedDict()
+        self._downloader = Downloader(
+            store,
+            Slots(max_parallel_downloads, metrics.downloads_waiting),
+            budgets.max_archive_bytes,
+            budgets.disk_bytes,
+            free_disk_bytes or functools.partial(free_bytes, cache_dir),
+        )
+        self._loads = Slots(max_parallel_loads, metrics.loads_waiting)
+        self.models = ModelRegistry(max_stale_entries)
         self.evictions: deque[Eviction] = deque(maxlen=1000)
         self._runtime_running = True
 
     # ----- the request path -------------------------------------------------------------
 
     @asynccontextmanager
-    async def acquire(self, target_model: str) -> AsyncIterator[Lease]:
-        """Yield the model loaded and pinned; download and load it first if needed."""
+    async def acquire(
+        self, target_model: str, timeout_s: float | None = None
+    ) -> AsyncIterator[Lease]:
+        """Yield the model loaded and pinned; download and load it first if needed.
+
+        A cold model is waited for `timeout_s` (default: the ready timeout), then
+        ModelNotReady while the download and load go on.
+        """
         if not self._runtime_running:
             raise RuntimeUnavailable("the model server is restarting")
-        entry = self._entry(target_model)
+        entry = self.models.entry(target_model)
         entry.pins += 1
         started = time.perf_counter()
         try:
             hit = entry.state is ModelState.LOADED and entry.transition is None
             if not hit:
+                wait_s = self.ready_timeout_s if timeout_s is None else timeout_s
                 try:
-                    await asyncio.wait_for(self._until_loaded(entry), self.ready_timeout_s)
+                    await asyncio.wait_for(self._until_loaded(entry), max(0.0, wait_s))
                 except asyncio.TimeoutError:
                     raise ModelNotReady(target_model, time.perf_counter() - started) from None
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)
-            entry.touch()
-            entry.invocations += 1
-            self._entries.move_to_end(target_model)
+            self.models.used(entry)
             yield Lease(entry, hit, time.perf_counter() - started)
         finally:
             entry.pins -= 1
-            if not self.cache_enabled and entry.pins == 0 and entry.evictable:
-                self._start_unload(entry, "model cache disabled", delete=True)
+            self._settled(entry)
 
     def mark_not_loaded(self, lease: Lease) -> None:
         """The container said it doesn't have this model (unloaded behind our back)."""
@@ -145,36 +126,65 @@ class ModelCache:
         if entry.state is ModelState.LOADED and entry.transition is None:
             log.warning("container lost %s; it will be loaded again", entry.target_model)
             entry.state = ModelState.ON_DISK
-            self._update_loaded_gauge()
+            self._update_gauges()
+
+    async def make_room(self, lease: Lease, reason: str) -> bool:
+        """Unload one idle model other than the leased one (e.g. after a 507 on invoke)."""
+        return await self._evict_one(reason, keep=lease.entry)
 
     # ----- transitions --------------------------------------------------------------------
 
-    def _entry(self, target_model: str) -> ModelEntry:
-        entry = self._entries.get(target_model)
-        if entry is None:
-            entry = ModelEntry(target_model, model_hash(target_model))
-            self._entries[target_model] = entry
-        return entry
+    def _begin(
+        self,
+        entry: ModelEntry,
+        work: Callable[[], Coroutine[Any, Any, None]],
+        if_never_started: ModelState | None = None,
+    ) -> asyncio.Task[None]:
+        """Run `work()` as the entry's single transition.
 
-    def _begin(self, entry: ModelEntry, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run `work` as the entry's single transition."""
+        A task cancelled before its first step never enters `run`, so its clean-up is done
+        by the done-callback: the transition is cleared and the state set back to
+        `if_never_started` (what it was before the transition was announced).
+        """
 
         async def run() -> None:
             try:
-                await work
+                await work()
             finally:
-                entry.transition = None
+                if entry.transition is task:
+                    entry.transition = None
+                self._settled(entry)
 
         task = asyncio.get_running_loop().create_task(run())
         entry.transition = task
-        # Waiters see the exception; this only keeps asyncio from logging it as unretrieved.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if entry.transition is finished:
+                entry.transition = None
+                if if_never_started is not None:
+                    entry.state = if_never_started
+                self._update_gauges()
+            # Waiters see the exception; this only keeps asyncio from logging it.
+            if not finished.cancelled():
+                finished.exception()
+
+        task.add_done_callback(done)
         return task
+
+    def _settled(self, entry: ModelEntry) -> None:
+        """Called whenever a pin or a transition ends: apply what waited for a quiet model."""
+        if entry.pins or entry.transition is not None:
+            return
+        if not self.cache_enabled and entry.evictable:
+            # Also for a load that finished after its requests gave up (429).
+            self._start_unload(entry, "model cache disabled", delete=True)
+        elif entry.state is ModelState.REMOTE and entry.downloads == 0:
+            self.models.forget_later(entry)
 
     async def _until_loaded(self, entry: ModelEntry) -> None:
         while entry.state is not ModelState.LOADED or entry.transition is not None:
             if entry.transition is None:
-                self._begin(entry, self._materialize(entry))
+                self._begin(entry, functools.partial(self._materialize, entry))
             assert entry.transition is not None
             await asyncio.shield(entry.transition)
 
@@ -182,75 +192,108 @@ class ModelCache:
         if entry.state is ModelState.REMOTE:
             await self._download(entry)
         if entry.state is ModelState.ON_DISK:
-            await asyncio.wait_for(self._load(entry), self.load_timeout_s)
+            try:
+                await asyncio.wait_for(self._load(entry), self.load_timeout_s)
+            except asyncio.TimeoutError:
+                await self._unload_ghost(entry)
+                raise ModelLoadTimeout(entry.target_model, self.load_timeout_s) from None
+
+    async def _unload_ghost(self, entry: ModelEntry) -> None:
+        """The container may still be loading a model we gave up on: ask it to drop it."""
+        log.warning(
+            "loading %s took over %.0f s; unloading it", entry.target_model, self.load_timeout_s
+        )
+        try:
+            await self.client.unload(entry.name, entry.target_model)
+        except (ModelNotFound, RuntimeUnavailable, ContainerError) as error:
+            log.warning("unload after the load timeout of %s: %s", entry.target_model, error)
 
     async def _download(self, entry: ModelEntry) -> None:
         entry.state = ModelState.DOWNLOADING
-        destination = model_dir(self.cache_dir, entry.name)
-        shutil.rmtree(destination.parent, ignore_errors=True)
-        destination.parent.mkdir(parents=True)
         started = time.perf_counter()
-        limit = self.budgets.max_archive_bytes
         try:
-            size = await asyncio.to_thread(
-                self.store.read_with,
+            fetched = await self._downloader.fetch(
                 entry.target_model,
-                lambda body: extract_stream(body, destination, limit),
+                model_dir(self.cache_dir, entry.name),
+                self.models.kept_disk_bytes(),
             )
         except BaseException as error:
             entry.state = ModelState.REMOTE
             entry.last_error = str(error)
-            shutil.rmtree(destination.parent, ignore_errors=True)
             raise
         elapsed = time.perf_counter() - started
-        entry.disk_bytes = size
+        self.models.set_disk_bytes(entry, fetched.size)
+        entry.etag = fetched.etag
+        entry.artifact_changed = False
         entry.downloads += 1
         entry.state = ModelState.ON_DISK
         self.metrics.model_downloading_time.observe(elapsed)
-        log.info("downloaded %s (%d bytes) in %.2f s", entry.target_model, size, elapsed)
-        self._enforce_disk_budget(keep=entry)
+        log.info("downloaded %s (%d bytes) in %.2f s", entry.target_model, fetched.size, elapsed)
+        await self._enforce_disk_budget(keep=entry)
 
     async def _load(self, entry: ModelEntry) -> None:
-        await self._make_room(entry)
-        entry.state = ModelState.LOADING
-        self._update_loaded_gauge()
-        url = self.model_url(model_dir(self.cache_dir, entry.name))
-        memory_before = self.memory_probe()
-        started = time.perf_counter()
         try:
-            try:
-                await self.client.load(entry.name, url, entry.target_model)
-            except InsufficientMemory:
-                if not await self._evict_one("container answered 507 on load", keep=entry):
-                    raise
-                await self.client.load(entry.name, url, entry.target_model)
-            except ModelAlreadyLoaded:
-                log.info("container already had %s loaded", entry.target_model)
+            await self._make_room(entry)
+            entry.state = ModelState.LOADING
+            self._update_gauges()
+            url = self.model_url(model_dir(self.cache_dir, entry.name))
+            async with self._loads.hold():
+                others_busy = self.models.others_in_transition(entry)
+                before = None if others_busy else await self.memory.host_used()
+                started = time.perf_counter()
+                await self._load_call(entry, url)
         except BaseException as error:
-            entry.state = ModelState.ON_DISK
+            if entry.state is ModelState.LOADING:
+                entry.state = ModelState.ON_DISK
             entry.last_error = str(error)
-            self._update_loaded_gauge()
+            self._update_gauges()
             raise
         elapsed = time.perf_counter() - started
         entry.state = ModelState.LOADED
         entry.loads += 1
         entry.last_error = None
         self.metrics.model_loading_time.observe(elapsed)
-        self._update_loaded_gauge()
-        measured = self.memory_probe()
-        entry.memory_bytes = max(0, measured - memory_before)
+        self._update_gauges()
+        await self._record_memory(entry, before)
         log.info(
-            "loaded %s in %.2f s (+%d MiB)", entry.target_model, elapsed, entry.memory_bytes >> 20
+            "loaded %s in %.2f s (%s MiB)",
+            entry.target_model,
+            elapsed,
+            entry.memory_bytes >> 20 if entry.memory_measured else "?",
         )
         await self._enforce_memory_budget(keep=entry)
+
+    async def _load_call(self, entry: ModelEntry, url: str) -> None:
+        try:
+            await self.client.load(entry.name, url, entry.target_model)
+        except InsufficientMemory:
+            if not await self._evict_one("container answered 507 on load", keep=entry):
+                raise
+            await self.client.load(entry.name, url, entry.target_model)
+        except ModelAlreadyLoaded:
+            log.info("container already had %s loaded", entry.target_model)
+
+    async def _record_memory(self, entry: ModelEntry, before: int | None) -> None:
+        """The model's own memory where the runtime can tell, else the growth of the total,
+        trusted only when no other transition ran meanwhile."""
+        own = await self.memory.model_used(entry.name)
+        if own is not None:
+            entry.memory_bytes, entry.memory_measured = own, True
+            return
+        if before is None or self.models.others_in_transition(entry):
+            entry.memory_measured = False
+            return
+        after = await self.memory.host_used()
+        entry.memory_bytes, entry.memory_measured = max(0, after - before), True
 
     def _start_unload(
         self, entry: ModelEntry, reason: str, delete: bool = False
     ) -> asyncio.Task[None]:
         # The state changes now, not when the task first runs, so that a budget check made
         # right after this call already sees the model on its way out.
+        previous = entry.state
         entry.state = ModelState.UNLOADING
-        return self._begin(entry, self._unload(entry, reason, delete))
+        return self._begin(entry, functools.partial(self._unload, entry, reason, delete), previous)
 
     async def _unload(self, entry: ModelEntry, reason: str, delete: bool) -> None:
         idle = entry.idle_s
@@ -265,10 +308,10 @@ class ModelCache:
         finally:
             entry.state = ModelState.ON_DISK
             entry.unloads += 1
-            self._update_loaded_gauge()
+            self._update_gauges()
         self.metrics.model_unloading_time.observe(time.perf_counter() - started)
         if delete:
-            self._delete_from_disk(entry)
+            await self._delete_from_disk(entry)
         self._record_eviction(entry, reason, idle, entry.memory_bytes, delete)
 
     def _record_eviction(
@@ -286,38 +329,31 @@ class ModelCache:
             "; deleted from disk" if deleted else "",
         )
 
-    def _delete_from_disk(self, entry: ModelEntry) -> None:
-        shutil.rmtree(self.cache_dir / entry.name, ignore_errors=True)
-        entry.disk_bytes = 0
+    async def _delete_from_disk(self, entry: ModelEntry) -> None:
+        # Renamed away at once, so the state and the disk agree from here on (a new download
+        # of this model starts clean); deleted in a thread, since a big model takes a while.
+        trash = move_aside(self.cache_dir / entry.name)
+        self.models.set_disk_bytes(entry, 0)
         entry.state = ModelState.REMOTE
+        if trash is not None:
+            await asyncio.to_thread(shutil.rmtree, trash, True)
 
     # ----- budgets --------------------------------------------------------------------------
 
-    def _occupying(self, keep: ModelEntry) -> int:
-        # Unloading models are on their way out; their memory is checked by measurement.
-        busy = (ModelState.LOADED, ModelState.LOADING)
-        return sum(1 for e in self._entries.values() if e is not keep and e.state in busy)
-
     async def _make_room(self, entry: ModelEntry) -> None:
-        while reason := self.policy.count_full(self._occupying(entry)):
+        while reason := self.policy.count_full(self.models.occupying(entry)):
             if not await self._evict_one(reason, entry, wait=False):
-                log.warning(
-                    "loading %s exceeds %s: every loaded model is in use",
-                    entry.target_model,
-                    reason,
-                )
+                log.warning("%s exceeds %s: every model is in use", entry.target_model, reason)
                 break
-        while entry.memory_bytes and (reason := self._memory_short(entry.memory_bytes)):
+        while entry.memory_bytes and (reason := await self._memory_short(entry.memory_bytes)):
             if not await self._evict_one(reason, keep=entry):
                 break
 
-    def _memory_short(self, about_to_add: int = 0) -> str | None:
-        """Which memory budget is exceeded (measured, plus what a load is about to add)."""
-        gpu_used = self.gpu_memory_probe() if self.gpu_memory_probe is not None else None
-        return self.policy.memory_short(self.memory_probe(), gpu_used, about_to_add)
+    async def _memory_short(self, about_to_add: int = 0) -> str | None:
+        return await self.memory.short(self.policy, about_to_add)
 
     async def _enforce_memory_budget(self, keep: ModelEntry) -> None:
-        while reason := self._memory_short():
+        while reason := await self._memory_short():
             if not await self._evict_one(reason, keep=keep):
                 log.warning("over the %s and every other model is in use", reason)
                 return
@@ -328,7 +364,7 @@ class ModelCache:
         With `wait` False the unload goes on beside the caller's load: enough for the count
         budget. Memory budgets wait, since they are checked by measuring afterwards.
         """
-        candidate = self.policy.victim(self._entries.values(), keep)
+        candidate = self.policy.victim(self.models, keep)
         if candidate is None:
             return False
         unload = self._start_unload(candidate, reason)
@@ -336,28 +372,48 @@ class ModelCache:
             await asyncio.shield(unload)
         return True
 
-    def _enforce_disk_budget(self, keep: ModelEntry) -> None:
-        victims = self.policy.disk_victims(list(self._entries.values()), self.disk_bytes(), keep)
+    async def _enforce_disk_budget(self, keep: ModelEntry) -> None:
+        victims = self.policy.disk_victims(list(self.models), self.models.disk_bytes, keep)
         for candidate in list(victims):
             idle = candidate.idle_s
-            self._delete_from_disk(candidate)
+            await self._delete_from_disk(candidate)
             self._record_eviction(candidate, "disk budget", idle, 0, deleted=True)
 
     # ----- views and recovery -------------------------------------------------------------------
 
     def disk_bytes(self) -> int:
-        return sum(e.disk_bytes for e in self._entries.values())
+        return self.models.disk_bytes
 
     def loaded_count(self) -> int:
-        return sum(1 for e in self._entries.values() if e.state is ModelState.LOADED)
+        return self.models.loaded_count()
 
-    def _update_loaded_gauge(self) -> None:
+    def _update_gauges(self) -> None:
         self.metrics.loaded_model_count.set(self.loaded_count())
-        self.metrics.disk_bytes.set(self.disk_bytes())
+        self.metrics.disk_bytes.set(self.models.disk_bytes)
 
     def entries(self) -> list[ModelEntry]:
         """Known models, least recently used first."""
-        return list(self._entries.values())
+        return list(self.models)
+
+    def note_stored_etags(self, etags: Mapping[str, str | None]) -> None:
+        """Compare what S3 holds now with what was downloaded; flag and count changes.
+
+        As on SageMaker, a changed object is not reloaded: this instance keeps serving the
+        bytes it has until the model leaves its disk.
+        """
+        for target, etag in etags.items():
+            entry = self.models.get(target)
+            if entry is None or entry.etag is None or entry.state is ModelState.REMOTE:
+                continue
+            if etag != entry.etag and not entry.artifact_changed:
+                entry.artifact_changed = True
+                self.metrics.artifact_changes.inc()
+                log.warning(
+                    "s3 object for %s changed since it was downloaded; this instance keeps "
+                    "serving the old bytes until the model leaves its disk (publish changed "
+                    "models under a new name)",
+                    target,
+                )
 
     def runtime_down(self) -> None:
         """The model server died: requests fail fast, and nothing is loaded any more.
@@ -365,10 +421,10 @@ class ModelCache:
         Extracted folders are intact, so each model reloads without a download.
         """
         self._runtime_running = False
-        for entry in self._entries.values():
+        for entry in self.models:
             if entry.state in (ModelState.LOADED, ModelState.LOADING, ModelState.UNLOADING):
                 entry.state = ModelState.ON_DISK
-        self._update_loaded_gauge()
+        self._update_gauges()
 
     def runtime_up(self) -> None:
         """The model server answers again (empty): requests are served from now on."""
@@ -376,11 +432,16 @@ class ModelCache:
 
     async def settle(self) -> None:
         """Wait until no download, load or unload is in flight (background unloads included)."""
-        while tasks := [e.transition for e in self._entries.values() if e.transition is not None]:
+        while tasks := [
+            e.transition
+            for e in self.models
+            if e.transition is not None and not e.transition.done()
+        ]:
             await asyncio.wait(tasks)
 
     async def close(self) -> None:
-        tasks = [e.transition for e in self._entries.values() if e.transition is not None]
+        """Cancel every transition and wait for each, extraction threads included."""
+        tasks = [e.transition for e in self.models if e.transition is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

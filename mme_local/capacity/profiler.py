@@ -83,20 +83,20 @@ class _Measurer:
         return read_samples(self.emulator.metrics.render().decode())
 
     def _gpu(self) -> int | None:
-        probe = self.emulator.cache.gpu_memory_probe
+        probe = self.emulator.cache.memory.gpu
         return None if probe is None else probe()
 
     async def baseline(self) -> tuple[int, int | None]:
         await self.emulator.cache.settle()
-        return self.emulator.cache.memory_probe(), self._gpu()
+        return self.emulator.cache.memory.host(), self._gpu()
 
     async def measure(self, target: str, sample: Sample | None) -> Footprint:
         cache = self.emulator.cache
         await cache.settle()
         before = self._samples()
-        host0, gpu0 = cache.memory_probe(), self._gpu()
+        host0, gpu0 = cache.memory.host(), self._gpu()
         async with cache.acquire(target) as lease:
-            host1, gpu1 = cache.memory_probe(), self._gpu()
+            host1, gpu1 = cache.memory.host(), self._gpu()
             kind = _platform(model_dir(self.emulator.cache_dir, lease.name))
             extracted = lease.entry.disk_bytes
             if sample is not None:

@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 
 from mme_local.capacity.errors import CapacityError
-from mme_local.cli.errors import register
-
-register(CapacityError)
 
 app = typer.Typer(
     help="Predict whether your models will thrash, before you deploy.", no_args_is_help=True

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cloud.errors import CloudError, InvalidDeployInput
-from mme_local.cli.errors import register
-from mme_local.config_file import ConfigFileError, load_config
-
-register(CloudError, ConfigFileError)
+from cloud.errors import InvalidDeployInput
+from cloud.inputs import deploy_settings, resolve_region, teardown_settings
 
 ConfigPath = Annotated[
     Path | None,
@@ -22,31 +18,6 @@ Region = Annotated[
     str | None, typer.Option(help="AWS region; else mme.toml, then the AWS profile's region.")
 ]
 Profile = Annotated[str | None, typer.Option(help="AWS profile for credentials.")]
-
-
-def _pick(
-    flag: Any, config: dict[str, dict[str, Any]], section: str, key: str, default: Any = None
-) -> Any:
-    """The flag if given, else the config file's value, else the default."""
-    if flag is not None:
-        return flag
-    return config[section].get(key, default)
-
-
-def _required(value: Any, flag: str, section: str, key: str) -> Any:
-    if value is None:
-        raise InvalidDeployInput(f"{flag} is required (or set {key} in [{section}] of mme.toml)")
-    return value
-
-
-def _region(flag: str | None, config: dict[str, dict[str, Any]], profile: str | None) -> str:
-    region = _pick(flag, config, "endpoint", "region")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        from cloud.aws import make_session
-
-        region = make_session(None, profile).region_name
-    return str(_required(region or None, "--region", "endpoint", "region"))
 
 
 def _echo(message: str) -> None:
@@ -85,8 +56,23 @@ def deploy(
         Path | None,
         typer.Option(help="Request body for the smoke call; else zeros shaped by its config."),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace objects whose content changed (live endpoints keep the old bytes).",
+        ),
+    ] = False,
+    versioned_names: Annotated[
+        bool,
+        typer.Option("--versioned-names", help="Upload as <name>-<content hash>.tar.gz."),
+    ] = False,
+    footprint_bytes: Annotated[
+        int | None,
+        typer.Option(min=0, help="Largest model's measured footprint, checked against GPU memory."),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print every AWS call and make none.")
+        bool, typer.Option("--dry-run", help="Print the checks and every AWS call; make none.")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for InService.")] = True,
     timeout_min: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 60.0,
@@ -96,55 +82,55 @@ def deploy(
     from cloud.invoke import boto3_snippet, smoke_call, zeros_request
     from cloud.plan import DeployRequest, build_plan
 
-    config = load_config(config_file)
-    artifacts = _pick(artifacts, config, "endpoint", "artifacts")
-    defaults = DeployRequest("", "", "", "", "")
+    settings = deploy_settings(
+        {
+            "endpoint_name": endpoint_name,
+            "role_arn": role_arn,
+            "model_data_url": model_data_url,
+            "instance_type": instance_type,
+            "instance_count": instance_count,
+            "models_dir": artifacts,
+            "region": region,
+            "profile": profile,
+            "triton_version": triton_version,
+            "model_cache": model_cache,
+        },
+        config_file,
+    )
     request = DeployRequest(
-        endpoint_name=_required(
-            _pick(endpoint_name, config, "endpoint", "name"), "--endpoint-name", "endpoint", "name"
-        ),
-        role_arn=_required(
-            _pick(role_arn, config, "deploy", "role_arn"), "--role-arn", "deploy", "role_arn"
-        ),
-        model_data_url=_required(
-            _pick(model_data_url, config, "endpoint", "model_data_url"),
-            "--model-data-url",
-            "endpoint",
-            "model_data_url",
-        ),
-        instance_type=_required(
-            _pick(instance_type, config, "endpoint", "instance_type"),
-            "--instance-type",
-            "endpoint",
-            "instance_type",
-        ),
-        region=_region(region, config, _pick(profile, config, "deploy", "profile")),
-        instance_count=_pick(
-            instance_count, config, "deploy", "instance_count", defaults.instance_count
-        ),
-        artifacts_dir=Path(artifacts) if artifacts is not None else None,
-        triton_version=_pick(
-            triton_version, config, "deploy", "triton_version", defaults.triton_version
-        ),
-        model_cache=_pick(model_cache, config, "endpoint", "model_cache", defaults.model_cache),
+        endpoint_name=settings.endpoint_name,
+        role_arn=settings.role_arn,
+        model_data_url=settings.model_data_url,
+        instance_type=settings.instance_type,
+        region=resolve_region(settings),
+        instance_count=settings.instance_count,
+        artifacts_dir=settings.models_dir,
+        triton_version=settings.triton_version,
+        model_cache=settings.model_cache,
+        footprint_bytes=footprint_bytes,
+        overwrite=overwrite,
+        versioned_names=versioned_names,
     )
     plan = build_plan(request)
     smoke = None
     if smoke_target is not None:
+        # With --versioned-names the file's own name stands for its versioned TargetModel.
+        smoke_target = next(
+            (t for path, t in plan.artifacts if path.name == smoke_target), smoke_target
+        )
         body = _smoke_body(smoke_target, smoke_body, plan.artifacts, zeros_request)
         smoke = smoke_call(request.endpoint_name, smoke_target, body)
     if dry_run:
-        typer.echo("dry run: no AWS call made; a deploy where nothing exists yet would call:")
-        for call in [*plan.dry_run_calls(), *([smoke] if smoke else [])]:
-            typer.echo(f"  {call}")
-        typer.echo(
-            "Existing resources with these names are reused; an endpoint on another config "
-            "gets UpdateEndpoint instead of CreateEndpoint."
-        )
+        from cloud.report import dry_run_text
+
+        typer.echo("\n".join(dry_run_text(plan, smoke)))
         return
-    _run_deploy(plan, _pick(profile, config, "deploy", "profile"), wait, timeout_min, smoke)
+    for verdict in plan.verdicts:
+        _echo(f"check {verdict}")
+    summary = _run_deploy(plan, settings.profile, wait, timeout_min, smoke)
     target = smoke_target or (plan.artifacts[0][1] if plan.artifacts else "model.tar.gz")
     typer.echo("\n" + boto3_snippet(request.endpoint_name, request.region, target))
+    typer.echo("\n" + "\n".join(summary))
 
 
 def _smoke_body(
@@ -161,25 +147,47 @@ def _smoke_body(
     return result
 
 
-def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any) -> None:
-    from rich.progress import Progress
+def _run_deploy(
+    plan: Any, profile: str | None, wait: bool, timeout_min: float, smoke: Any
+) -> list[str]:
+    """Deploy with live progress; returns the summary table's lines."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cloud.aws import Clients, make_session
-    from cloud.deploy import AwsExecutor, Deployer, Hooks
+    from cloud.deploy import Deployer, Hooks
+    from cloud.report import summary_table
+    from cloud.smoke import invoke_when_ready
 
     clients = Clients.for_session(make_session(plan.request.region, profile))
-    with Progress(transient=True) as progress:
-        task = progress.add_task("uploading artifacts", total=len(plan.artifacts))
+    total = sum(path.stat().st_size for path, _ in plan.artifacts)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, TimeElapsedColumn(), transient=True) as progress:
+        upload = progress.add_task("uploading artifacts", total=total)
+        waiting = progress.add_task("endpoint", total=None, visible=False)
 
         def uploaded(target: str, status: str) -> None:
-            progress.update(task, advance=1, description=f"{target}: {status}")
+            if status == "unchanged":
+                progress.advance(
+                    upload, next(p for p, t in plan.artifacts if t == target).stat().st_size
+                )
+            progress.update(upload, description=f"{target}: {status}")
 
         def status(state: str, waited: float) -> None:
             progress.console.print(
                 f"endpoint {plan.request.endpoint_name}: {state} ({waited:.0f} s)"
             )
 
-        hooks = Hooks(say=progress.console.print, uploaded=uploaded, status=status)
+        def tick(state: str, waited: float) -> None:
+            description = f"endpoint {plan.request.endpoint_name}: {state}, {waited:.0f} s"
+            progress.update(waiting, description=description, visible=True)
+
+        hooks = Hooks(
+            say=progress.console.print,
+            uploaded=uploaded,
+            status=status,
+            waiting=tick,
+            bytes_sent=lambda sent: progress.advance(upload, sent),
+        )
         deployer = Deployer(plan, clients, hooks, timeout_s=timeout_min * 60)
         outcome = deployer.run(wait=wait)
     if not outcome.changes:
@@ -191,9 +199,9 @@ def _run_deploy(plan: Any, profile: str | None, wait: bool, timeout_min: float, 
     if smoke is not None and outcome.status != "InService":
         _echo("smoke test skipped: the endpoint is not InService yet (--no-wait)")
     elif smoke is not None:
-        answer = AwsExecutor(clients).must(smoke)
-        size = len(answer["Body"].read())
+        size = len(invoke_when_ready(clients.runtime, smoke, say=_echo))
         typer.echo(f"smoke test: {smoke.params['TargetModel']} answered {size} bytes")
+    return summary_table(outcome.summary)
 
 
 def teardown(
@@ -202,20 +210,35 @@ def teardown(
     profile: Profile = None,
     delete_artifacts: Annotated[
         bool,
-        typer.Option("--delete-artifacts", help="Also delete every object under its prefix."),
+        typer.Option("--delete-artifacts", help="Also delete the objects deploy uploaded for it."),
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     config_file: ConfigPath = None,
 ) -> None:
-    """Delete the endpoint, its endpoint config and model (artifacts only when asked)."""
+    """Delete the endpoint, endpoint configs and models deploy made for it (tag-checked)."""
     from cloud.aws import Clients, make_session
+    from cloud.teardown import plan_teardown
     from cloud.teardown import teardown as run_teardown
 
-    config = load_config(config_file)
-    profile = _pick(profile, config, "deploy", "profile")
-    region_name = _region(region, config, profile)
-    clients = Clients.for_session(make_session(region_name, profile))
-    report = run_teardown(clients, endpoint_name, delete_artifacts, say=_echo)
-    if not report.deleted:
+    settings = teardown_settings({"region": region, "profile": profile}, config_file)
+    region_name = resolve_region(settings)
+    clients = Clients.for_session(make_session(region_name, settings.profile))
+    plan = plan_teardown(clients, endpoint_name, delete_artifacts)
+    for kept in plan.kept:
+        _echo(f"keeping {kept}")
+    deletions = plan.deletions()
+    if not deletions:
         typer.echo(f"nothing named {endpoint_name} to delete in {region_name}")
         return
+    typer.echo(f"would delete in {region_name}:" if dry_run else f"to delete in {region_name}:")
+    for line in deletions:
+        typer.echo(f"  {line}")
+    if dry_run:
+        return
+    if not yes:
+        typer.confirm(f"delete these {len(deletions)} resource(s)?", abort=True)
+    report = run_teardown(clients, endpoint_name, delete_artifacts, say=_echo, plan=plan)
     typer.echo(f"deleted {len(report.deleted)} resource(s) for {endpoint_name} in {region_name}")

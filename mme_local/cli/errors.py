@@ -10,10 +10,13 @@ from cloud.errors import CloudError
 from mme_local.artifacts.archive import ArchiveError
 from mme_local.artifacts.package import PackageError
 from mme_local.artifacts.templates import TemplateError
+from mme_local.capacity.errors import CapacityError
 from mme_local.config_file import ConfigFileError, SettingsError
+from mme_local.demo.config import DemoError
 from mme_local.runtime.backend_dir import StubNotFound
 from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.provision import ProvisionError, RuntimeNotFound
+from mme_local.store.publish import ArtifactChanged
 from mme_local.store.s3url import InvalidS3Url
 
 # Exceptions whose text is already a complete message for the user.
@@ -29,13 +32,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PackageError,
     TemplateError,
     InvalidS3Url,
+    DemoError,
+    ArtifactChanged,
+    CapacityError,
 )
-
-
-def register(*errors: type[BaseException]) -> None:
-    """Let a command group add its own user-facing exception types."""
-    global USER_ERRORS
-    USER_ERRORS = (*USER_ERRORS, *errors)
 
 
 def run_app(app: typer.Typer) -> None:

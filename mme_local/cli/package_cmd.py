@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
-from mme_local.artifacts.archive import DEFAULT_COPY_PATTERN, ArchiveError
-from mme_local.artifacts.package import PackageError
-from mme_local.artifacts.templates import TEMPLATES, InstanceKind, TemplateError
-from mme_local.cli.errors import register
-from mme_local.store.s3url import InvalidS3Url, S3Prefix
-
-register(ArchiveError, PackageError, TemplateError, InvalidS3Url)
+from mme_local.artifacts.archive import DEFAULT_COPY_PATTERN
+from mme_local.artifacts.templates import TEMPLATES, InstanceKind
+from mme_local.store.s3url import S3Prefix
 
 _KINDS = ("auto", "gpu", "cpu")
 
@@ -90,7 +86,18 @@ def package(
 
 
 def demo(
-    models: Annotated[int, typer.Option(min=1, help="Copies of the artifact to publish.")] = 200,
+    models: Annotated[
+        int,
+        typer.Option(
+            "--copies",
+            "--models",
+            min=1,
+            help=(
+                "Copies of the artifact to publish; each takes its size on disk in the embedded"
+                " S3's temporary folder, checked before publishing."
+            ),
+        ),
+    ] = 200,
     requests: Annotated[int, typer.Option(min=1, help="Invocations to send.")] = 300,
     capacity: Annotated[
         int, typer.Option(min=1, help="Most models loaded at once (forces evictions).")
@@ -105,9 +112,8 @@ def demo(
     ] = None,
 ) -> int:
     """Serve 200 copies of a real BERT with evictions under a Zipf workload; print a report."""
-    from mme_local.demo import DemoConfig, DemoError, run_demo
+    from mme_local.demo import DemoConfig, run_demo
 
-    register(DemoError)
     config = DemoConfig(
         models=models,
         requests=requests,

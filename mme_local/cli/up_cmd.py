@@ -94,6 +94,29 @@ def up(
     model_cache: Annotated[
         str | None, typer.Option(help="Enabled, or Disabled to unload after every call.")
     ] = None,
+    header_limit: Annotated[
+        str | None, typer.Option(help="Largest request headers; more gets 431 [default: 64KiB].")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(help="Most open connections; more get 503 [default: 1000].")
+    ] = None,
+    keep_alive_timeout: Annotated[
+        float | None, typer.Option(help="Seconds an idle connection stays open [default: 5].")
+    ] = None,
+    require_sigv4: Annotated[
+        bool | None,
+        typer.Option(
+            help="Refuse InvokeEndpoint unless SigV4-signed with --access-key-id and "
+            "$MME_LOCAL_SECRET_ACCESS_KEY."
+        ),
+    ] = None,
+    access_key_id: Annotated[
+        str | None, typer.Option(help="The access key id --require-sigv4 expects [default: local].")
+    ] = None,
+    overwrite: Annotated[
+        bool | None,
+        typer.Option("--overwrite", help="With --models: replace objects whose content changed."),
+    ] = None,
     trace: Annotated[
         Path | None,
         typer.Option(help="Append one JSON line per invocation here (for `capacity plan`)."),
@@ -125,6 +148,7 @@ def up(
         "model_data_url": model_data_url,
         "s3_endpoint_url": s3_endpoint,
         "models_dir": models,
+        "overwrite": overwrite,
         "cache_dir": cache_dir,
         "runtime": runtime,
         "triton_home": triton_home,
@@ -138,6 +162,11 @@ def up(
         "disk_limit_bytes": disk_limit,
         "model_ready_timeout_s": model_ready_timeout,
         "model_cache": model_cache,
+        "header_limit_bytes": header_limit,
+        "max_concurrency": max_concurrency,
+        "keep_alive_timeout_s": keep_alive_timeout,
+        "require_sigv4": require_sigv4,
+        "access_key_id": access_key_id,
         "trace_file": trace,
     }
     settings = load_settings(EmulatorSettings, flags, config, os.environ, FLAG_NAMES)

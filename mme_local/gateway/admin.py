@@ -16,6 +16,7 @@ from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.probes import ServerProbes
 from mme_local.settings import EmulatorSettings
+from mme_local.store.source import ModelStore
 
 
 def _iso(timestamp: float) -> str:
@@ -36,6 +37,7 @@ def model_row(entry: ModelEntry, size_bytes: int | None) -> dict[str, Any]:
         "unloads": entry.unloads,
         "in_flight": entry.pins,
         "last_error": entry.last_error,
+        "artifact_changed": entry.artifact_changed,
     }
 
 
@@ -45,6 +47,7 @@ class AdminViews:
 
     settings: EmulatorSettings
     cache: ModelCache
+    store: ModelStore
     metrics: Metrics
     server: ModelServer
     probes: ServerProbes
@@ -61,7 +64,8 @@ class AdminViews:
 
     async def models(self) -> list[dict[str, Any]]:
         """Every object under the prefix with its state, least recently used first."""
-        stored = await asyncio.to_thread(self.cache.store.list_models)
+        stored = await asyncio.to_thread(self.store.list_models)
+        self.cache.note_stored_etags({item.target_model: item.etag for item in stored})
         sizes = {item.target_model: item.size for item in stored}
         entries = self.cache.entries()
         known = {entry.target_model for entry in entries}
@@ -103,5 +107,5 @@ class AdminViews:
             "host_memory_bytes": host_memory,
             "host_memory_budget_bytes": settings.host_memory_budget(),
             "disk_bytes": self.cache.disk_bytes(),
-            "disk_budget_bytes": settings.disk_limit_bytes,
+            "disk_budget_bytes": settings.disk_budget(),
         }

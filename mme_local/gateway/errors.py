@@ -69,6 +69,7 @@ class ModelError(SageMakerError):
             OriginalMessage=original_message,
             LogStreamArn=log_stream_arn,
         )
+        self.original_status = original_status
 
 
 class ModelNotReadyException(SageMakerError):

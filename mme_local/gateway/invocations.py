@@ -1,7 +1,9 @@
 """InvokeEndpoint as a bare ASGI handler: the one route on the warm path.
 
 It skips the framework's request and response objects (measured: see docs/benchmarks.md) and
-stops reading a body as soon as it passes the 6 MB limit, with or without Content-Length.
+stops reading a body as soon as it passes the 6 MB limit, with or without Content-Length. A
+client that goes away before its body is complete gets nothing invoked (nor a cold model
+loaded) on its behalf, and a body that disagrees with its Content-Length is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 
 from starlette.types import Receive, Scope, Send
 
-from mme_local.gateway.errors import InternalFailure, SageMakerError
+from mme_local.gateway.errors import InternalFailure, SageMakerError, ValidationError
 from mme_local.gateway.service import EndpointService, InvokeRequest, InvokeResponse
 from mme_local.gateway.validation import check_body_size
 
@@ -29,6 +31,10 @@ _HEADERS_READ = {
     b"x-amzn-sagemaker-custom-attributes",
     b"x-amzn-sagemaker-inference-id",
     b"x-amzn-sagemaker-target-variant",
+    b"x-amzn-sagemaker-session-id",
+    b"x-amzn-sagemaker-inference-component",
+    b"x-amzn-sagemaker-target-container-hostname",
+    b"x-amzn-sagemaker-enable-explanations",
 }
 
 
@@ -41,19 +47,27 @@ def endpoint_name_of(path: str) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes:
+class ClientDisconnected(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+async def _read_body(receive: Receive, declared: int | None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         check_body_size(size)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    if declared is not None and size != declared:
+        raise ValidationError(
+            f"Received {size} bytes of a body whose Content-Length is {declared}."
+        )
     return b"".join(chunks)
 
 
@@ -85,6 +99,17 @@ def _success_headers(result: InvokeResponse, request_id: str) -> dict[str, str]:
     }
     if result.custom_attributes is not None:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
+    headers.update(_session_headers(result))
+    return headers
+
+
+def _session_headers(result: InvokeResponse) -> dict[str, str]:
+    """Stateful sessions: the container opens and closes them; its answer passes through."""
+    headers: dict[str, str] = {}
+    if result.new_session_id is not None:
+        headers["X-Amzn-SageMaker-New-Session-Id"] = result.new_session_id
+    if result.closed_session_id is not None:
+        headers["X-Amzn-SageMaker-Closed-Session-Id"] = result.closed_session_id
     return headers
 
 
@@ -102,21 +127,29 @@ async def handle_invocations(
         return value.decode("latin-1") if value is not None else None
 
     try:
-        declared = header(b"content-length")
-        if declared and declared.isdigit():
-            check_body_size(int(declared))
+        length = header(b"content-length")
+        declared = int(length) if length and length.isdigit() else None
+        if declared is not None:
+            check_body_size(declared)
         request = InvokeRequest(
             endpoint_name=endpoint_name,
             target_model=header(b"x-amzn-sagemaker-target-model"),
-            body=await _read_body(receive),
+            body=await _read_body(receive, declared),
             request_id=request_id,
             content_type=header(b"content-type"),
             accept=header(b"accept"),
             custom_attributes=header(b"x-amzn-sagemaker-custom-attributes"),
             inference_id=header(b"x-amzn-sagemaker-inference-id"),
             target_variant=header(b"x-amzn-sagemaker-target-variant"),
+            session_id=header(b"x-amzn-sagemaker-session-id"),
+            inference_component=header(b"x-amzn-sagemaker-inference-component"),
+            target_container_hostname=header(b"x-amzn-sagemaker-target-container-hostname"),
+            enable_explanations=header(b"x-amzn-sagemaker-enable-explanations"),
         )
         result = await service.invoke(request)
+    except ClientDisconnected:
+        log.info("request %s: the client left before sending its whole body", request_id)
+        return
     except SageMakerError as error:
         await _send_error(send, error, request_id)
         return

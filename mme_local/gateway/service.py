@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mme_local.cache.extract import ArchiveRejected
-from mme_local.cache.manager import ModelCache, ModelNotReady
+from mme_local.cache.manager import Lease, ModelCache, ModelLoadTimeout, ModelNotReady
 from mme_local.gateway import validation
 from mme_local.gateway.errors import (
     InternalDependencyException,
@@ -23,18 +23,21 @@ from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient, InvokeResult
 from mme_local.runtime.errors import (
     ContainerError,
+    InsufficientMemory,
     ModelNotFound,
     RuntimeFailure,
     RuntimeTimeout,
     RuntimeUnavailable,
 )
+from mme_local.settings import EmulatorSettings
 from mme_local.store.source import ObjectMissing, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# SageMaker's own words when the container does not answer in time.
+# SageMaker's own words when the container does not answer in time, as a multi-model endpoint
+# words them (sagemaker-pytorch-inference-toolkit #92: "from model", "container model").
 _TIMEOUT_MESSAGE = (
-    "Your invocation timed out while waiting for a response from container primary. "
+    "Your invocation timed out while waiting for a response from container model. "
     "Review the latency metrics for each container in Amazon CloudWatch, resolve the issue, "
     "and try again."
 )
@@ -51,6 +54,10 @@ class InvokeRequest:
     custom_attributes: str | None = None
     inference_id: str | None = None
     target_variant: str | None = None
+    session_id: str | None = None
+    inference_component: str | None = None
+    target_container_hostname: str | None = None
+    enable_explanations: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,23 @@ class InvokeResponse:
     content_type: str | None
     custom_attributes: str | None
     variant_name: str
+    new_session_id: str | None = None
+    closed_session_id: str | None = None
+
+
+DEFAULT_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    deadline_s: float = 60.0
+    """One limit for the whole request: the wait for the model and the container's answer."""
+    error_body_limit_bytes: int = DEFAULT_ERROR_BODY_LIMIT
+    """How much of a container's error body ModelError quotes; the rest is cut and counted."""
+
+    @classmethod
+    def from_settings(cls, settings: EmulatorSettings) -> ServiceOptions:
+        return cls(settings.invoke_timeout_s, settings.model_error_body_limit_bytes)
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,7 @@ class InvocationRecord:
     cache_hit: bool | None
     """None when the request failed before its model was leased."""
     wait_s: float
+    """The wait for a download and load (without a lease: the time until the failure)."""
     model_s: float
 
 
@@ -98,55 +123,68 @@ class EndpointService:
         cache: ModelCache,
         client: ContainerClient,
         metrics: Metrics,
+        options: ServiceOptions | None = None,
         observer: Callable[[InvocationRecord], None] | None = None,
     ) -> None:
         self.identity = identity
         self.cache = cache
         self.client = client
         self.metrics = metrics
+        self.options = options or ServiceOptions()
         self.observer = observer
 
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         started = time.perf_counter()
         arrived = time.time()
         self.metrics.invocations.inc()
-        hit: list[bool] = []
+        self.metrics.invocations_per_instance.inc()
+        leases: list[Lease] = []
         try:
-            response, model_s, waited_s = await self._invoke(request, hit)
+            response, model_s = await self._invoke(
+                request, started + self.options.deadline_s, leases
+            )
         except SageMakerError as error:
-            if self.observer is not None:
-                waited = 0.0 if hit and hit[-1] else time.perf_counter() - started
-                self.observer(
-                    InvocationRecord(
-                        arrived,
-                        request.target_model or "",
-                        error.status,
-                        hit[-1] if hit else None,
-                        waited,
-                        0.0,
-                    )
-                )
-            if error.status >= 500:
-                self.metrics.invocation_5xx_errors.inc()
-            else:
-                self.metrics.invocation_4xx_errors.inc()
-            if isinstance(error, ModelError):
-                self.metrics.invocation_model_errors.inc()
+            self._count_error(error)
+            self._observe(request, arrived, error.status, leases, started, 0.0)
             raise
         self.metrics.model_latency.observe(model_s)
-        self.metrics.overhead_latency.observe(
-            max(0.0, time.perf_counter() - started - model_s - waited_s)
-        )
-        if self.observer is not None:
-            record = InvocationRecord(
-                arrived, request.target_model or "", 200, hit[-1], waited_s, model_s
-            )
-            self.observer(record)
+        # CloudWatch: OverheadLatency = total - ModelLatency (the wait for a load included).
+        self.metrics.overhead_latency.observe(max(0.0, time.perf_counter() - started - model_s))
+        self._observe(request, arrived, 200, leases, started, model_s)
         return response
 
+    def _observe(
+        self,
+        request: InvokeRequest,
+        arrived: float,
+        status: int,
+        leases: list[Lease],
+        started: float,
+        model_s: float,
+    ) -> None:
+        if self.observer is None:
+            return
+        lease = leases[-1] if leases else None
+        waited = time.perf_counter() - started if lease is None else lease.waited_s
+        hit = None if lease is None else lease.cache_hit
+        target = request.target_model or ""
+        self.observer(InvocationRecord(arrived, target, status, hit, waited, model_s))
+
+    def _count_error(self, error: SageMakerError) -> None:
+        """Invocation4XX/5XXErrors count the model's status for a ModelError (a timeout, 0,
+        counts as 5XX); the gateway's own refusals count by the status it answers."""
+        status = error.status
+        if isinstance(error, ModelError):
+            self.metrics.invocation_model_errors.inc()
+            status = error.original_status if error.original_status >= 400 else 500
+        if status >= 500:
+            self.metrics.invocation_5xx_errors.inc()
+        else:
+            self.metrics.invocation_4xx_errors.inc()
+
     async def _invoke(
-        self, request: InvokeRequest, hit: list[bool]
-    ) -> tuple[InvokeResponse, float, float]:
+        self, request: InvokeRequest, deadline: float, leases: list[Lease]
+    ) -> tuple[InvokeResponse, float]:
         identity = self.identity
         validation.check_endpoint_name(request.endpoint_name)
         if request.endpoint_name != identity.name:
@@ -156,7 +194,18 @@ class EndpointService:
         target = validation.check_target_model(request.target_model, request.request_id)
         validation.check_body_size(len(request.body))
         validation.check_optional_headers(
-            request.custom_attributes, request.inference_id, request.target_variant
+            request.custom_attributes,
+            request.inference_id,
+            request.target_variant,
+            content_type=request.content_type,
+            accept=request.accept,
+            session_id=request.session_id,
+        )
+        validation.check_not_multi_model_features(
+            identity.name,
+            request.inference_component,
+            request.target_container_hostname,
+            request.enable_explanations,
         )
         if request.target_variant is not None and request.target_variant != identity.variant_name:
             raise ValidationError(
@@ -164,41 +213,55 @@ class EndpointService:
             )
         try:
             try:
-                return await self._forward(target, request, hit)
+                return await self._forward(target, request, deadline, leases)
             except ModelNotFound:
                 # The container lost the model behind the cache's back; it loads again once.
-                return await self._forward(target, request, hit)
+                return await self._forward(target, request, deadline, leases)
         except SageMakerError:
             raise
         except Exception as error:
             raise self._translate(error, target) from error
 
     async def _forward(
-        self, target: str, request: InvokeRequest, hit: list[bool]
-    ) -> tuple[InvokeResponse, float, float]:
-        """Lease the model and pass the bytes through; returns (answer, model s, wait s).
-
-        Appends whether the lease was a cache hit to `hit`.
-        """
-        async with self.cache.acquire(target) as lease:
-            hit.append(lease.cache_hit)
+        self, target: str, request: InvokeRequest, deadline: float, leases: list[Lease]
+    ) -> tuple[InvokeResponse, float]:
+        """Lease the model and pass the bytes through, both within the request's deadline;
+        returns (answer, model seconds) and appends the lease to `leases`."""
+        wait_s = min(self.cache.ready_timeout_s, max(0.0, deadline - time.perf_counter()))
+        async with self.cache.acquire(target, timeout_s=wait_s) as lease:
+            leases.append(lease)
             if lease.cache_hit:
                 self.metrics.model_cache_hit.inc()
-            self.metrics.model_invocations.labels(target_model=target).inc()
+            self.metrics.count_model_invocation(target)
             sent = time.perf_counter()
             try:
-                result = await self.client.invoke(
-                    lease.name,
-                    target,
-                    request.body,
-                    request.content_type,
-                    request.accept,
-                    request.custom_attributes,
-                )
+                result = await self._call_container(lease, target, request, deadline)
+            except InsufficientMemory:
+                # As on SageMaker: a 507 makes the platform unload unused models; retry once.
+                if not await self.cache.make_room(lease, "container answered 507 on invoke"):
+                    raise
+                result = await self._call_container(lease, target, request, deadline)
             except ModelNotFound:
                 self.cache.mark_not_loaded(lease)
                 raise
-            return self._success(result), time.perf_counter() - sent, lease.waited_s
+            return self._success(result), time.perf_counter() - sent
+
+    async def _call_container(
+        self, lease: Lease, target: str, request: InvokeRequest, deadline: float
+    ) -> InvokeResult:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise RuntimeTimeout(f"the {self.options.deadline_s:.0f} s deadline passed")
+        return await self.client.invoke(
+            lease.name,
+            target,
+            request.body,
+            request.content_type,
+            request.accept,
+            request.custom_attributes,
+            timeout_s=remaining,
+            session_id=request.session_id,
+        )
 
     def _success(self, result: InvokeResult) -> InvokeResponse:
         return InvokeResponse(
@@ -206,7 +269,19 @@ class EndpointService:
             content_type=result.content_type,
             custom_attributes=result.custom_attributes,
             variant_name=self.identity.variant_name,
+            new_session_id=result.new_session_id,
+            closed_session_id=result.closed_session_id,
         )
+
+    def _verbatim(self, error: ContainerError) -> str:
+        """The container's body as sent (SageMaker quotes full JSON and HTML pages), capped."""
+        if not error.body:
+            return error.message
+        limit = self.options.error_body_limit_bytes
+        text = error.body[:limit].decode(errors="replace")
+        if len(error.body) > limit:
+            text += f"... [{len(error.body) - limit} more bytes cut by mme-local]"
+        return text
 
     def _model_error(self, status: int, message: str) -> ModelError:
         kind = "client" if 400 <= status < 500 else "server"
@@ -223,9 +298,11 @@ class EndpointService:
 
     def _translate(self, error: Exception, target: str) -> SageMakerError:
         if isinstance(error, ContainerError):
-            return self._model_error(error.status_code, error.message)
+            return self._model_error(error.status_code, self._verbatim(error))
         if isinstance(error, ModelNotReady):
             return ModelNotReadyException(str(error))
+        if isinstance(error, ModelLoadTimeout):
+            return InternalFailure(str(error))
         if isinstance(error, ObjectMissing):
             return ValidationError(str(error))
         if isinstance(error, ArchiveRejected):
@@ -237,7 +314,7 @@ class EndpointService:
             return InternalDependencyException(f"Could not read model data for {target}: {error}")
         if isinstance(error, RuntimeTimeout):
             return ModelError(
-                f'Received server error (0) from primary with message "{_TIMEOUT_MESSAGE}". '
+                f'Received server error (0) from model with message "{_TIMEOUT_MESSAGE}". '
                 f"See {self.identity.log_location} in account {self.identity.account_id} "
                 "for more information.",
                 error_code="INTERNAL_FAILURE_FROM_MODEL",

@@ -10,6 +10,7 @@ MAX_BODY_BYTES = 6_291_456
 _ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 # \A\S[\p{Print}]*\z, where Java's \p{Print} is printable ASCII.
 _TARGET_MODEL = re.compile(r"\A\S[\x20-\x7e]*\Z")
+_SESSION_ID = re.compile(r"^(NEW_SESSION)$|^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
 
 def _constraint(value: str, member: str, constraint: str) -> ValidationError:
@@ -56,24 +57,84 @@ def check_body_size(size: int) -> None:
         )
 
 
+def _check_ascii(value: str | None, member: str) -> None:
+    """`\\p{ASCII}*` with at most 1024 characters (ContentType, Accept, CustomAttributes)."""
+    if value is not None and (len(value) > 1024 or not value.isascii()):
+        raise _constraint(value[:64], member, "Member must be at most 1024 ASCII characters")
+
+
 def check_optional_headers(
-    custom_attributes: str | None, inference_id: str | None, target_variant: str | None
+    custom_attributes: str | None,
+    inference_id: str | None,
+    target_variant: str | None,
+    content_type: str | None = None,
+    accept: str | None = None,
+    session_id: str | None = None,
 ) -> None:
-    if custom_attributes is not None and (
-        len(custom_attributes) > 1024 or not custom_attributes.isascii()
-    ):
-        raise _constraint(
-            custom_attributes[:64],
-            "customAttributes",
-            "Member must be at most 1024 ASCII characters",
+    _check_ascii(custom_attributes, "customAttributes")
+    _check_ascii(content_type, "contentType")
+    _check_ascii(accept, "accept")
+    if inference_id is not None:
+        if not 1 <= len(inference_id) <= 64:
+            raise _constraint(
+                inference_id[:64], "inferenceId", "Member must have length between 1 and 64"
+            )
+        if not _TARGET_MODEL.match(inference_id):
+            raise _constraint(
+                inference_id,
+                "inferenceId",
+                r"Member must satisfy regular expression pattern: \A\S[\p{Print}]*\z",
+            )
+    if target_variant is not None:
+        if len(target_variant) > 63:
+            raise _constraint(
+                target_variant[:64],
+                "targetVariant",
+                "Member must have length less than or equal to 63",
+            )
+        if not _ENDPOINT_NAME.match(target_variant):
+            raise _constraint(
+                target_variant,
+                "targetVariant",
+                "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*",
+            )
+    if session_id is not None:
+        if len(session_id) > 256:
+            raise _constraint(
+                session_id[:64], "sessionId", "Member must have length less than or equal to 256"
+            )
+        if not _SESSION_ID.match(session_id):
+            raise _constraint(
+                session_id,
+                "sessionId",
+                "Member must satisfy regular expression pattern: "
+                "^(NEW_SESSION)$|^[a-zA-Z0-9](-*[a-zA-Z0-9])*$",
+            )
+
+
+def check_not_multi_model_features(
+    endpoint_name: str,
+    inference_component: str | None,
+    target_container_hostname: str | None,
+    enable_explanations: str | None,
+) -> None:
+    """Refuse members that address parts a multi-model endpoint does not have.
+
+    The cloud refuses TargetContainerHostname on an endpoint not configured for direct
+    invocation (developer guide, multi-container direct invocation); the other two are
+    refused the same way here because an MME has no inference components and no explainer.
+    """
+    if inference_component is not None:
+        raise ValidationError(
+            f"Inference Component Name header is not allowed for endpoint {endpoint_name}: "
+            "it hosts no inference components. Remove InferenceComponentName."
         )
-    if inference_id is not None and not 1 <= len(inference_id) <= 64:
-        raise _constraint(
-            inference_id[:64], "inferenceId", "Member must have length between 1 and 64"
+    if target_container_hostname is not None:
+        raise ValidationError(
+            f"Endpoint {endpoint_name} is not configured for direct invocation; "
+            "remove TargetContainerHostname."
         )
-    if target_variant is not None and len(target_variant) > 63:
-        raise _constraint(
-            target_variant[:64],
-            "targetVariant",
-            "Member must have length less than or equal to 63",
+    if enable_explanations is not None:
+        raise ValidationError(
+            f"Endpoint {endpoint_name} has no ClarifyExplainerConfig; remove EnableExplanations."
         )

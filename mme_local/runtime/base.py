@@ -6,56 +6,16 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 
-MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class TritonSettings:
-    """How Triton is started: the same knobs SageMaker's `serve` script reads."""
-
-    port: int | None = None
-    """SageMaker front-end port; None picks a free loopback port."""
-    thread_count: int = 8
-    """SAGEMAKER_TRITON_THREAD_COUNT: threads serving the SageMaker front end."""
-    shm_default_bytes: int = 16 * MiB
-    """SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE: Python backend shared memory per model."""
-    shm_growth_bytes: int = 1 * MiB
-    """SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE."""
-    log_verbose: int = 0
-    """SAGEMAKER_TRITON_LOG_VERBOSE."""
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
-    """SAGEMAKER_TRITON_ADDITIONAL_ARGS, already split."""
-    startup_timeout_s: float = 120.0
-    stop_grace_s: float = 15.0
-
-
-def triton_arguments(settings: TritonSettings, port: int, repository: str) -> list[str]:
-    """Flags as SageMaker's `serve` passes them for a multi-model endpoint."""
-    return [
-        "--allow-sagemaker=true",
-        "--allow-http=false",
-        "--allow-grpc=false",
-        "--allow-metrics=false",
-        f"--sagemaker-port={port}",
-        f"--sagemaker-thread-count={settings.thread_count}",
-        "--model-control-mode=explicit",
-        f"--model-repository={repository}",
-        "--model-namespacing=true",
-        f"--backend-config=python,shm-default-byte-size={settings.shm_default_bytes}",
-        f"--backend-config=python,shm-growth-byte-size={settings.shm_growth_bytes}",
-        f"--log-verbose={settings.log_verbose}",
-        *settings.extra_args,
-    ]
-
-
-def triton_environment() -> dict[str, str]:
-    return {"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_TRITON_PING_MODE": "live"}
+# Kept importable from here: the runtimes and tests have always found them in this module.
+from mme_local.runtime.triton_config import MiB as MiB
+from mme_local.runtime.triton_config import TritonSettings as TritonSettings
+from mme_local.runtime.triton_config import triton_arguments as triton_arguments
+from mme_local.runtime.triton_config import triton_environment as triton_environment
 
 
 async def wait_for_ping(url: str, timeout_s: float, check_alive: Callable[[], None]) -> bool:
@@ -109,6 +69,10 @@ class ModelServer(Protocol):
 
     def process_ids(self) -> list[int]:
         """Host PIDs whose memory counts as the server's (for the memory budget)."""
+
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        """Host PIDs serving only this model (its backend stub), [] where it runs inside the
+        server's own process, None where processes can't be seen from here."""
 
     def log_tail(self, lines: int = 40) -> str: ...
 

@@ -24,6 +24,9 @@ from mme_local.runtime.http1 import Http1Pool
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+SESSION_ID_HEADER = "X-Amzn-SageMaker-Session-Id"
+NEW_SESSION_ID_HEADER = "X-Amzn-SageMaker-New-Session-Id"
+CLOSED_SESSION_ID_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
 
 _ERRORS_BY_STATUS: dict[int, type[ContainerError]] = {
     400: LoadRejected,
@@ -38,6 +41,8 @@ class InvokeResult:
     body: bytes
     content_type: str | None
     custom_attributes: str | None
+    new_session_id: str | None = None
+    closed_session_id: str | None = None
 
 
 def _error_message(body: bytes) -> str:
@@ -172,7 +177,11 @@ class ContainerClient:
         content_type: str | None = None,
         accept: str | None = None,
         custom_attributes: str | None = None,
+        timeout_s: float | None = None,
+        session_id: str | None = None,
     ) -> InvokeResult:
+        """`timeout_s` (default `invoke_timeout_s`) is what is left of the request's deadline."""
+        limit_s = self.invoke_timeout_s if timeout_s is None else timeout_s
         headers = {TARGET_MODEL_HEADER: target_model}
         if content_type:
             headers["Content-Type"] = content_type
@@ -180,15 +189,13 @@ class ContainerClient:
             headers["Accept"] = accept
         if custom_attributes:
             headers[CUSTOM_ATTRIBUTES_HEADER] = custom_attributes
+        if session_id:
+            headers[SESSION_ID_HEADER] = session_id
         path = f"/models/{model_name}/invoke"
         try:
-            answer = await self._invoke_pool.request(
-                "POST", path, headers, body, self.invoke_timeout_s
-            )
+            answer = await self._invoke_pool.request("POST", path, headers, body, limit_s)
         except TimeoutError as error:
-            raise RuntimeTimeout(
-                f"POST {path} timed out after {self.invoke_timeout_s:.0f} s"
-            ) from error
+            raise RuntimeTimeout(f"POST {path} timed out after {limit_s:.1f} s") from error
         except OSError as error:  # ConnectionLost, refused, reset
             raise RuntimeUnavailable(f"POST {path} failed: {error!r}") from error
         _raise_for_status(answer.status, answer.body)
@@ -196,4 +203,6 @@ class ContainerClient:
             body=answer.body,
             content_type=answer.headers.get("content-type"),
             custom_attributes=answer.headers.get(CUSTOM_ATTRIBUTES_HEADER.lower()),
+            new_session_id=answer.headers.get(NEW_SESSION_ID_HEADER.lower()),
+            closed_session_id=answer.headers.get(CLOSED_SESSION_ID_HEADER.lower()),
         )

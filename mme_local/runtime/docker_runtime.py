@@ -1,8 +1,16 @@
 """Triton in a container: NVIDIA's GPU image (or SageMaker's own) run as SageMaker runs it.
 
 The cache folder is mounted at `/opt/ml/models`, so load URLs have the form SageMaker uses
-(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on. The container shares the
-host's network: Triton's SageMaker port is a free port on the host, reached on loopback.
+(`/opt/ml/models/<hash>/model`), which Triton >= 2.70 insists on.
+
+Triton's SageMaker port has no authentication and binds every interface of its network, so
+the container runs on the engine's bridge network with the port published on the host's
+127.0.0.1 only. An engine without a bridge (`dockerd --bridge=none`) leaves only the host's
+network, where the port is open to anyone who can reach the host; that is logged as a warning.
+
+Each container is labelled with its controller's host name, pid and start time. A controller
+that is SIGKILLed or OOM-killed cannot remove its container, so every start first removes
+containers whose controller is gone.
 """
 
 from __future__ import annotations
@@ -10,168 +18,81 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from types import MappingProxyType
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 import requests
-from docker.types import DeviceRequest, Ulimit
-from docker.types import Mount as DockerMount
 
 from mme_local.runtime.base import (
     TritonSettings,
     free_port,
-    triton_arguments,
-    triton_environment,
-    wait_for_ping,
+)
+from mme_local.runtime.docker_owner import (
+    owner_labels,
+    remove_leftovers,
+)
+from mme_local.runtime.docker_spec import (
+    CONTAINER_MODELS_DIR,
+    DEFAULT_ENGINE,
+    DEFAULT_IMAGE,
+    DEFAULT_SHM_BYTES,
+    DEFAULT_ULIMITS,
+    ENDPOINT_LABEL,
+    PLACEHOLDER_REPOSITORY,
+    PORT_LABEL,
+    BindMount,
+    DockerUnavailable,
+    GpuRuntimeMissing,
+    ImageMissing,
+    InvalidGpuSelection,
+    container_environment,
+    container_model_url,
+    container_spec,
+    device_requests,
+    engine_address,
+    has_bridge,
 )
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.gpus import visible_gpus
-from mme_local.runtime.logs import read_log_tail, read_version
+from mme_local.runtime.local_triton import LocalTriton
+from mme_local.runtime.procs import serving_model
 
-log = logging.getLogger(__name__)
-# Triton's own output, line by line, so it shows in the controller's log beside its own.
-triton_log = logging.getLogger("mme_local.triton")
-
-DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.09-py3"
-CONTAINER_MODELS_DIR = "/opt/ml/models"
-# SageMaker's `serve` points Triton at this empty placeholder in MME mode; every model is
-# registered as its own repository at load time.
-PLACEHOLDER_REPOSITORY = "/tmp/sagemaker"
-ENDPOINT_LABEL = "mme-local.endpoint"
-PORT_LABEL = "mme-local.port"
-DEFAULT_ENGINE = "unix:///var/run/docker.sock"
-
-GiB = 1024**3
-# Docker's default /dev/shm is 64 MB; each Python-backend model maps its own region (16 MB by
-# default, growing), so a few models would exhaust it. tmpfs only uses what is written.
-DEFAULT_SHM_BYTES = 2 * GiB
-# NVIDIA's documented `docker run` limits for Triton (-1: unlimited).
-DEFAULT_ULIMITS: Mapping[str, int] = MappingProxyType({"memlock": -1, "stack": 64 * 1024 * 1024})
+__all__ = [
+    "CONTAINER_MODELS_DIR",
+    "DEFAULT_ENGINE",
+    "DEFAULT_IMAGE",
+    "DEFAULT_SHM_BYTES",
+    "DEFAULT_ULIMITS",
+    "ENDPOINT_LABEL",
+    "PLACEHOLDER_REPOSITORY",
+    "PORT_LABEL",
+    "BindMount",
+    "DockerTriton",
+    "DockerUnavailable",
+    "GpuRuntimeMissing",
+    "ImageMissing",
+    "InvalidGpuSelection",
+    "connect",
+    "container_environment",
+    "container_model_url",
+    "container_spec",
+    "device_requests",
+    "engine_address",
+    "has_bridge",
+]
 
 # Engine answers that mean "no GPU runtime": no device driver for --gpus, the NVIDIA hook
 # failing, or an engine configured with a runtime it lacks.
 _GPU_FAILURES = ("could not select device driver", "nvidia-container", "runtime name: nvidia")
 _ALIVE_STATES = ("created", "running", "restarting", "paused")
 
-
-class DockerUnavailable(RuntimeFailure):
-    """No Docker engine answers where the client looks for one."""
-
-
-class ImageMissing(RuntimeFailure):
-    """The Triton image is not in the engine's local store (and was not to be pulled)."""
-
-
-class GpuRuntimeMissing(RuntimeFailure):
-    """GPUs were asked for but the engine cannot hand them to a container."""
-
-
-class InvalidGpuSelection(RuntimeFailure, ValueError):
-    """The --gpus value is neither all, none, nor a list of device ids."""
-
-
-@dataclass(frozen=True)
-class BindMount:
-    """A host path mounted into the container (stand-in images need their host tree)."""
-
-    source: Path
-    target: str
-    read_only: bool = True
-
-
-def engine_address() -> str:
-    return os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
-
-
-def device_requests(gpus: str) -> list[DeviceRequest]:
-    """`--gpus` as Docker's CLI reads it: all, none, or device indexes/UUIDs like "0,1"."""
-    value = gpus.strip()
-    if value.lower() in ("none", ""):
-        return []
-    if value.lower() == "all":
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    ids = [part.strip() for part in value.split(",")]
-    if not all(part.isdigit() or part.startswith(("GPU-", "MIG-")) for part in ids):
-        raise InvalidGpuSelection(
-            f'--gpus takes "all", "none" or device ids like "0,1"; got {gpus!r}'
-        )
-    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-
-
-def container_model_url(cache_dir: Path, model_dir: Path) -> str:
-    """`<cache_dir>/<hash>/model` on the host is `/opt/ml/models/<hash>/model` in the container."""
-    try:
-        relative = model_dir.resolve().relative_to(cache_dir.resolve())
-    except ValueError:
-        raise RuntimeFailure(
-            f"{model_dir} is outside the cache folder {cache_dir} mounted in the container"
-        ) from None
-    return str(PurePosixPath(CONTAINER_MODELS_DIR, *relative.parts))
-
-
-def container_environment(settings: TritonSettings, port: int, gpus: str) -> dict[str, str]:
-    """What SageMaker's `serve` reads, set to the values the command line already carries."""
-    environment = {
-        **triton_environment(),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_TRITON_THREAD_COUNT": str(settings.thread_count),
-        "SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE": str(settings.shm_default_bytes),
-        "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE": str(settings.shm_growth_bytes),
-        "SAGEMAKER_TRITON_LOG_VERBOSE": str(settings.log_verbose),
-    }
-    if not device_requests(gpus):
-        # NVIDIA's images default to all GPUs; on an engine whose default runtime is nvidia
-        # that would hand them over even without a device request.
-        environment["NVIDIA_VISIBLE_DEVICES"] = "void"
-    return environment
-
-
-def container_spec(
-    *,
-    image: str,
-    gpus: str,
-    endpoint_name: str,
-    port: int,
-    cache_dir: Path,
-    settings: TritonSettings,
-    shm_size_bytes: int = DEFAULT_SHM_BYTES,
-    extra_mounts: Sequence[BindMount] = (),
-    environment: Mapping[str, str] | None = None,
-    ulimits: Mapping[str, int] = DEFAULT_ULIMITS,
-    name: str | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments for docker SDK's `containers.run` (minus `detach` for `create`)."""
-    mounts = [
-        DockerMount(CONTAINER_MODELS_DIR, str(cache_dir), type="bind", read_only=True),
-        *(
-            DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
-            for m in extra_mounts
-        ),
-    ]
-    return {
-        "image": image,
-        "command": ["tritonserver", *triton_arguments(settings, port, PLACEHOLDER_REPOSITORY)],
-        "environment": {
-            **container_environment(settings, port, gpus),
-            **(environment or {}),
-        },
-        "mounts": mounts,
-        "tmpfs": {PLACEHOLDER_REPOSITORY: "size=1m"},
-        "device_requests": device_requests(gpus),
-        "shm_size": shm_size_bytes,
-        "ulimits": [Ulimit(name=n, soft=limit, hard=limit) for n, limit in ulimits.items()],
-        "labels": {ENDPOINT_LABEL: endpoint_name, PORT_LABEL: str(port)},
-        "network_mode": "host",
-        "name": name,
-        "detach": True,
-    }
+log = logging.getLogger(__name__)
+# Triton's own output, line by line, so it shows in the controller's log beside its own.
+triton_log = logging.getLogger("mme_local.triton")
 
 
 def connect(client: Any | None = None) -> Any:
@@ -192,13 +113,15 @@ def _first_line(error: BaseException) -> str:
     return str(explanation).strip().splitlines()[0] if str(explanation).strip() else repr(error)
 
 
-class DockerTriton:
+class DockerTriton(LocalTriton):
     """tritonserver in a container, with the flags and environment of SageMaker's `serve`.
 
     The container is created per start and removed on stop (and on a failed start); its logs
     are copied into `work_dir/tritonserver.log` and the `mme_local.triton` logger by a thread
     that also notices when the container ends.
     """
+
+    describe = "the Triton container"
 
     def __init__(
         self,
@@ -224,13 +147,12 @@ class DockerTriton:
         """
         device_requests(gpus)  # reject a bad --gpus before anything starts
         self.cache_dir = cache_dir.resolve()
-        self.settings = settings
         self.image = image
         self.gpus = gpus
         self.endpoint_name = endpoint_name
         # Inside the cache by default (as the emulator does): nothing is written outside it.
         self.work_dir = work_dir or self.cache_dir / ".runtime"
-        self.log_path = self.work_dir / "tritonserver.log"
+        super().__init__(settings, self.work_dir / "tritonserver.log", None)
         self.extra_mounts = tuple(extra_mounts)
         self.environment = dict(environment or {})
         self.shm_size_bytes = shm_size_bytes
@@ -238,23 +160,11 @@ class DockerTriton:
         self.pull = pull
         self._client = client
         self._container: Any | None = None
-        self._port = settings.port
-        self._version: str | None = None
         self._stopping = threading.Event()
         self._exited = threading.Event()
         self._returncode: int | None = None
         self._log_thread: threading.Thread | None = None
         self._log_stream: Any | None = None
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeFailure("the Triton container has not been started")
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def version(self) -> str | None:
-        return self._version
 
     @property
     def container_id(self) -> str | None:
@@ -263,7 +173,7 @@ class DockerTriton:
     def model_url(self, model_dir: Path) -> str:
         return container_model_url(self.cache_dir, model_dir)
 
-    def spec(self, port: int) -> dict[str, Any]:
+    def spec(self, port: int, network: str = "bridge") -> dict[str, Any]:
         return container_spec(
             image=self.image,
             gpus=self.gpus,
@@ -276,6 +186,8 @@ class DockerTriton:
             environment=self.environment,
             ulimits=self.ulimits,
             name=f"mme-local-{self.endpoint_name}-{port}",
+            network=network,
+            owner=owner_labels(),
         )
 
     async def start(self) -> None:
@@ -299,8 +211,9 @@ class DockerTriton:
 
     def _create_and_start(self, port: int) -> None:
         client = self._client = connect(self._client)
+        remove_leftovers(client)
         self._ensure_image(client)
-        kwargs = self.spec(port)
+        kwargs = self.spec(port, self._network(client, port))
         del kwargs["detach"]  # `create` never waits; only `run` takes it
         log.info("starting container %s: %s", self.image, " ".join(kwargs["command"]))
         try:
@@ -317,6 +230,17 @@ class DockerTriton:
             daemon=True,
         )
         self._log_thread.start()
+
+    def _network(self, client: Any, port: int) -> str:
+        if has_bridge(client):
+            return "bridge"
+        log.warning(
+            "the Docker engine has no bridge network: Triton's port %d shares the host's "
+            "network and listens on every interface, unauthenticated (anyone who reaches it "
+            "can load, unload and invoke models); run dockerd with a bridge to confine it",
+            port,
+        )
+        return "host"
 
     def _ensure_image(self, client: Any) -> None:
         try:
@@ -375,16 +299,6 @@ class DockerTriton:
                 return
             self._stopping.wait(1.0)
 
-    async def _wait_ready(self) -> None:
-        if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
-            self._version = read_version(self.log_path)
-            log.info("tritonserver %s ready at %s", self._version, self.url)
-            return
-        raise RuntimeFailure(
-            f"the Triton container did not answer /ping within "
-            f"{self.settings.startup_timeout_s:.0f} s; last log lines:\n{self.log_tail()}"
-        )
-
     def check_alive(self) -> None:
         if self._container is None or self._stopping.is_set():
             return
@@ -397,6 +311,10 @@ class DockerTriton:
     @property
     def uses_gpus(self) -> bool:
         return self.gpus != "none" and bool(visible_gpus())
+
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        pids = self.process_ids()
+        return serving_model(pids, model_name) if pids else None
 
     def process_ids(self) -> list[int]:
         """Host PIDs of the container's processes, as `docker top` reports them.
@@ -412,13 +330,6 @@ class DockerTriton:
         except (docker.errors.DockerException, requests.RequestException):
             return []
         return list(_pids_from_top(top))
-
-    def log_tail(self, lines: int = 40) -> str:
-        return read_log_tail(self.log_path, lines)
-
-    @property
-    def log_location(self) -> str:
-        return str(self.log_path)
 
     async def stop(self) -> None:
         """Stop (SIGTERM, then SIGKILL after the grace period) and remove the container."""

@@ -17,18 +17,23 @@ from mme_local.runtime.base import (
     free_port,
     triton_arguments,
     triton_environment,
-    wait_for_ping,
 )
-from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.errors import RuntimeExited
 from mme_local.runtime.gpus import visible_gpus
-from mme_local.runtime.logs import VERSION_LINE, read_log_tail, read_version
-from mme_local.runtime.procs import descendants, die_with_parent, processes_in_group
-from mme_local.runtime.provision import TritonInstall
+from mme_local.runtime.local_triton import LocalTriton
+from mme_local.runtime.logs import VERSION_LINE
+from mme_local.runtime.procs import (
+    descendants,
+    die_with_parent,
+    processes_in_group,
+    serving_model,
+)
+from mme_local.runtime.provision import TritonInstall, check_load_paths
 
 log = logging.getLogger(__name__)
 
 
-class EmbeddedTriton:
+class EmbeddedTriton(LocalTriton):
     """tritonserver started the way SageMaker's `serve` starts it for an MME.
 
     Triton runs in its own process group so that stopping it also ends every Python backend
@@ -36,24 +41,11 @@ class EmbeddedTriton:
     """
 
     def __init__(self, install: TritonInstall, work_dir: Path, settings: TritonSettings) -> None:
+        super().__init__(settings, work_dir / "tritonserver.log", install.version)
         self.install = install
         self.work_dir = work_dir
-        self.settings = settings
-        self.log_path = work_dir / "tritonserver.log"
-        self._port = settings.port
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
-        self._version = install.version
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeFailure("tritonserver has not been started")
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def version(self) -> str | None:
-        return self._version
 
     @property
     def pid(self) -> int | None:
@@ -96,15 +88,9 @@ class EmbeddedTriton:
             await self.stop()
             raise
 
-    async def _wait_ready(self) -> None:
-        if await wait_for_ping(self.url, self.settings.startup_timeout_s, self.check_alive):
-            self._version = read_version(self.log_path) or self._version
-            log.info("tritonserver %s ready at %s", self._version, self.url)
-            return
-        raise RuntimeFailure(
-            f"tritonserver did not answer /ping within {self.settings.startup_timeout_s:.0f} s; "
-            f"last log lines:\n{self.log_tail()}"
-        )
+    def _check_version(self) -> None:
+        # A Triton found on PATH or in $MME_LOCAL_TRITON_HOME may only say its version here.
+        check_load_paths(self._version, self.install.binary)
 
     def check_alive(self) -> None:
         process = self._process
@@ -118,17 +104,13 @@ class EmbeddedTriton:
     def uses_gpus(self) -> bool:
         return bool(visible_gpus())
 
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        return serving_model(self.process_ids(), model_name)
+
     def process_ids(self) -> list[int]:
         if self._process is None or self._process.poll() is not None:
             return []
         return [self._process.pid, *descendants(self._process.pid)]
-
-    def log_tail(self, lines: int = 40) -> str:
-        return read_log_tail(self.log_path, lines)
-
-    @property
-    def log_location(self) -> str:
-        return str(self.log_path)
 
     def model_url(self, model_dir: Path) -> str:
         return str(model_dir)

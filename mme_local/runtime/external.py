@@ -56,6 +56,9 @@ class ExternalTriton:
         # Its GPUs are this machine's (compose runs it here); nvidia-smi sees them.
         return bool(visible_gpus())
 
+    def model_process_ids(self, model_name: str) -> list[int] | None:
+        return None
+
     def process_ids(self) -> list[int]:
         """Its processes live in another PID namespace: memory is not accounted for here."""
         return []

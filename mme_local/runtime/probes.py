@@ -18,6 +18,12 @@ class ServerProbes:
         """Resident memory of the server's processes (Triton and its stubs)."""
         return rss_bytes(self.server.process_ids())
 
+    def model_memory(self, model_name: str) -> int | None:
+        """Resident memory of the processes serving only this model; None if there are none
+        to see (the model runs inside the server's process, or out of sight)."""
+        pids = self.server.model_process_ids(model_name)
+        return rss_bytes(pids) if pids else None
+
     def gpu_memory(self) -> int:
         """The fullest GPU's used bytes, as NVML (through nvidia-smi) reports it."""
         return max((gpu.memory_used_bytes for gpu in visible_gpus()), default=0)

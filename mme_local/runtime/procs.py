@@ -75,6 +75,14 @@ def command_line(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def serving_model(pids: list[int], model_name: str) -> list[int]:
+    """Those of `pids` started for the model folder `<cache>/<model_name>/model` (a Python
+    backend stub names its model's path on its command line) and their children."""
+    marker = f"/{model_name}/model/"
+    roots = [pid for pid in pids if any(marker in arg for arg in command_line(pid))]
+    return [*roots, *(child for root in roots for child in descendants(root))]
+
+
 _PR_SET_PDEATHSIG = 1
 
 

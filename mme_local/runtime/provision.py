@@ -26,6 +26,11 @@ PYTRITON_SHA256 = "21f063ff93bb426d0c06b7a55e7eb9efcfe62c0dddd9a908e9877e1871012
 # The Triton release bundled in that wheel.
 PYTRITON_TRITON_VERSION = "2.51.0"
 
+# From this release Triton's SageMaker front end loads only /opt/ml/models/<hash>/model, a
+# path the embedded runtime cannot offer without writing to /opt (the docker runtime mounts
+# the cache there).
+STRICT_LOAD_PATHS_FROM = (2, 70)
+
 TRITON_HOME_ENV = "MME_LOCAL_TRITON_HOME"
 _MARKER = "mme-local-runtime.json"
 _WHEEL_PREFIXES = ("pytriton/tritonserver/", "nvidia_pytriton.libs/")
@@ -33,6 +38,10 @@ _WHEEL_PREFIXES = ("pytriton/tritonserver/", "nvidia_pytriton.libs/")
 
 class RuntimeNotFound(RuntimeError):
     """No usable Triton installation was found where one was asked for."""
+
+
+class UnsupportedTriton(RuntimeNotFound):
+    """A Triton the embedded runtime cannot drive (it would refuse every load)."""
 
 
 class ProvisionError(RuntimeError):
@@ -71,6 +80,36 @@ def runtime_cache_dir() -> Path:
     return user_cache_dir() / "runtime"
 
 
+def _version_tuple(version: str) -> tuple[int, int] | None:
+    parts = version.split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def check_load_paths(version: str | None, binary: Path | str) -> None:
+    """Refuse a Triton that would answer 400 to every load the embedded runtime sends."""
+    parsed = _version_tuple(version) if version else None
+    if parsed is None or parsed < STRICT_LOAD_PATHS_FROM:
+        return
+    limit = ".".join(str(n) for n in STRICT_LOAD_PATHS_FROM)
+    raise UnsupportedTriton(
+        f"tritonserver {version} ({binary}) loads models only from /opt/ml/models/<hash>/model "
+        f"from {limit} on, which the embedded runtime cannot provide; use a Triton before "
+        f"{limit} (unset ${TRITON_HOME_ENV} or take it off PATH to use the provisioned "
+        f"{PYTRITON_TRITON_VERSION}) or run `mme-local up --runtime docker`"
+    )
+
+
+def _read_triton_version_file(home: Path) -> str | None:
+    """NVIDIA's containers record the release in <home>/TRITON_VERSION."""
+    try:
+        text = (home / "TRITON_VERSION").read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
 def _read_marker(home: Path) -> dict[str, str]:
     marker = home / _MARKER
     if not marker.is_file():
@@ -82,7 +121,7 @@ def _read_marker(home: Path) -> dict[str, str]:
 def inspect(home: Path, source: str) -> TritonInstall:
     """Describe the Triton installation rooted at `home` (pytriton or NVIDIA container layout)."""
     home = home.resolve()
-    version = _read_marker(home).get("triton_version")
+    version = _read_marker(home).get("triton_version") or _read_triton_version_file(home)
     pytriton_root = home / "pytriton" / "tritonserver"
     if (pytriton_root / "bin" / "tritonserver").is_file():
         return TritonInstall(
@@ -137,6 +176,7 @@ def ensure(
     """Return a usable Triton, provisioning the pinned one on first use."""
     found = locate(explicit)
     if found is not None:
+        check_load_paths(found.version, found.binary)
         return found
     return install(progress=progress)
 

@@ -30,10 +30,19 @@ class StoreUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Fetched:
+    """What one download read: the expanded size and the object's ETag."""
+
+    size: int
+    etag: str | None
+
+
+@dataclass(frozen=True)
 class StoredModel:
     target_model: str
     size: int
     last_modified: datetime
+    etag: str | None = None
 
 
 def s3_client(endpoint_url: str | None, region: str) -> Any:
@@ -62,8 +71,8 @@ class ModelStore:
         self.client = client
         self.prefix = prefix
 
-    def open(self, target_model: str) -> tuple[IO[bytes], int]:
-        """A streaming body for prefix + TargetModel and its size."""
+    def open(self, target_model: str) -> tuple[IO[bytes], str | None]:
+        """A streaming body for prefix + TargetModel and its ETag."""
         key = self.prefix.key_for(target_model)
         try:
             response = self.client.get_object(Bucket=self.prefix.bucket, Key=key)
@@ -78,13 +87,14 @@ class ModelStore:
             raise StoreUnavailable(
                 f"S3 GET s3://{self.prefix.bucket}/{key} failed: {error}"
             ) from error
-        return response["Body"], int(response.get("ContentLength", 0))
+        return response["Body"], response.get("ETag")
 
-    def read_with(self, target_model: str, consume: Callable[[IO[bytes]], int]) -> int:
-        """Stream the object into `consume`, turning transport failures into StoreUnavailable."""
-        body, _ = self.open(target_model)
+    def read_with(self, target_model: str, consume: Callable[[IO[bytes]], int]) -> Fetched:
+        """Stream the object into `consume` (which returns the expanded size), turning
+        transport failures into StoreUnavailable."""
+        body, etag = self.open(target_model)
         try:
-            return consume(body)
+            return Fetched(consume(body), etag)
         except BotoCoreError as error:
             raise StoreUnavailable(f"S3 read of {target_model!r} failed: {error}") from error
         finally:
@@ -98,7 +108,11 @@ class ModelStore:
                 for item in page.get("Contents", []):
                     target = item["Key"][len(self.prefix.prefix) :]
                     if target:
-                        found.append(StoredModel(target, int(item["Size"]), item["LastModified"]))
+                        found.append(
+                            StoredModel(
+                                target, int(item["Size"]), item["LastModified"], item.get("ETag")
+                            )
+                        )
         except (ClientError, BotoCoreError) as error:
             raise StoreUnavailable(f"listing {self.prefix.url()} failed: {error}") from error
         return found

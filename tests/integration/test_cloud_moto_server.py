@@ -51,6 +51,7 @@ def test_deploy_twice_then_teardown(moto_server: str, tmp_path: Path) -> None:
         PREFIX_URL,
         IMAGE,
     )
+    assert container["Environment"]["SAGEMAKER_TRITON_PING_MODE"] == "live"
     assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
     assert sagemaker.describe_endpoint(EndpointName="demo-mme")["EndpointStatus"] == "InService"
     objects = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
@@ -58,13 +59,17 @@ def test_deploy_twice_then_teardown(moto_server: str, tmp_path: Path) -> None:
         "models/model-0.tar.gz",
         "models/model-1.tar.gz",
     ]
+    head = boto3.client("s3", region_name="us-east-1").head_object(
+        Bucket=BUCKET, Key="models/model-0.tar.gz"
+    )
+    assert head["Metadata"]["mme-local-endpoint"] == "demo-mme"
 
     second = runner.invoke(app, deploy_args("--artifacts", str(folder)))
     assert second.exit_code == 0, second.output
     assert "nothing changed" in second.output
     assert sagemaker.list_models()["Models"] == models
 
-    gone = runner.invoke(app, ["teardown", "demo-mme", "--region", "us-east-1"])
+    gone = runner.invoke(app, ["teardown", "demo-mme", "--region", "us-east-1"], input="y\n")
     assert gone.exit_code == 0, gone.output
     assert sagemaker.list_models()["Models"] == []
     assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []

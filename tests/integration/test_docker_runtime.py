@@ -7,8 +7,11 @@ the host's tree (system libraries, this Python and venv, the Triton install, a b
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import socket
+import subprocess
 import sys
 import tarfile
 import time
@@ -23,12 +26,18 @@ from mme_local.runtime import provision
 from mme_local.runtime.backend_dir import prepare_backend_dir, python_environment
 from mme_local.runtime.base import TritonSettings
 from mme_local.runtime.client import ContainerClient
+from mme_local.runtime.docker_owner import (
+    OWNER_HOST_LABEL,
+    OWNER_PID_LABEL,
+    OWNER_STARTED_LABEL,
+)
 from mme_local.runtime.docker_runtime import (
     ENDPOINT_LABEL,
     BindMount,
     DockerTriton,
     GpuRuntimeMissing,
     ImageMissing,
+    has_bridge,
 )
 from mme_local.runtime.errors import RuntimeExited
 from tests.support import write_doubler_folder
@@ -193,7 +202,9 @@ async def test_load_invoke_unload_through_the_container(
 ) -> None:
     assert triton.version == provision.PYTRITON_TRITON_VERSION
     (container,) = _containers_of(engine, triton)
-    assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+    # The port is published on loopback from a bridge; CI's engine (--bridge=none) has none.
+    expected_network = "bridge" if has_bridge(engine) else "host"
+    assert container.attrs["HostConfig"]["NetworkMode"] == expected_network
     assert any(m["Destination"] == "/opt/ml/models" for m in container.attrs["Mounts"])
 
     model_dir = tmp_path / "cache" / "a0b1c2" / "model"
@@ -275,3 +286,28 @@ async def test_gpus_without_a_gpu_runtime_is_one_clear_line(
     assert "\n" not in message
     assert "NVIDIA Container Toolkit" in message and "--gpus none" in message
     assert _containers_of(engine, server) == [], "a failed start leaves no container"
+
+
+async def test_a_dead_controllers_container_is_removed_at_start(
+    engine: Any, standin_image: str, triton_install: provision.TritonInstall, tmp_path: Path
+) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    leftover = engine.containers.create(
+        standin_image,
+        command=["tritonserver", "--help"],
+        labels={
+            OWNER_HOST_LABEL: socket.gethostname(),
+            OWNER_PID_LABEL: str(child.pid),
+            OWNER_STARTED_LABEL: "1",
+        },
+    )
+    server = _standin_triton(standin_image, triton_install, tmp_path)
+    try:
+        await server.start()
+        with pytest.raises(docker.errors.NotFound):
+            engine.containers.get(leftover.id)
+    finally:
+        await server.stop()
+        with contextlib.suppress(docker.errors.NotFound):
+            leftover.remove(force=True)

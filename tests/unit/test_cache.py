@@ -17,7 +17,7 @@ from mme_local.cache.manager import ModelCache, ModelNotReady
 from mme_local.cache.policy import Budgets
 from mme_local.metrics import Metrics
 from mme_local.runtime.errors import InsufficientMemory, LoadRejected
-from mme_local.store.source import ObjectMissing
+from mme_local.store.source import Fetched, ObjectMissing
 from tests.support import tar_gz_bytes
 
 ARCHIVE = tar_gz_bytes({"m/config.pbtxt": b"backend: 'python'", "m/1/model.py": b"x" * 100})
@@ -30,12 +30,12 @@ class FakeStore:
         self.gate = threading.Event()
         self.gate.set()
 
-    def read_with(self, target_model: str, consume: Callable[[IO[bytes]], int]) -> int:
+    def read_with(self, target_model: str, consume: Callable[[IO[bytes]], int]) -> Fetched:
         self.reads.append(target_model)
         self.gate.wait(10)
         if target_model not in self.targets:
             raise ObjectMissing("bucket", target_model)
-        return consume(io.BytesIO(ARCHIVE))
+        return Fetched(consume(io.BytesIO(ARCHIVE)), f"etag-{target_model}")
 
 
 class FakeContainer:
@@ -245,7 +245,7 @@ async def test_a_load_does_not_wait_for_the_unload_that_makes_room(tmp_path: Pat
 async def test_a_full_disk_leaves_the_cache_consistent(tmp_path: Path) -> None:
     cache, store, _ = _cache(tmp_path, ["a"])
 
-    def no_space(target_model: str, consume: Callable[[IO[bytes]], int]) -> int:
+    def no_space(target_model: str, consume: Callable[[IO[bytes]], int]) -> Fetched:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     store.read_with = no_space  # type: ignore[method-assign]

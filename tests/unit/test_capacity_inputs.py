@@ -13,7 +13,7 @@ from mme_local.capacity.prices import load_prices
 from mme_local.capacity.profile import load_profile
 from mme_local.capacity.trace import TraceRecord, TraceWriter, read_trace
 from mme_local.capacity.workload import SyntheticSpec, from_trace, synthetic
-from mme_local.demo import zipf_workload
+from mme_local.demo.workload import zipf_workload
 from mme_local.gateway.service import InvocationRecord
 from mme_local.instances import INSTANCE_TYPES
 from tests.unit.capacity_support import footprint, profile

@@ -8,7 +8,7 @@ from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.cache.policy import Budgets, EvictionPolicy
 from mme_local.capacity.simulator import SimConfig, SimResult, model_costs, simulate
 from mme_local.capacity.workload import Workload, zipf_sequence
-from mme_local.demo import simulate_lru
+from mme_local.demo.oracle import simulate_lru
 from tests.unit.capacity_support import MiB, footprint, profile, sequential
 
 

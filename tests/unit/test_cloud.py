@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from typer.testing import CliRunner, Result
 
 from cloud.aws import Clients
@@ -23,6 +21,7 @@ from cloud.invoke import runtime_client, zeros_request
 from cloud.plan import DeployRequest, build_plan
 from cloud.teardown import teardown
 from mme_local.cli.app import app
+from mme_local.config_file import SettingsError
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "mme-artifacts"
@@ -96,19 +95,6 @@ def forbid_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def run_cli(args: list[str]) -> Result:
     return CliRunner().invoke(app, args)
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.chdir(tmp_path)
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield
 
 
 def sagemaker() -> Any:
@@ -214,6 +200,16 @@ def test_dry_run_needs_no_credentials_and_makes_no_call(
         "ModelDataUrl": PREFIX_URL,
         "Mode": "MultiModel",
         "MultiModelConfig": {"ModelCacheSetting": "Enabled"},
+        "Environment": {
+            "SAGEMAKER_MULTI_MODEL": "true",
+            "SAGEMAKER_TRITON_PING_MODE": "live",
+            "SAGEMAKER_TRITON_ALLOW_GRPC": "false",
+            "SAGEMAKER_TRITON_ALLOW_METRICS": "false",
+            "SAGEMAKER_TRITON_THREAD_COUNT": "8",
+            "SAGEMAKER_TRITON_LOG_VERBOSE": "0",
+            "SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE": "16777216",
+            "SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE": "1048576",
+        },
     }
 
 
@@ -252,7 +248,7 @@ def test_deploy_rerun_and_teardown(aws: None, tmp_path: Path) -> None:
     head = boto3.client("s3").head_object(Bucket=BUCKET, Key="models/model-0.tar.gz")
     assert head["LastModified"] == first_upload
 
-    gone = run_cli(["teardown", "demo-mme", "--region", "us-east-1"])
+    gone = run_cli(["teardown", "demo-mme", "--region", "us-east-1", "--yes"])
     assert gone.exit_code == 0, gone.output
     assert "deleted 3 resource(s) for demo-mme" in gone.output
     assert client.list_models()["Models"] == []
@@ -324,6 +320,33 @@ def test_missing_required_input_names_flag_and_file_key(
     assert str(result.exception) == (
         "--role-arn is required (or set role_arn in [deploy] of mme.toml)"
     )
+
+
+def test_environment_feeds_deploy_between_flags_and_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    forbid_aws(monkeypatch, tmp_path)
+    (tmp_path / "mme.toml").write_text('[deploy]\ntriton_version = "24.05"\ninstance_count = 3\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MME_LOCAL_ROLE_ARN", ROLE)
+    monkeypatch.setenv("MME_LOCAL_INSTANCE_COUNT", "2")
+    args = deploy_args("--dry-run")
+    del args[args.index("--role-arn") : args.index("--role-arn") + 2]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert '"InitialInstanceCount": 2' in result.output
+    assert "sagemaker-tritonserver:24.05-py3" in result.output
+
+
+def test_bad_file_value_for_deploy_names_its_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    forbid_aws(monkeypatch, tmp_path)
+    (tmp_path / "mme.toml").write_text('[endpoint]\nmodel_cache = "Sometimes"\n')
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(deploy_args("--dry-run"))
+    assert isinstance(result.exception, SettingsError)
+    assert str(result.exception).startswith("[endpoint] model_cache in mme.toml: 'Sometimes'")
 
 
 def test_zeros_request_follows_the_config(tmp_path: Path) -> None:

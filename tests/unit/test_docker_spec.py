@@ -118,10 +118,14 @@ def test_model_url_maps_the_cache_into_the_container(tmp_path: Path) -> None:
 
 
 class FakeContainer:
-    def __init__(self, start_error: Exception | None) -> None:
+    def __init__(
+        self, start_error: Exception | None, labels: dict[str, str] | None = None, name: str = ""
+    ) -> None:
         self.id = "c0ffee"
         self.start_error = start_error
         self.removed = False
+        self.labels = labels or {}
+        self.name = name
 
     def start(self) -> None:
         if self.start_error is not None:
@@ -149,6 +153,11 @@ class FakeContainers:
         self.start_error = start_error
         self.created: list[FakeContainer] = []
         self.kwargs: dict[str, Any] = {}
+        self.existing: list[FakeContainer] = []
+
+    def list(self, all: bool, filters: dict[str, str]) -> list[FakeContainer]:
+        assert all, "stopped containers are leftovers too"
+        return [c for c in self.existing if filters["label"] in c.labels and not c.removed]
 
     def create(self, **kwargs: Any) -> FakeContainer:
         self.kwargs = kwargs
@@ -157,16 +166,26 @@ class FakeContainers:
         return container
 
 
+class FakeNetworks:
+    def __init__(self, bridge: bool) -> None:
+        self.bridge = bridge
+
+    def list(self, names: list[str]) -> list[object]:
+        return [object()] if self.bridge and names == ["bridge"] else []
+
+
 class FakeEngine:
     def __init__(
         self,
         reachable: bool = True,
         image_present: bool = True,
         start_error: Exception | None = None,
+        bridge: bool = True,
     ) -> None:
         self.reachable = reachable
         self.images = FakeImages(image_present)
         self.containers = FakeContainers(start_error)
+        self.networks = FakeNetworks(bridge)
 
     def ping(self) -> bool:
         if not self.reachable:

@@ -10,7 +10,7 @@ import pytest
 from mme_local.cache.extract import ArchiveRejected
 from mme_local.cache.manager import ModelNotReady
 from mme_local.gateway.errors import SageMakerError
-from mme_local.gateway.service import EndpointIdentity, EndpointService
+from mme_local.gateway.service import EndpointIdentity, EndpointService, ServiceOptions
 from mme_local.metrics import Metrics
 from mme_local.runtime.errors import (
     ContainerError,
@@ -73,9 +73,33 @@ def test_model_error_members_and_wording() -> None:
     }
 
 
-def test_timeout_uses_sagemakers_words() -> None:
+def test_timeout_uses_sagemakers_multi_model_words() -> None:
     error = _service()._translate(RuntimeTimeout("slow"), "m.tar.gz")
     assert error.extra["OriginalStatusCode"] == 0
-    assert "Your invocation timed out while waiting for a response from container primary" in (
-        error.message
+    assert error.message.startswith(
+        'Received server error (0) from model with message "Your invocation timed out while '
+        "waiting for a response from container model. "
+    )
+    assert "primary" not in error.message
+
+
+def test_model_error_quotes_the_containers_body_verbatim() -> None:
+    body = b'{"error":"failed to run","detail":{"line":3}}'
+    error = _service()._translate(ContainerError("failed to run", 500, body), "m.tar.gz")
+    assert error.extra["OriginalMessage"] == body.decode()
+    assert f'with message "{body.decode()}"' in error.message
+
+
+def test_model_error_body_is_capped_and_says_so() -> None:
+    service = EndpointService(
+        IDENTITY,
+        cache=None,  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        metrics=Metrics(),
+        options=ServiceOptions(error_body_limit_bytes=10),
+    )
+    html = b"<html><body>502 Bad Gateway</body></html>"
+    error = service._translate(ContainerError("bad gateway", 502, html), "m.tar.gz")
+    assert error.extra["OriginalMessage"] == (
+        f"<html><bod... [{len(html) - 10} more bytes cut by mme-local]"
     )

@@ -66,6 +66,9 @@ def test_instance_type_sets_budgets_from_the_table() -> None:
     assert settings.host_memory_budget() == 32 * GiB == g4dn.host_memory_bytes
     assert settings.gpu_memory_budget() == 15_360 * 1024**2
     assert EmulatorSettings(memory_limit_bytes="3GiB").host_memory_budget() == 3 * GiB
+    assert settings.disk_budget() == 225 * 1000**3, "g4dn.2xlarge's NVMe storage"
+    assert settings.parallel_downloads() == settings.parallel_loads() == 8
+    assert EmulatorSettings(instance_type="ml.p3.2xlarge").disk_budget() is None, "EBS only"
 
 
 def test_settings_are_frozen() -> None:

@@ -1,0 +1,60 @@
+"""What the cache hands out and reports: leases, eviction records, and its own errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mme_local.cache.entry import ModelEntry
+
+
+class ModelNotReady(Exception):
+    """The model is still downloading or loading after the ready timeout; it carries on."""
+
+    def __init__(self, target_model: str, waited_s: float) -> None:
+        super().__init__(
+            f"Model {target_model} is not ready after {waited_s:.0f} s; "
+            "it is still being downloaded or loaded, retry the request"
+        )
+        self.target_model = target_model
+
+
+class ModelLoadTimeout(Exception):
+    """The container did not finish loading in time; the half-loaded model was unloaded."""
+
+    def __init__(self, target_model: str, timeout_s: float) -> None:
+        super().__init__(
+            f"Model {target_model} did not finish loading within {timeout_s:.0f} s and was "
+            "unloaded; the next request loads it again"
+        )
+        self.target_model = target_model
+
+
+class DiskFull(OSError):
+    """An artifact would not fit in the disk budget or the free space of the cache folder."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A pinned, loaded model for the duration of one request."""
+
+    entry: ModelEntry
+    cache_hit: bool
+    waited_s: float
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def target_model(self) -> str:
+        return self.entry.target_model
+
+
+@dataclass(frozen=True)
+class Eviction:
+    target_model: str
+    reason: str
+    idle_s: float
+    at: float
+    freed_memory_bytes: int
+    deleted_from_disk: bool

