@@ -10,7 +10,7 @@ import argparse
 import time
 
 from bench.results import append_result
-from mme_local.capacity.plan import Targets, instance_candidates, run_plan
+from mme_local.capacity.plan import Parallelism, Targets, instance_candidates, run_plan
 from mme_local.capacity.profile import Footprint, Profile
 from mme_local.capacity.simulator import model_costs, simulate
 from mme_local.capacity.workload import SyntheticSpec, synthetic
@@ -61,7 +61,7 @@ def main() -> None:
     started = time.perf_counter()
     workload = synthetic(spec, profile)
     draw_s = time.perf_counter() - started
-    (candidate,) = instance_candidates([args.instance], [1], profile, None, 60.0)
+    (candidate,) = instance_candidates([args.instance], [1], profile, Parallelism(), 60.0)
     costs = model_costs(workload, profile, cloud=True)
     sim_s, plan_s = [], []
     for _ in range(args.rounds):

@@ -11,6 +11,7 @@ from pathlib import Path
 from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.plan import (
     Candidate,
+    Parallelism,
     Plan,
     Targets,
     emulator_candidate,
@@ -75,7 +76,7 @@ class PlanRequest:
     budgets: EmulatorBudgets = field(default_factory=lambda: EmulatorBudgets())
     targets: Targets = field(default_factory=Targets)
     prices: Path | None = None
-    parallel_loads: int | None = None
+    parallel: Parallelism = field(default_factory=Parallelism)
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
 
@@ -105,6 +106,7 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
                 b.disk_limit_bytes,
                 request.ready_timeout_s,
                 request.cache_enabled,
+                request.parallel,
             )
         ]
     if not request.instances:
@@ -116,7 +118,7 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
         request.instances,
         list(request.counts),
         profile,
-        request.parallel_loads,
+        request.parallel,
         request.ready_timeout_s,
     )
 

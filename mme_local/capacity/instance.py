@@ -8,10 +8,11 @@ The rules are the cache's (`cache/manager.py`):
 - A request is a hit when its model is loaded with no transition in flight; otherwise it
   waits for the model's one transition (single flight), starting it if there is none (after
   any unload of that model still in flight).
-- A transition downloads if the model is not on disk, then deletes idle on-disk-only models
-  until disk fits; then makes room by count (the least recently used idle model's unload
-  starts and the load goes on beside it) and, once the model's memory is known from an
-  earlier load, by memory (unloads the load waits for); loads; then unloads until memory fits.
+- A transition downloads if the model is not on disk (in a download slot), then deletes idle
+  on-disk-only models until disk fits; then makes room by count (the least recently used idle
+  model's unload starts and the load goes on beside it) and, once the model's memory is known
+  from an earlier load, by memory (unloads the load waits for); loads (in a load slot); then
+  unloads until memory fits. Slots are taken first come, first served, as the cache's are.
 - A request that waited longer than the ready timeout is answered 429; the load carries on.
 - With the model cache disabled, a model is unloaded and deleted when its last request ends.
 
@@ -32,10 +33,37 @@ if TYPE_CHECKING:
     from mme_local.capacity.simulator import ModelCosts, SimConfig
 
 _REMOTE, _ON_DISK, _LOADED = 0, 1, 2
-_BEGIN, _DOWNLOADED, _LOADED_EVENT, _RELEASE, _HANDED_SLOT = 0, 1, 2, 3, 4
+_BEGIN, _DOWNLOADED, _LOADED_EVENT, _RELEASE, _DOWNLOAD_SLOT, _LOAD_SLOT = 0, 1, 2, 3, 4, 5
 
 # Called once per request when its wait is known: (request index, wait s or None for a 429).
 Answer = Callable[[int, "float | None"], None]
+
+
+class _Pool:
+    """Slots for downloads or loads: at most `limit` at once (None: no limit), then a queue."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.free = limit
+        self.queue: deque[Entry] = deque()
+
+    def take(self, entry: Entry) -> bool:
+        """True if `entry` may go now; else it waits its turn."""
+        if self.free is None:
+            return True
+        if self.free == 0:
+            self.queue.append(entry)
+            return False
+        self.free -= 1
+        return True
+
+    def give_back(self) -> Entry | None:
+        """The next in the queue, which takes over the slot; None if no one waits."""
+        if self.free is None:
+            return None
+        if self.queue:
+            return self.queue.popleft()
+        self.free += 1
+        return None
 
 
 class Entry:
@@ -112,8 +140,9 @@ class Instance:
         self.on_disk: OrderedDict[int, Entry] = OrderedDict()
         self.events: list[tuple[float, int, int, Entry]] = []
         self._seq = 0
-        self.free_slots = config.parallel_transitions or 0
-        self.queued: deque[Entry] = deque()
+        self.downloads_pool = _Pool(config.parallel_downloads)
+        self.loads_pool = _Pool(config.parallel_loads)
+        self.queued_loads = 0
         self.host_loaded = self.gpu_loaded = 0
         self.freeing: list[tuple[float, int, int]] = []
         self.host_freeing = self.gpu_freeing = 0
@@ -164,8 +193,11 @@ class Instance:
                 self._freed(at)
             if kind == _BEGIN:
                 self._begin(entry)
-            elif kind == _HANDED_SLOT:
-                self._begin(entry, has_slot=True)
+            elif kind == _DOWNLOAD_SLOT:
+                self._download(entry)
+            elif kind == _LOAD_SLOT:
+                self.queued_loads -= 1
+                self._load_call(entry)
             elif kind == _DOWNLOADED:
                 self._downloaded(entry)
             elif kind == _LOADED_EVENT:
@@ -179,25 +211,25 @@ class Instance:
         self._seq += 1
         heapq.heappush(self.events, (at, self._seq, kind, entry))
 
-    def _begin(self, entry: Entry, has_slot: bool = False) -> None:
-        if self.config.parallel_transitions and not has_slot:
-            if self.free_slots == 0:
-                self.queued.append(entry)
-                return
-            self.free_slots -= 1
-        if entry.state == _REMOTE:
-            self.downloads += 1
-            # A recorded cold start's wait covers its download: the load ends on time.
-            took = 0.0 if entry.recorded >= 0 else self.costs.download_s[entry.model]
-            self._push(self.now + took, _DOWNLOADED, entry)
-        else:
+    def _begin(self, entry: Entry) -> None:
+        if entry.state != _REMOTE:
             self._load(entry)
+        elif self.downloads_pool.take(entry):
+            self._download(entry)
+
+    def _download(self, entry: Entry) -> None:
+        self.downloads += 1
+        # A recorded cold start's wait covers its download: the load ends on time.
+        took = 0.0 if entry.recorded >= 0 else self.costs.download_s[entry.model]
+        self._push(self.now + took, _DOWNLOADED, entry)
 
     def _downloaded(self, entry: Entry) -> None:
+        following = self.downloads_pool.give_back()
+        if following is not None:
+            self._push(self.now, _DOWNLOAD_SLOT, following)
         entry.state = _ON_DISK
         entry.disk = self.costs.disk_bytes[entry.model]
         self.disk_used += entry.disk
-        self.on_disk[entry.model] = entry
         if self.config.budgets.disk_bytes is not None:
             for victim in list(
                 self.policy.disk_victims(self.on_disk.values(), self.disk_used, entry)
@@ -208,7 +240,10 @@ class Instance:
 
     def _load(self, entry: Entry) -> None:
         policy, model = self.policy, entry.model
-        while policy.count_full(len(self.loaded)):
+        # Out of the disk pass's list while its transition runs (it can't be deleted then);
+        # back at the most recent end when loaded, where its first answer would put it.
+        self.on_disk.pop(model, None)
+        while policy.count_full(len(self.loaded) + self.queued_loads):
             if not self._evict(entry, wait=False):
                 break
         host, gpu = self.costs.host_bytes[model], self.costs.gpu_bytes[model]
@@ -217,23 +252,36 @@ class Instance:
                 if not self._evict(entry, wait=True):
                     break
         entry.state = _LOADED
-        self.loaded[model] = entry
-        self.host_loaded += host
-        self.gpu_loaded += gpu
+        if self.loads_pool.take(entry):
+            self._load_call(entry)
+        else:
+            # Loading (it counts against the model budget) but never a victim: kept out of
+            # the list the policy scans, which keeps each scan short under a long queue.
+            self.queued_loads += 1
+
+    def _load_call(self, entry: Entry) -> None:
+        self.loaded[entry.model] = entry
+        # Memory counts from the load call on: a model queued for a load slot holds none.
+        self.host_loaded += self.costs.host_bytes[entry.model]
+        self.gpu_loaded += self.costs.gpu_bytes[entry.model]
         self.loads += 1
         if entry.recorded >= 0:
             self._push(max(self.now, entry.recorded), _LOADED_EVENT, entry)
         else:
-            self._push(self.now + self.costs.load_s[model], _LOADED_EVENT, entry)
+            self._push(self.now + self.costs.load_s[entry.model], _LOADED_EVENT, entry)
 
     def _loaded(self, entry: Entry) -> None:
         loaded_at = self.now
+        following = self.loads_pool.give_back()
+        if following is not None:
+            self._push(self.now, _LOAD_SLOT, following)
         self._peaks()
         while self.policy.memory_short(self._host_used(), self._gpu_used(0)):
             if not self._evict(entry, wait=True):
                 break
         entry.known = True
         entry.pending = False
+        self.on_disk[entry.model] = entry
         entry.ready_at = self.now if entry.recorded < 0 else loaded_at
         self.loaded.move_to_end(entry.model)
         for index, arrived, service_s in entry.waiters:
@@ -245,11 +293,6 @@ class Instance:
                 self._served(entry, entry.ready_at, service_s)
                 self.answer(index, wait)
         entry.waiters = []
-        if self.config.parallel_transitions:
-            if self.queued:
-                self._push(entry.ready_at, _HANDED_SLOT, self.queued.popleft())
-            else:
-                self.free_slots += 1
 
     def _served(self, entry: Entry, start: float, service_s: float) -> None:
         end = start + service_s

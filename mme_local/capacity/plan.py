@@ -11,7 +11,7 @@ from mme_local.capacity.prices import PriceTable
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.simulator import SimConfig, SimResult, model_costs, simulate
 from mme_local.capacity.workload import Workload
-from mme_local.instances import UnknownInstanceType, instance_type
+from mme_local.instances import DEFAULT_INSTANCE_TYPE, UnknownInstanceType, instance_type
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,15 @@ class Candidate:
     """None for the emulator's own budgets."""
     cloud_footprints: bool = True
     """Footprints with the per-stub cost removed (the cloud's), else raw as measured."""
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """Downloads and loads at once per instance; None takes the instance type's vCPUs, as
+    the emulator does (for the emulator's budgets: those of ml.g5.xlarge, its default)."""
+
+    downloads: int | None = None
+    loads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ def instance_candidates(
     names: list[str],
     counts: list[int],
     profile: Profile,
-    parallel_loads: int | None,
+    parallel: Parallelism,
     ready_timeout_s: float,
 ) -> list[Candidate]:
     """Each instance type x count, with the type's host, GPU and instance-storage budgets."""
@@ -99,7 +108,8 @@ def instance_candidates(
                 count=count,
                 base_host_bytes=profile.baseline_host_bytes,
                 base_gpu_bytes=profile.baseline_gpu_bytes or 0,
-                parallel_transitions=parallel_loads or spec.vcpus,
+                parallel_downloads=parallel.downloads or spec.vcpus,
+                parallel_loads=parallel.loads or spec.vcpus,
                 ready_timeout_s=ready_timeout_s,
             )
             candidates.append(Candidate(f"{name} x{count}", config, name))
@@ -113,8 +123,11 @@ def emulator_candidate(
     disk_limit_bytes: int | None,
     ready_timeout_s: float,
     cache_enabled: bool = True,
+    parallel: Parallelism | None = None,
 ) -> Candidate:
     """The emulator's own budgets on one instance, with raw footprints: a replay of `up`."""
+    parallel = parallel or Parallelism()
+    vcpus = instance_type(DEFAULT_INSTANCE_TYPE).vcpus
     parts = [
         f"max {max_loaded_models} loaded" if max_loaded_models else "",
         f"memory {memory_limit_bytes >> 20} MiB" if memory_limit_bytes else "",
@@ -128,6 +141,8 @@ def emulator_candidate(
             max_archive_bytes=MAX_ARCHIVE_BYTES,
         ),
         base_host_bytes=profile.baseline_host_bytes,
+        parallel_downloads=parallel.downloads or vcpus,
+        parallel_loads=parallel.loads or vcpus,
         ready_timeout_s=ready_timeout_s,
         cache_enabled=cache_enabled,
         recorded_cold_starts=True,
@@ -176,17 +191,11 @@ def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
                 "GPU memory was not measured (no GPU): each model's GPU footprint is taken "
                 "as its extracted size"
             )
-        parallel = sorted(
-            {
-                c.config.parallel_transitions
-                for c in candidates
-                if c.cloud_footprints and c.config.parallel_transitions is not None
-            }
-        )
+        loads = sorted({c.config.parallel_loads or 0 for c in candidates if c.cloud_footprints})
         notes.append(
-            "downloads+loads at once per instance: "
-            + ", ".join(str(p) for p in parallel)
-            + " (its vCPUs unless --parallel-loads is given)"
+            "loads (and downloads) at once per instance: "
+            + ", ".join(str(n) for n in loads)
+            + " (its vCPUs, as the emulator; --parallel-loads/--parallel-downloads override)"
         )
         notes.append(
             "several instances: a request goes to an instance that has its model loaded and "

@@ -59,8 +59,10 @@ class SimConfig:
     """Memory in use with nothing loaded (the model server itself)."""
     base_gpu_bytes: int | None = None
     """None: GPU memory is not simulated (as the emulator without a GPU)."""
-    parallel_transitions: int | None = None
-    """Downloads+loads in flight at once per instance; None: unbounded (as the emulator)."""
+    parallel_downloads: int | None = None
+    """Downloads at once per instance (the cache's download slots); None: unbounded."""
+    parallel_loads: int | None = None
+    """Loads at once per instance (the cache's load slots); None: unbounded."""
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
     recorded_cold_starts: bool = False

@@ -111,7 +111,10 @@ def plan(
         float, typer.Option(help="Seconds a cold request waits before a 429.")
     ] = 60.0,
     parallel_loads: Annotated[
-        int | None, typer.Option(help="Downloads+loads at once per instance [default: vCPUs].")
+        int | None, typer.Option(help="Loads at once per instance [default: its vCPUs].")
+    ] = None,
+    parallel_downloads: Annotated[
+        int | None, typer.Option(help="Downloads at once per instance [default: its vCPUs].")
     ] = None,
     target_hit_ratio: Annotated[float | None, typer.Option(help="e.g. 0.95.")] = None,
     target_p99: Annotated[
@@ -123,7 +126,7 @@ def plan(
 ) -> None:
     """Predict hit ratio, cold starts, latency and cost per candidate; pick the cheapest."""
     from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
-    from mme_local.capacity.plan import Targets, parse_counts
+    from mme_local.capacity.plan import Parallelism, Targets, parse_counts
     from mme_local.capacity.report import RENDERERS
     from mme_local.capacity.workload import SyntheticSpec
     from mme_local.settings import InvalidSize, parse_size
@@ -154,7 +157,7 @@ def plan(
             budgets=EmulatorBudgets(max_loaded_models, memory, disk),
             targets=Targets(target_hit_ratio, target_p99),
             prices=prices,
-            parallel_loads=parallel_loads,
+            parallel=Parallelism(parallel_downloads, parallel_loads),
             ready_timeout_s=model_ready_timeout,
             cache_enabled=model_cache == "Enabled",
         )

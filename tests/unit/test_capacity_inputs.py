@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mme_local.capacity.errors import CapacityError
-from mme_local.capacity.plan import instance_candidates, parse_counts
+from mme_local.capacity.plan import Parallelism, instance_candidates, parse_counts
 from mme_local.capacity.prices import load_prices
 from mme_local.capacity.profile import load_profile
 from mme_local.capacity.trace import TraceRecord, TraceWriter, read_trace
@@ -124,7 +124,7 @@ def test_synthetic_traffic_names_a_missing_artifact() -> None:
 
 def test_unknown_instance_type_gets_one_line() -> None:
     with pytest.raises(CapacityError) as raised:
-        instance_candidates(["ml.g9.xlarge"], [1], profile(), None, 60.0)
+        instance_candidates(["ml.g9.xlarge"], [1], profile(), Parallelism(), 60.0)
     text = _one_line(raised)
     assert "ml.g9.xlarge" in text and "ml.g5" in text
 

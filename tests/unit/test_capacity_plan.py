@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mme_local.capacity.plan import Targets, emulator_candidate, instance_candidates, run_plan
+from mme_local.capacity.plan import (
+    Parallelism,
+    Targets,
+    emulator_candidate,
+    instance_candidates,
+    run_plan,
+)
 from mme_local.capacity.prices import load_prices
 from mme_local.capacity.report import render_json, render_markdown, render_table
 from mme_local.capacity.workload import SyntheticSpec, synthetic
@@ -23,7 +29,7 @@ def _plan(targets: Targets, models: int = 40):  # type: ignore[no-untyped-def]
     # 2 GiB per model on the GPU: a T4 holds 7, an A10G 11, of 40 Zipf-popular models
     prof = profile(footprint(host_mib=1500, gpu_mib=2048, load_s=3.0))
     workload = synthetic(SyntheticSpec(models, 20_000, 1.2, 2.0, seed=2), prof)
-    candidates = instance_candidates(TYPES, [1, 2], prof, None, 60.0)
+    candidates = instance_candidates(TYPES, [1, 2], prof, Parallelism(), 60.0)
     return run_plan(workload, prof, candidates, targets, load_prices())
 
 

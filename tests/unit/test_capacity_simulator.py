@@ -97,11 +97,19 @@ def test_several_instances_route_to_the_one_that_has_the_model() -> None:
     assert (result.loads, result.hits, result.unloads) == (2, 4, 0)
 
 
-def test_bounded_transitions_queue_loads() -> None:
+def test_bounded_loads_queue() -> None:
     fp = footprint(load_s=1.0, download_s=0.0)
     workload = Workload([0.0, 0.0], [0, 1], ["a", "b"], [fp, fp])
-    result = _run(workload, SimConfig(_budgets(), parallel_transitions=1))
+    result = _run(workload, SimConfig(_budgets(), parallel_loads=1))
     assert result.wait_p99_s == pytest.approx(2.0, abs=0.02)
+
+
+def test_bounded_downloads_queue_apart_from_loads() -> None:
+    # one download slot: b's download starts when a's ends (0.5 s), a's load runs beside it
+    fp = footprint(load_s=1.0, download_s=0.5)
+    workload = Workload([0.0, 0.0], [0, 1], ["a", "b"], [fp, fp])
+    result = _run(workload, SimConfig(_budgets(), parallel_downloads=1, parallel_loads=2))
+    assert sorted([result.wait_p50_s, result.wait_p99_s])[1] == pytest.approx(2.0, abs=0.02)
 
 
 def test_cloud_footprints_remove_the_stub_cost_from_torchscript_only() -> None:
