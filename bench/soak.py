@@ -38,6 +38,7 @@ from tests.support import doubler_archive  # noqa: E402
 ENDPOINT = "local-mme"
 RECOVERY_MARGIN_S = 1.0
 OUTAGE_MARGIN_S = 2.0
+LAG_MAX = "mme_event_loop_lag_max_seconds"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ def _sum(samples: dict[str, float], name: str) -> float:
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
+def _loads(client: httpx.Client, targets: list[str]) -> int:
+    """How many times the cache has loaded these TargetModels so far."""
+    rows = client.get("/_mme/models").json()
+    return sum(int(row["loads"]) for row in rows if row["target_model"] in targets)
+
+
 def run_soak(config: SoakConfig) -> SoakResult:
     with tempfile.TemporaryDirectory(prefix="mme-soak-") as scratch, S3Behind() as s3:
         work = Path(scratch)
@@ -86,6 +93,8 @@ def run_soak(config: SoakConfig) -> SoakResult:
                     if warm.status != 200:
                         raise RuntimeError(f"warm-up of {hot} got {warm}")
                 rss_start = controller.rss()
+                lag_before = read_samples(client.get("/metrics").text)
+                hot_loads_before = _loads(client, models.hot)
                 began = time.monotonic()
                 traffic.start()
 
@@ -109,6 +118,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
                 _sleep_until(began + config.duration_s)
                 traffic.stop()
                 samples = read_samples(client.get("/metrics").text)
+                hot_loads = _loads(client, models.hot) - hot_loads_before
                 rss_end = controller.rss()
         finally:
             traffic.stop()
@@ -137,7 +147,9 @@ def run_soak(config: SoakConfig) -> SoakResult:
         proxy_cut=s3.proxy.cut,
         abuse=traffic.abuse,
         lag_samples=traffic.lag_samples,
-        lag_max_s=samples.get("mme_event_loop_lag_max_seconds"),
+        lag_max_before_s=lag_before.get(LAG_MAX, math.nan),
+        lag_max_s=samples.get(LAG_MAX, math.nan),
+        hot_loads=hot_loads,
         loads=_sum(samples, "mme_model_loading_time_seconds_count"),
         unloads=_sum(samples, "mme_model_unloading_time_seconds_count"),
         rss_start=rss_start,
