@@ -121,6 +121,9 @@ def render(result: SoakResult) -> str:
     rows = [
         ("requests (client traffic)", f"{len(result.calls)} in {result.duration_s:.0f} s", ""),
         ("statuses", _statuses(result.calls), ""),
+        ("share of calls on the two hot models",
+         f"{sum(c.target in result.hot for c in result.calls) / max(1, len(result.calls)):.0%}",
+         "80%"),
         ("wrong answers (another model's output)", str(result.wrong), "0"),
         ("non-200 inside the Triton-kill window", str(result.in_window("triton kill")), ""),
         ("non-200 inside the S3-outage window", str(result.in_window("s3 outage")), ""),

@@ -1,5 +1,10 @@
 """The fault soak's load: client threads, a thread of hostile requests, a loop-lag sampler.
 
+A quarter of the clients (at least one) call only the cold models, one after another, so the
+cache churns; the others call the two hot models at a steady rate. Clients that mixed the two would
+spend nearly all their time waiting on cold loads, leave the hot models untouched and let LRU
+evict them: the hot latency would then measure reloads, not serving during churn.
+
 Every model answers y = x * factor with its own factor, so a 200 carrying another model's
 factor is a wrong answer, not a success.
 """
@@ -11,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -40,11 +46,6 @@ class Models:
     factors: dict[str, float]
     hot: list[str]
     cold: list[str]
-    hot_share: float = 0.8
-
-    def pick(self, rng: random.Random) -> str:
-        pool = self.hot if rng.random() < self.hot_share else self.cold
-        return rng.choice(pool)
 
 
 def invoke(client: httpx.Client, endpoint: str, target: str, factor: float) -> Call:
@@ -74,6 +75,12 @@ class Traffic:
     endpoint: str
     models: Models
     clients: int
+    hot_rate: float = 20.0
+    """Calls per second of each hot client."""
+    cold_pause_s: float = 0.5
+    """A cold client's pause between calls. Without it, the model a cold client has just
+    used is always the most recently used one when it asks for the next, and LRU evicts a
+    hot model instead."""
     abuse_every_s: float = 0.5
     lag_every_s: float = 1.0
     calls: list[Call] = field(default_factory=list)
@@ -83,9 +90,10 @@ class Traffic:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        targets = [*(self._client_loop for _ in range(self.clients)), self._abuse_loop]
-        for number, target in enumerate([*targets, self._lag_loop]):
-            thread = threading.Thread(target=target, args=(number,), daemon=True)
+        cold = max(1, self.clients // 4)
+        clients = [partial(self._client_loop, n, n >= cold) for n in range(self.clients)]
+        for loop in [*clients, self._abuse_loop, self._lag_loop]:
+            thread = threading.Thread(target=loop, daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -94,17 +102,19 @@ class Traffic:
         for thread in self._threads:
             thread.join(90)
 
-    def _client_loop(self, number: int) -> None:
+    def _client_loop(self, number: int, hot: bool) -> None:
         rng = random.Random(number)
         with httpx.Client(base_url=self.url, timeout=70) as client:
             while not self._stop.is_set():
-                target = self.models.pick(rng)
+                target = rng.choice(self.models.hot if hot else self.models.cold)
                 call = invoke(client, self.endpoint, target, self.models.factors[target])
                 self.calls.append(call)  # list.append is atomic: no lock needed
-                if call.status == 0:
-                    time.sleep(0.05)  # a refused connection would otherwise spin
+                if hot:
+                    time.sleep(max(0.0, call.started + 1 / self.hot_rate - time.monotonic()))
+                else:
+                    time.sleep(self.cold_pause_s)
 
-    def _abuse_loop(self, number: int) -> None:
+    def _abuse_loop(self) -> None:
         port = int(self.url.rsplit(":", 1)[1])
         index = 0
         while not self._stop.wait(self.abuse_every_s):
@@ -116,7 +126,7 @@ class Traffic:
                 status = -1  # could not even connect
             self.abuse.setdefault(kind, Counter())[status] += 1
 
-    def _lag_loop(self, number: int) -> None:
+    def _lag_loop(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
             while not self._stop.wait(self.lag_every_s):
                 try:
