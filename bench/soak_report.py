@@ -110,7 +110,7 @@ def render(result: SoakResult) -> str:
     recovery = result.recovery_s
     mib = 1024 * 1024
     abuse = "; ".join(
-        f"{kind}: " + ", ".join(f"{s or 'no answer'}x{n}" for s, n in sorted(got.items()))
+        f"{kind}: " + ", ".join(f"{s or 'no answer'} ({n})" for s, n in sorted(got.items()))
         for kind, got in result.abuse.items()
     )
     if result.lag_max_s > result.lag_max_before_s:
@@ -137,7 +137,7 @@ def render(result: SoakResult) -> str:
          "fails fast"),
         ("S3 outage: connections reset by the proxy",
          f"{result.proxy_refused} refused, {result.proxy_cut} cut", ""),
-        ("hostile requests (kind: statusxcount)", abuse, "4xx, never 2xx/5xx"),
+        ("hostile requests (kind: status (count))", abuse, "4xx, never 2xx/5xx"),
         ("hostile requests answered outside expectations", str(result.abuse_unexpected()), "0"),
         ("models loaded / unloaded during the run", f"{result.loads:.0f} / {result.unloads:.0f}",
          ""),
