@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -91,8 +92,10 @@ class Traffic:
 
     def start(self) -> None:
         cold = max(1, self.clients // 4)
-        clients = [partial(self._client_loop, n, n >= cold) for n in range(self.clients)]
-        for loop in [*clients, self._abuse_loop, self._lag_loop]:
+        loops: list[Callable[[], None]] = [
+            partial(self._client_loop, n, n >= cold) for n in range(self.clients)
+        ]
+        for loop in [*loops, self._abuse_loop, self._lag_loop]:
             thread = threading.Thread(target=loop, daemon=True)
             thread.start()
             self._threads.append(thread)
