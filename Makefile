@@ -21,7 +21,7 @@ lint: $(BIN)/mme-local
 	$(BIN)/ruff format --check mme_local cloud tests bench
 
 typecheck: $(BIN)/mme-local
-	$(BIN)/mypy mme_local cloud
+	$(BIN)/mypy mme_local cloud bench
 
 unit: $(BIN)/mme-local
 	$(BIN)/pytest tests/unit -q

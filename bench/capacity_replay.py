@@ -82,7 +82,7 @@ def main() -> None:
     names = copy_names("model-{i}.tar.gz", args.models)
     sequence = zipf_sequence(args.models, args.requests, args.zipf, args.seed).tolist()
     body, _ = Encoder(folder).body(random.Random(0).choice(SENTENCES))
-    rows = []
+    rows: list[tuple[str, dict[str, int], dict[str, int], float]] = []
     with tempfile.TemporaryDirectory(prefix="mme-capacity-bench-") as scratch:
         work = Path(scratch)
         archive = package(folder, work / "artifact", name_pattern="model.tar.gz").archives[0]

@@ -145,7 +145,7 @@ def assemble(
     folders = []
     for number, names in enumerate(groups, start=1):
         folder = out / f"part-{number}"
-        entries = []
+        entries: list[dict[str, object]] = []
         for name in sorted(names):
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def assemble(
             entries.append({"name": name, "bytes": size, "sha256": _sha256(target)})
         manifest = {
             "format": BUNDLE_FORMAT, "python": python, "part": number, "parts": len(groups),
-            "bytes": sum(e["bytes"] for e in entries), "files": entries,
+            "bytes": sum(int(str(e["bytes"])) for e in entries), "files": entries,
         }  # fmt: skip
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         folders.append(folder)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(step.status == "failed" for step in steps) else 0
 
 
-def render(steps: list[object], facts: dict[str, object], argv: list[str]) -> str:
+def render(steps: Sequence[object], facts: dict[str, object], argv: list[str]) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [
@@ -128,7 +129,7 @@ def render(steps: list[object], facts: dict[str, object], argv: list[str]) -> st
 
 
 def write_results(
-    out: Path, steps: list[object], facts: dict[str, object], argv: list[str]
+    out: Path, steps: Sequence[object], facts: dict[str, object], argv: list[str]
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     markdown = render(steps, facts, argv)

@@ -105,7 +105,7 @@ class Endpoint:
             return int(status), time.perf_counter() - started, str(error)[:300]
 
     def evictions(self) -> list[dict[str, Any]]:
-        views: list[dict[str, Any]] = self.running.emulator.evictions_view()
+        views: list[dict[str, Any]] = self.running.emulator.gateway.admin.evictions()
         return views
 
     def loaded(self) -> int:

@@ -61,7 +61,9 @@ def traced_bert(shape: BertShape, seed: int = 0) -> torch.jit.ScriptModule:
     ids = torch.randint(0, shape.vocab, (1, 16), dtype=torch.int32)
     mask = torch.ones(1, 16, dtype=torch.int32)
     with torch.no_grad():
-        script: torch.jit.ScriptModule = torch.jit.trace(model, (ids, mask), check_trace=False)
+        script: torch.jit.ScriptModule = torch.jit.trace(  # type: ignore[no-untyped-call]
+            model, (ids, mask), check_trace=False
+        )
     return script
 
 

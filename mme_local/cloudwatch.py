@@ -11,7 +11,6 @@ Invocation counters are written for periods with traffic, latencies for periods 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from mme_local.background_task import BackgroundTask
 from mme_local.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,13 @@ class CloudWatchLines:
         return records
 
 
-class CloudWatchFile:
+class CloudWatchFile(BackgroundTask):
     """Appends CloudWatchLines' records to a file every `period_s`, and once more at stop."""
 
     def __init__(self, metrics: Metrics, path: Path, period_s: float = 60.0) -> None:
         self.lines = CloudWatchLines(metrics)
         self.path = path
         self.period_s = period_s
-        self._task: asyncio.Task[None] | None = None
 
     def flush(self) -> int:
         """Write the records of the period that just ended (blocking); returns how many."""
@@ -139,9 +138,8 @@ class CloudWatchFile:
         return len(records)
 
     def start(self) -> None:
-        if self._task is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().start()
 
     async def _run(self) -> None:
         while True:
@@ -152,9 +150,8 @@ class CloudWatchFile:
                 log.exception("writing CloudWatch lines to %s failed", self.path)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop, then write what the last, unfinished period counted."""
+        running = self._task is not None
+        await super().stop()
+        if running:
             await asyncio.to_thread(self.flush)

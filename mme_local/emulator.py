@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from mme_local.background_task import BackgroundTask
 from mme_local.cache.layout import CacheFolder
 from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
@@ -34,8 +35,6 @@ from mme_local.store.source import ModelStore, s3_client
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-Background = LoopLagMonitor | ArtifactWatcher | UtilisationSampler | CloudWatchFile
-"""Tasks that run beside the endpoint: started after the cache, stopped before it."""
 
 
 class Emulator:
@@ -59,7 +58,7 @@ class Emulator:
         self._supervisor: RuntimeSupervisor | None = None
         self._cache: ModelCache | None = None
         self._gateway: Gateway | None = None
-        self._background: list[Background] = []
+        self._background: list[BackgroundTask] = []
         self._trace: TraceWriter | None = None
 
     async def start(self) -> None:

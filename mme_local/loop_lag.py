@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
+from mme_local.background_task import BackgroundTask
 from mme_local.metrics import Metrics
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(BackgroundTask):
     """Sleeps `interval_s` again and again; the overshoot is the loop's lag."""
 
     def __init__(self, metrics: Metrics, interval_s: float = 0.1) -> None:
         self.metrics = metrics
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
         self.max_lag_s = 0.0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:

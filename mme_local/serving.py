@@ -60,20 +60,19 @@ def uvicorn_config(app: object, host: str, port: int, limits: HttpLimits) -> uvi
     )
 
 
-def exposure_warning(runtime: str, triton_url: str) -> str | None:
-    """What to tell the user about Triton's own port, which this emulator cannot confine.
+def exposure_warning(open_port: int | None) -> str | None:
+    """What to tell the user about a Triton port this emulator cannot confine.
 
     Triton 2.51 binds its SageMaker port on every interface (it has no address flag) and
-    asks for no credentials; in the embedded runtime nothing stands in front of it.
+    asks for no credentials; the runtime says whether anything stands in front of it.
     """
-    if runtime != "embedded":
+    if open_port is None:
         return None
-    port = triton_url.rsplit(":", 1)[-1]
     return (
-        f"Triton's SageMaker port {port} listens on every interface without authentication: "
-        f"anyone who can reach this host on port {port} can load any folder of this host as "
-        "a model, unload models, and invoke them past the 6 MB limit. Block the port with a "
-        "firewall on a shared network (see Security in the README)."
+        f"Triton's SageMaker port {open_port} listens on every interface without "
+        f"authentication: anyone who can reach this host on port {open_port} can load any "
+        "folder of this host as a model, unload models, and invoke them past the 6 MB limit. "
+        "Block the port with a firewall on a shared network (see Security in the README)."
     )
 
 
@@ -109,7 +108,7 @@ class EmulatorServer:
         try:
             await self.emulator.start()
             running = self.emulator.server
-            warning = exposure_warning(self.settings.runtime, running.url) if running else None
+            warning = exposure_warning(running.open_port) if running else None
             if warning is not None:
                 log.warning("%s", warning)
             if self.on_ready is not None:

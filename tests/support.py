@@ -69,7 +69,9 @@ def tiny_bert_script(seed: int = 0) -> torch.jit.ScriptModule:
     ids = torch.randint(0, 100, (1, 8), dtype=torch.int32)
     mask = torch.ones(1, 8, dtype=torch.int32)
     with torch.no_grad():
-        script: torch.jit.ScriptModule = torch.jit.trace(model, (ids, mask), strict=False)
+        script: torch.jit.ScriptModule = torch.jit.trace(  # type: ignore[no-untyped-call]
+            model, (ids, mask), strict=False
+        )
     return script
 
 

@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from mme_local.background_task import BackgroundTask
 from mme_local.cache.manager import ModelCache
 from mme_local.store.source import ModelStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 
-class ArtifactWatcher:
+class ArtifactWatcher(BackgroundTask):
     """Lists the prefix every `interval_s` (in a thread) and tells the cache the ETags."""
 
     def __init__(self, store: ModelStore, cache: ModelCache, interval_s: float) -> None:
         self.store = store
         self.cache = cache
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self.interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            super().start()
 
     async def check(self) -> None:
         stored = await asyncio.to_thread(self.store.list_models)

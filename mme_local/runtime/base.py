@@ -64,6 +64,10 @@ class ModelServer(Protocol):
         """Raise RuntimeExited if the server has ended unexpectedly."""
 
     @property
+    def open_port(self) -> int | None:
+        """Its port, when other machines can reach it without authentication; else None."""
+
+    @property
     def uses_gpus(self) -> bool:
         """Whether its models may use this machine's GPUs (so the GPU budget applies)."""
 

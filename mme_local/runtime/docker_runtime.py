@@ -309,6 +309,12 @@ class DockerTriton(LocalTriton):
             raise RuntimeExited(self._returncode, self.log_tail())
 
     @property
+    def open_port(self) -> int | None:
+        # On the engine's bridge the port is published on 127.0.0.1 only; on an engine
+        # without one the container start already warned that it shares the host's network.
+        return None
+
+    @property
     def uses_gpus(self) -> bool:
         return self.gpus != "none" and bool(visible_gpus())
 

@@ -101,6 +101,11 @@ class EmbeddedTriton(LocalTriton):
             raise RuntimeExited(returncode, self.log_tail())
 
     @property
+    def open_port(self) -> int | None:
+        # Triton 2.51 binds its SageMaker port on 0.0.0.0; there is no flag to change it.
+        return self._port
+
+    @property
     def uses_gpus(self) -> bool:
         return bool(visible_gpus())
 

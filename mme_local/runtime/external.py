@@ -52,6 +52,11 @@ class ExternalTriton:
         """Its process is out of sight; a dead server shows up as RuntimeUnavailable on a call."""
 
     @property
+    def open_port(self) -> int | None:
+        """Whoever runs this Triton decides who reaches it."""
+        return None
+
+    @property
     def uses_gpus(self) -> bool:
         # Its GPUs are this machine's (compose runs it here); nvidia-smi sees them.
         return bool(visible_gpus())

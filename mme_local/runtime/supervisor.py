@@ -9,17 +9,17 @@ every attempt is logged and counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
+from mme_local.background_task import BackgroundTask
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.errors import RuntimeExited
 
 log = logging.getLogger(__name__)
 
 
-class RuntimeSupervisor:
+class RuntimeSupervisor(BackgroundTask):
     def __init__(
         self,
         server: ModelServer,
@@ -39,19 +39,8 @@ class RuntimeSupervisor:
         self.max_backoff_s = max_backoff_s
         self.running = True
         """False from the moment the server is found dead until a restart succeeds."""
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _watch(self) -> None:
+    async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.poll_s)
             try:

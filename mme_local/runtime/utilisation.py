@@ -4,7 +4,6 @@ statvfs and nvidia-smi in a worker thread so the event loop never waits on them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mme_local.background_task import BackgroundTask
 from mme_local.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class CpuMeter:
         return 100.0 * spent / _TICKS_PER_S / elapsed if elapsed > 0 else 0.0
 
 
-class UtilisationSampler:
+class UtilisationSampler(BackgroundTask):
     """Publishes CPU, memory, disk and (with a GPU) GPU utilisation every `period_s`.
 
     `start()` inside the running loop, `await stop()` at shutdown. `pids` names the model
@@ -127,7 +127,6 @@ class UtilisationSampler:
         self.period_s = period_s
         self.gpus = gpus
         self._cpu = CpuMeter()
-        self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> Utilisation:
         """Measure once (blocking: run it in a thread) and set the gauges."""
@@ -146,10 +145,6 @@ class UtilisationSampler:
             self.metrics.set_gpu_utilization(*gpu)
         return result
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
     async def _run(self) -> None:
         while True:
             try:
@@ -157,10 +152,3 @@ class UtilisationSampler:
             except Exception:  # a bad sample must not end the loop; the next one may work
                 log.exception("measuring utilisation failed")
             await asyncio.sleep(self.period_s)
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
