@@ -51,11 +51,14 @@ def run_app(app: typer.Typer) -> None:
     except Exception as error:
         import click
 
-        if isinstance(error, click.exceptions.Abort):
+        if isinstance(error, (typer.Abort, click.exceptions.Abort)):
             sys.exit(130)
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+        # Usage errors and BadParameter: typer may bundle its own click, whose exceptions are
+        # not click's, so they are recognised by what they can do.
+        show, exit_code = getattr(error, "show", None), getattr(error, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
     if isinstance(result, int):
         sys.exit(result)
