@@ -71,6 +71,17 @@ def test_profile_measures_the_copies_once(profile_file: Path) -> None:
     assert profile.cloud_host_bytes(artifact) == artifact.host_memory_bytes
 
 
+def _send(running: RunningEmulator, sequence: list[int]) -> None:
+    client = running.runtime_client()
+    for model in sequence:
+        client.invoke_endpoint(
+            EndpointName=running.endpoint_name,
+            TargetModel=f"model-{model}.tar.gz",
+            Body=kserve_body([1.0]),
+            ContentType="application/octet-stream",
+        )
+
+
 def test_replay_reproduces_a_recorded_run_under_a_count_budget(
     copies: Path, profile_file: Path, tmp_path: Path
 ) -> None:
@@ -84,16 +95,9 @@ def test_replay_reproduces_a_recorded_run_under_a_count_budget(
     )
     sequence = zipf_sequence(COPIES, 40, 0.8, seed=7).tolist()
     with RunningEmulator(settings) as running:
-        client = running.runtime_client()
-        for model in sequence:
-            client.invoke_endpoint(
-                EndpointName=running.endpoint_name,
-                TargetModel=f"model-{model}.tar.gz",
-                Body=kserve_body([1.0]),
-                ContentType="application/octet-stream",
-            )
+        _send(running, sequence)
         with pytest.raises(ClientError):
-            client.invoke_endpoint(
+            running.runtime_client().invoke_endpoint(
                 EndpointName=running.endpoint_name,
                 TargetModel="not-published.tar.gz",
                 Body=kserve_body([1.0]),
@@ -154,14 +158,7 @@ def test_replay_is_within_two_percent_under_a_measured_memory_budget(
     )
     sequence = zipf_sequence(COPIES, 40, 0.8, seed=11).tolist()
     with RunningEmulator(settings) as running:
-        client = running.runtime_client()
-        for model in sequence:
-            client.invoke_endpoint(
-                EndpointName=running.endpoint_name,
-                TargetModel=f"model-{model}.tar.gz",
-                Body=kserve_body([1.0]),
-                ContentType="application/octet-stream",
-            )
+        _send(running, sequence)
         running.settle()
         hits = running.metrics()["mme_model_cache_hit_total"]
         entries = running.emulator.cache.entries()
