@@ -17,7 +17,6 @@ import functools
 import logging
 import shutil
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from mme_local.cache.entry import ModelEntry, ModelState
 from mme_local.cache.layout import free_bytes, model_dir, move_aside
 from mme_local.cache.memory import MemoryMeter, MemoryProbe, ModelMemoryProbe
 from mme_local.cache.policy import Budgets, EvictionPolicy
-from mme_local.cache.records import Eviction, Lease, ModelLoadTimeout, ModelNotReady
+from mme_local.cache.records import EvictionLog, Lease, ModelLoadTimeout, ModelNotReady
 from mme_local.cache.registry import ModelRegistry
 from mme_local.cache.slots import Slots
 from mme_local.metrics import Metrics
@@ -86,7 +85,8 @@ class ModelCache:
         )
         self._loads = Slots(max_parallel_loads, metrics.loads_waiting)
         self.models = ModelRegistry(max_stale_entries)
-        self.evictions: deque[Eviction] = deque(maxlen=1000)
+        self._evictions = EvictionLog(metrics)
+        self.evictions = self._evictions.records
         self._runtime_running = True
 
     # ----- the request path -------------------------------------------------------------
@@ -312,22 +312,7 @@ class ModelCache:
         self.metrics.model_unloading_time.observe(time.perf_counter() - started)
         if delete:
             await self._delete_from_disk(entry)
-        self._record_eviction(entry, reason, idle, entry.memory_bytes, delete)
-
-    def _record_eviction(
-        self, entry: ModelEntry, reason: str, idle_s: float, freed_memory: int, deleted: bool
-    ) -> None:
-        self.metrics.evictions.labels(reason=reason).inc()
-        self.evictions.append(
-            Eviction(entry.target_model, reason, idle_s, time.time(), freed_memory, deleted)
-        )
-        log.info(
-            "evicted %s: %s; idle for %.1f s%s",
-            entry.target_model,
-            reason,
-            idle_s,
-            "; deleted from disk" if deleted else "",
-        )
+        self._evictions.record(entry, reason, idle, entry.memory_bytes, delete)
 
     async def _delete_from_disk(self, entry: ModelEntry) -> None:
         # Renamed away at once, so the state and the disk agree from here on (a new download
@@ -377,7 +362,7 @@ class ModelCache:
         for candidate in list(victims):
             idle = candidate.idle_s
             await self._delete_from_disk(candidate)
-            self._record_eviction(candidate, "disk budget", idle, 0, deleted=True)
+            self._evictions.record(candidate, "disk budget", idle, 0, deleted=True)
 
     # ----- views and recovery -------------------------------------------------------------------
 
@@ -401,19 +386,13 @@ class ModelCache:
         As on SageMaker, a changed object is not reloaded: this instance keeps serving the
         bytes it has until the model leaves its disk.
         """
-        for target, etag in etags.items():
-            entry = self.models.get(target)
-            if entry is None or entry.etag is None or entry.state is ModelState.REMOTE:
-                continue
-            if etag != entry.etag and not entry.artifact_changed:
-                entry.artifact_changed = True
-                self.metrics.artifact_changes.inc()
-                log.warning(
-                    "s3 object for %s changed since it was downloaded; this instance keeps "
-                    "serving the old bytes until the model leaves its disk (publish changed "
-                    "models under a new name)",
-                    target,
-                )
+        for target in self.models.flag_changed(etags):
+            self.metrics.artifact_changes.inc()
+            log.warning(
+                "s3 object for %s changed since it was downloaded; this instance keeps serving "
+                "the old bytes until the model leaves its disk (publish changes under new names)",
+                target,
+            )
 
     def runtime_down(self) -> None:
         """The model server died: requests fail fast, and nothing is loaded any more.

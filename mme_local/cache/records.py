@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 
 from mme_local.cache.entry import ModelEntry
+from mme_local.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class ModelNotReady(Exception):
@@ -58,3 +64,26 @@ class Eviction:
     at: float
     freed_memory_bytes: int
     deleted_from_disk: bool
+
+
+class EvictionLog:
+    """The last 1,000 evictions, each also logged and counted by reason."""
+
+    def __init__(self, metrics: Metrics, keep: int = 1000) -> None:
+        self.metrics = metrics
+        self.records: deque[Eviction] = deque(maxlen=keep)
+
+    def record(
+        self, entry: ModelEntry, reason: str, idle_s: float, freed_memory: int, deleted: bool
+    ) -> None:
+        self.metrics.evictions.labels(reason=reason).inc()
+        self.records.append(
+            Eviction(entry.target_model, reason, idle_s, time.time(), freed_memory, deleted)
+        )
+        log.info(
+            "evicted %s: %s; idle for %.1f s%s",
+            entry.target_model,
+            reason,
+            idle_s,
+            "; deleted from disk" if deleted else "",
+        )

@@ -7,7 +7,7 @@ them. The event loop is its only writer.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from mme_local.cache.entry import ModelEntry, ModelState
 from mme_local.cache.layout import model_hash
@@ -61,6 +61,19 @@ class ModelRegistry:
 
     def others_in_transition(self, entry: ModelEntry) -> bool:
         return any(e is not entry and e.transition is not None for e in self._entries.values())
+
+    def flag_changed(self, etags: Mapping[str, str | None]) -> list[str]:
+        """Flag the models on this instance whose S3 object no longer has the ETag they were
+        downloaded with; returns the ones flagged just now."""
+        flagged = []
+        for target, etag in etags.items():
+            entry = self._entries.get(target)
+            if entry is None or entry.etag is None or entry.state is ModelState.REMOTE:
+                continue
+            if etag != entry.etag and not entry.artifact_changed:
+                entry.artifact_changed = True
+                flagged.append(target)
+        return flagged
 
     def forget_later(self, entry: ModelEntry) -> None:
         """Bound the entries of models that never reached the disk, forgetting the oldest."""
