@@ -71,6 +71,13 @@ def test_profile_measures_the_copies_once(profile_file: Path) -> None:
     assert profile.cloud_host_bytes(artifact) == artifact.host_memory_bytes
 
 
+def _recording(copies: Path, tmp_path: Path, trace: Path, **budget: int) -> EmulatorSettings:
+    """An endpoint serving the copies under `budget`, tracing every invocation to `trace`."""
+    return EmulatorSettings(
+        port=0, models_dir=copies, trace_file=trace, cache_dir=tmp_path / "cache", **budget
+    )
+
+
 def _send(running: RunningEmulator, sequence: list[int]) -> None:
     client = running.runtime_client()
     for model in sequence:
@@ -86,13 +93,7 @@ def test_replay_reproduces_a_recorded_run_under_a_count_budget(
     copies: Path, profile_file: Path, tmp_path: Path
 ) -> None:
     trace = tmp_path / "trace.jsonl"
-    settings = EmulatorSettings(
-        port=0,
-        models_dir=copies,
-        max_loaded_models=BUDGET,
-        trace_file=trace,
-        cache_dir=tmp_path / "cache",
-    )
+    settings = _recording(copies, tmp_path, trace, max_loaded_models=BUDGET)
     sequence = zipf_sequence(COPIES, 40, 0.8, seed=7).tolist()
     with RunningEmulator(settings) as running:
         _send(running, sequence)
@@ -149,13 +150,7 @@ def test_replay_is_within_two_percent_under_a_measured_memory_budget(
     # room for two models and a half by measurement
     budget = profile.baseline_host_bytes + int(2.5 * footprint)
     trace = tmp_path / "trace.jsonl"
-    settings = EmulatorSettings(
-        port=0,
-        models_dir=copies,
-        memory_limit_bytes=budget,
-        trace_file=trace,
-        cache_dir=tmp_path / "cache",
-    )
+    settings = _recording(copies, tmp_path, trace, memory_limit_bytes=budget)
     sequence = zipf_sequence(COPIES, 40, 0.8, seed=11).tolist()
     with RunningEmulator(settings) as running:
         _send(running, sequence)
