@@ -89,6 +89,24 @@ class ModelStore:
             ) from error
         return response["Body"], response.get("ETag")
 
+    def stat(self, target_model: str) -> tuple[int, str | None]:
+        """The object's size in bytes and its ETag, without reading it."""
+        key = self.prefix.key_for(target_model)
+        try:
+            response = self.client.head_object(Bucket=self.prefix.bucket, Key=key)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_CODES:
+                raise ObjectMissing(self.prefix.bucket, key) from error
+            raise StoreUnavailable(
+                f"S3 HEAD s3://{self.prefix.bucket}/{key} failed: {error}"
+            ) from error
+        except BotoCoreError as error:
+            raise StoreUnavailable(
+                f"S3 HEAD s3://{self.prefix.bucket}/{key} failed: {error}"
+            ) from error
+        return int(response["ContentLength"]), response.get("ETag")
+
     def read_with(self, target_model: str, consume: Callable[[IO[bytes]], int]) -> Fetched:
         """Stream the object into `consume` (which returns the expanded size), turning
         transport failures into StoreUnavailable."""

@@ -88,27 +88,6 @@ async def test_memory_probes_run_off_the_event_loop(tmp_path: Path) -> None:
     assert time.monotonic() - started < 4, "the probe waited for the loop: it ran on the loop"
 
 
-async def test_disk_budget_pass_is_linear(tmp_path: Path) -> None:
-    """20,000 on-disk models and one more download: one pass, not one total per candidate."""
-    cache, _ = _make(tmp_path, FakeStore(["new"]), budgets=Budgets(None, None, 1000, 1 << 20))
-    for index in range(20_000):
-        entry = cache.models.entry(f"m{index}")
-        entry.state = ModelState.ON_DISK
-        cache.models.set_disk_bytes(entry, 1)
-    calls = 0
-    real = cache.disk_bytes
-
-    def counting() -> int:
-        nonlocal calls
-        calls += 1
-        return real()
-
-    cache.disk_bytes = counting  # type: ignore[method-assign]
-    await _use(cache, "new")
-    assert calls <= 3
-    assert cache.disk_bytes() <= 1000
-
-
 async def test_event_loop_lag_is_measured() -> None:
     from mme_local.loop_lag import LoopLagMonitor
 
@@ -176,8 +155,9 @@ async def test_a_load_timeout_unloads_the_ghost_and_says_so(tmp_path: Path) -> N
     with pytest.raises(ModelLoadTimeout, match="did not finish loading within"):
         await _use(cache, "a")
     assert container.unloads == ["a"], "the half-loaded model was unloaded"
+    await cache.settle()
     entry = cache.entries()[0]
-    assert entry.state is ModelState.ON_DISK and entry.transition is None
+    assert entry.state is ModelState.ON_DISK and not entry.busy
     container.gate.set()
     assert await _use(cache, "a") is False
 
@@ -210,24 +190,24 @@ async def test_a_probe_that_raises_during_a_load_leaves_the_model_usable(tmp_pat
         budgets=Budgets(None, 1 << 40, None, 1 << 20),
         memory_probe=failing_once,
     )
-    with pytest.raises(OSError, match="probe failed"):
-        await _use(cache, "a")
-    assert cache.entries()[0].state is not ModelState.LOADING
+    # The load itself went well: the model is served, its memory recorded as unknown.
     assert await asyncio.wait_for(_use(cache, "a"), 5) is False
+    await cache.settle()
+    assert cache.entries()[0].state is ModelState.LOADED
+    assert await asyncio.wait_for(_use(cache, "a"), 5) is True
 
 
-async def test_an_unload_cancelled_before_it_starts_leaves_no_stale_transition(
-    tmp_path: Path,
-) -> None:
-    cache, _ = _make(tmp_path, FakeStore(["a"]))
+async def test_an_unload_cancelled_midway_leaves_no_stale_transition(tmp_path: Path) -> None:
+    cache, container = _make(tmp_path, FakeStore(["a", "b"]), budgets=Budgets(1, None, None, 1 << 20))
     await _use(cache, "a")
-    entry = cache.entries()[0]
-    task = cache._start_unload(entry, "test")
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    assert entry.transition is None
-    assert entry.state is ModelState.LOADED, "the unload never ran: still loaded"
+    container.unload_gate.clear()
+    await _use(cache, "b")
+    entry = next(e for e in cache.entries() if e.target_model == "a")
+    assert entry.state is ModelState.UNLOADING
+    cache._unloads["a"].cancel()
     await asyncio.wait_for(cache.settle(), 2)
+    assert entry.state is ModelState.ON_DISK and not entry.busy
+    assert cache.loaded_count() == 1
 
 
 # ----- 7. extraction is capped by the disk budget and free space -------------------------
@@ -241,9 +221,9 @@ async def test_extraction_is_capped_by_the_remaining_disk_budget(tmp_path: Path)
             return Fetched(consume(io.BytesIO(big)), None)
 
     cache, _ = _make(tmp_path, BigStore(["a"]), budgets=Budgets(None, None, 10_000, 1 << 30))
-    with pytest.raises(OSError, match="the remaining disk budget"):
+    with pytest.raises(OSError, match="does not fit in the disk budget"):
         await _use(cache, "a")
-    assert cache.entries()[0].state is ModelState.REMOTE
+    assert cache.entries() == []
     assert list(tmp_path.iterdir()) == []
 
 
@@ -258,11 +238,12 @@ async def test_extraction_is_capped_by_free_disk_space(tmp_path: Path) -> None:
 
 
 async def test_requests_for_missing_models_do_not_grow_the_cache_forever(tmp_path: Path) -> None:
-    cache, _ = _make(tmp_path, FakeStore([]), max_stale_entries=50)
+    cache, _ = _make(tmp_path, FakeStore([]))
     for index in range(500):
         with pytest.raises(ObjectMissing):
             await _use(cache, f"random-{index}")
-    assert len(cache.entries()) <= 51
+    assert cache.entries() == [], "SageMaker keeps nothing for a name it could not find"
+    assert cache.machine.forgotten == 500
 
 
 def test_the_per_model_label_set_is_bounded() -> None:
@@ -327,6 +308,7 @@ async def test_memory_deltas_are_not_taken_across_overlapping_transitions(
         memory_probe=total,
     )
     await _use(cache, "a")
+    await cache.settle()
     assert cache.entries()[0].memory_bytes == 100
     container.unload_gate.clear()
     await _use(cache, "b")

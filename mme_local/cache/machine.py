@@ -1,0 +1,711 @@
+"""The model cache's state machine: every decision, no I/O, no `await`, no clock of its own.
+
+The live cache (`cache.manager`) and the capacity simulator (`capacity.instance`) both drive
+this one class: they feed it events (a request arrives or ends, some work finished or failed)
+and carry out the commands it queues in `outbox` (probe, download, load, unload, delete,
+answer a waiting request). Because each event is handled in one synchronous step, every
+budget check and the act it licenses happen together, and disk and memory are reserved when
+the work is licensed: concurrent work cannot overshoot a budget.
+
+States of one TargetModel (`ModelEntry.state`; `waiting` says what a transition is queued for):
+
+=============  ===========================  ==============================================
+state          event                        next (commands issued)
+=============  ===========================  ==============================================
+REMOTE         request                      DOWNLOADING: Probe (disk budget, size unknown),
+                                            else wait for DISK_ROOM / DOWNLOAD_SLOT
+DOWNLOADING    probed                       wait for DISK_ROOM (deleting idle models on
+                                            disk, unloading idle loaded ones to make room)
+DOWNLOADING    room reserved                wait for DOWNLOAD_SLOT, then Download
+DOWNLOADING    downloaded                   ON_DISK, then at once a load (as LOADING)
+DOWNLOADING    outgrew its reservation      DOWNLOADING again with a reservation of the
+                                            whole allowance (once), else REMOTE + errors
+DOWNLOADING    probe/download failed        REMOTE; every waiter gets the error
+ON_DISK        request                      LOADING (count budget: the LRU idle model's
+                                            Unload starts beside it), wait for MEMORY
+LOADING        memory fits                  memory reserved; wait for LOAD_SLOT, then Load
+LOADING        loaded                       LOADED; every waiter is answered ready
+LOADING        load failed (507)            an idle model's Unload, then Load once more
+LOADING        load failed / timed out      ON_DISK (timed out: UNLOADING, a ghost Unload);
+                                            every waiter gets the error
+LOADED         request                      LOADED (a cache hit)
+LOADED         measured over a budget       Unload of LRU idle models until it fits
+LOADED         idle, cache disabled         UNLOADING, then deleted (REMOTE)
+LOADED         container lost it            ON_DISK
+UNLOADING      unloaded                     ON_DISK (or REMOTE when reclaimed for disk);
+                                            a new load if requests arrived meanwhile
+ON_DISK        idle and disk room needed    REMOTE: Delete
+=============  ===========================  ==============================================
+
+Victims are chosen by the stateless `EvictionPolicy`: least recently used among idle (unpinned,
+settled) models. A request pins its model from arrival to `done`/`abandon`; a pinned model is
+never unloaded or deleted. Memory in use is the measured base plus what each model holding
+memory measured on its last load (0 until first measured); an unloading model holds its memory
+until its unload ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from mme_local.cache.entry import ModelEntry, ModelState, Waiting
+from mme_local.cache.policy import Budgets, EvictionPolicy
+from mme_local.cache.records import DiskFull, Eviction
+
+log = logging.getLogger(__name__)
+
+REMOTE, DOWNLOADING, ON_DISK = ModelState.REMOTE, ModelState.DOWNLOADING, ModelState.ON_DISK
+LOADING, LOADED, UNLOADING = ModelState.LOADING, ModelState.LOADED, ModelState.UNLOADING
+
+# An archive's first reservation: its size in S3 plus a quarter and 1 MiB (model weights hardly
+# compress). One that expands further is downloaded again with the whole allowance reserved.
+_SLACK_FRACTION = 4
+_SLACK_BYTES = 1 << 20
+
+
+# ----- commands: what the executor is asked to do ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Ask S3 for the archive's size (sizes the disk reservation)."""
+
+    entry: ModelEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    entry: ModelEntry
+    reserved: int | None
+    """The most disk the extraction may use (None: no disk budget)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    entry: ModelEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Unload:
+    entry: ModelEntry
+    reason: str
+    ghost: bool = False
+    """Dropping a load that timed out (not an eviction)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove the model's folder; the accounting already says it is gone."""
+
+    entry: ModelEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A waiting request's answer: ready (error None) or the error of the work it waited on."""
+
+    entry: ModelEntry
+    request: int
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evicted:
+    record: Eviction
+
+
+Command = Probe | Download | Load | Unload | Delete | Answer | Evicted
+
+
+class _Slots:
+    """At most `limit` holders (None: no limit); the rest queue, first come first served."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.free = limit
+        self.queue: deque[ModelEntry] = deque()
+
+    def take(self, entry: ModelEntry) -> bool:
+        if self.free is None:
+            return True
+        if self.free == 0:
+            self.queue.append(entry)
+            return False
+        self.free -= 1
+        return True
+
+    def give_back(self) -> ModelEntry | None:
+        """The next in the queue, which takes over the slot; None if no one waits."""
+        if self.free is None:
+            return None
+        if self.queue:
+            return self.queue.popleft()
+        self.free += 1
+        return None
+
+
+class CacheMachine:
+    """The cache's decisions for one instance. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        budgets: Budgets,
+        *,
+        cache_enabled: bool = True,
+        max_parallel_downloads: int | None = None,
+        max_parallel_loads: int | None = None,
+        clock: Callable[[], float] = lambda: 0.0,
+        wall_clock: Callable[[], float] | None = None,
+        name_of: Callable[[str], str] = str,
+        track_gpu: bool = False,
+        keep_evictions: int = 1000,
+    ) -> None:
+        self.budgets = budgets
+        self.policy = EvictionPolicy(budgets)
+        self.cache_enabled = cache_enabled
+        self.clock = clock
+        self.wall_clock = wall_clock or clock
+        self.name_of = name_of
+        self.outbox: list[Command] = []
+        self.models: dict[str, ModelEntry] = {}
+        # Least recently used first. `_loaded`: models in LOADED; `_settled`: every model with
+        # its files on disk and no download in flight (the disk pass skips busy ones).
+        self._loaded: OrderedDict[str, ModelEntry] = OrderedDict()
+        self._settled: OrderedDict[str, ModelEntry] = OrderedDict()
+        self._downloads = _Slots(max_parallel_downloads)
+        self._loads = _Slots(max_parallel_loads)
+        self._room_queue: deque[ModelEntry] = deque()
+        self._memory_queue: deque[ModelEntry] = deque()
+        self._after_unload: dict[str, ModelEntry] = {}
+        """Victim name -> the load that answered 507 and retries once the victim is out."""
+        self._wanted_reserve: dict[str, int] = {}
+        self._outgrown: set[str] = set()
+        self._unload_reasons: dict[str, tuple[str, float]] = {}
+        self.occupying = 0
+        """Models loaded or loading (what `max_loaded_models` bounds)."""
+        self.disk_used = 0
+        self.disk_reserved = 0
+        self.disk_reclaiming = 0
+        """Bytes of models being unloaded to be deleted for disk room."""
+        self.base_host = 0
+        self.base_gpu: int | None = 0 if track_gpu else None
+        self.host_held = 0
+        self.gpu_held = 0
+        self.host_leaving = 0
+        self.gpu_leaving = 0
+        self.evictions: deque[Eviction] = deque(maxlen=keep_evictions)
+        self.over_budget_loads = 0
+        self.forgotten = 0
+        """Requests for models that never reached the disk (unknown names, failures)."""
+        self.hits = 0
+        self.loads = self.unloads = self.downloads = self.deletions = 0
+        self.runtime_running = True
+
+    # ----- views ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        """Known models, least recently used first."""
+        return iter(sorted(self.models.values(), key=lambda e: e.last_used))
+
+    @property
+    def host_used(self) -> int:
+        return self.base_host + self.host_held
+
+    @property
+    def gpu_used(self) -> int | None:
+        return None if self.base_gpu is None else self.base_gpu + self.gpu_held
+
+    def loaded_count(self) -> int:
+        return len(self._loaded)
+
+    @property
+    def downloads_waiting(self) -> int:
+        """Downloads queued for a download slot or for disk room."""
+        return len(self._downloads.queue) + len(self._room_queue)
+
+    @property
+    def loads_waiting(self) -> int:
+        """Loads queued for a load slot or for memory."""
+        return len(self._loads.queue) + len(self._memory_queue)
+
+    def in_transition(self) -> list[ModelEntry]:
+        return [e for e in self.models.values() if e.busy]
+
+    def quiet_except(self, entry: ModelEntry) -> bool:
+        """No other model is being loaded or unloaded (the model server's memory then changes
+        for this model alone; downloads don't touch it)."""
+        return not any(
+            e is not entry
+            and (e.state is UNLOADING or (e.state is LOADING and e.waiting is None))
+            for e in self.models.values()
+        )
+
+    # ----- requests ---------------------------------------------------------------------------
+
+    def request(self, request: int, target_model: str) -> ModelEntry:
+        """A request arrives: pinned until `done` (or `abandon`). The model is served now
+        when it is LOADED (`entry.state`), else the request waits for an Answer."""
+        entry = self.models.get(target_model)
+        if entry is None:
+            entry = self.models[target_model] = ModelEntry(
+                target_model, self.name_of(target_model)
+            )
+        entry.pins += 1
+        state = entry.state
+        if state is LOADED:
+            self.hits += 1
+            self._use(entry)
+            return entry
+        entry.waiters.append(request)
+        if state is REMOTE:
+            self._start_download(entry)
+        elif state is ON_DISK:
+            self._start_load(entry)
+        return entry
+
+    def done(self, entry: ModelEntry) -> None:
+        """A request that was served (or answered with an error) has ended."""
+        entry.pins -= 1
+        if entry.pins == 0:
+            self._idle(entry)
+
+    def abandon(self, request: int, entry: ModelEntry) -> bool:
+        """A waiting request gave up (ready timeout); the work goes on. False if it was
+        answered already."""
+        try:
+            entry.waiters.remove(request)
+        except ValueError:
+            return False
+        self.done(entry)
+        return True
+
+    def _use(self, entry: ModelEntry) -> None:
+        entry.invocations += 1
+        entry.last_used = self.clock()
+        entry.last_used_wall = self.wall_clock()
+        name = entry.target_model
+        if name in self._loaded:
+            self._loaded.move_to_end(name)
+        if name in self._settled:
+            self._settled.move_to_end(name)
+
+    # ----- downloads --------------------------------------------------------------------------
+
+    def _start_download(self, entry: ModelEntry) -> None:
+        entry.state = DOWNLOADING
+        entry.last_error = None
+        if self.budgets.disk_bytes is None:
+            self._want_download_slot(entry, None)
+        elif entry.size_hint is None:
+            entry.waiting = None
+            self.outbox.append(Probe(entry))
+        else:
+            self._want_room(entry, self._first_reservation(entry, entry.size_hint))
+
+    def probed(self, entry: ModelEntry, size: int) -> None:
+        entry.size_hint = size
+        self._want_room(entry, self._first_reservation(entry, size))
+
+    def _allowance(self) -> int:
+        budget = self.budgets.disk_bytes
+        cap = self.budgets.max_archive_bytes
+        return cap if budget is None else min(cap, budget)
+
+    def _first_reservation(self, entry: ModelEntry, size: int) -> int:
+        guess = size + size // _SLACK_FRACTION + _SLACK_BYTES
+        return min(self._allowance(), guess)
+
+    def _want_room(self, entry: ModelEntry, reserve: int) -> None:
+        budget = self.budgets.disk_bytes
+        assert budget is not None
+        if (entry.size_hint or 0) > budget:
+            self._download_failed(
+                entry,
+                DiskFull(
+                    f"the archive of {entry.target_model} ({entry.size_hint} bytes) is larger "
+                    f"than the whole disk budget ({budget} bytes)"
+                ),
+            )
+            return
+        entry.waiting = Waiting.DISK_ROOM
+        self._wanted_reserve[entry.target_model] = reserve
+        self._room_queue.append(entry)
+        self._grant_room()
+
+    def _grant_room(self) -> None:
+        """Reserve disk for queued downloads in order, making room from idle models."""
+        budget = self.budgets.disk_bytes
+        queue = self._room_queue
+        while queue and budget is not None:
+            entry = queue[0]
+            need = self._wanted_reserve[entry.target_model]
+            used = self.disk_used + self.disk_reserved
+            if used + need > budget:
+                for victim in list(self.policy.disk_victims(self._settled.values(), used + need)):
+                    self._delete(victim, "disk budget")
+                used = self.disk_used + self.disk_reserved
+            if used + need > budget:
+                # Idle loaded models give their disk back once unloaded.
+                while used - self.disk_reclaiming + need > budget:
+                    victim = self.policy.victim(self._loaded.values())
+                    if victim is None:
+                        return
+                    self._unload(victim, "disk budget", reclaim=True)
+                return
+            queue.popleft()
+            del self._wanted_reserve[entry.target_model]
+            entry.disk_reserved = need
+            self.disk_reserved += need
+            self._want_download_slot(entry, need)
+
+    def _want_download_slot(self, entry: ModelEntry, reserved: int | None) -> None:
+        entry.waiting = Waiting.DOWNLOAD_SLOT
+        if self._downloads.take(entry):
+            entry.waiting = None
+            self.outbox.append(Download(entry, reserved))
+
+    def _download_slot_freed(self) -> None:
+        following = self._downloads.give_back()
+        if following is not None:
+            following.waiting = None
+            self.outbox.append(Download(following, following.disk_reserved or None))
+
+    def _release_reservation(self, entry: ModelEntry) -> None:
+        self.disk_reserved -= entry.disk_reserved
+        entry.disk_reserved = 0
+
+    def downloaded(self, entry: ModelEntry, size: int, etag: str | None) -> None:
+        self._download_slot_freed()
+        self._release_reservation(entry)
+        self._outgrown.discard(entry.target_model)
+        entry.disk_bytes = size
+        self.disk_used += size
+        entry.etag = etag
+        entry.artifact_changed = False
+        entry.downloads += 1
+        self.downloads += 1
+        entry.state = ON_DISK
+        entry.waiting = None
+        self._settled[entry.target_model] = entry
+        self._grant_room()
+        # The work carries on to a load even if every request gave up meanwhile.
+        self._start_load(entry)
+
+    def download_failed(self, entry: ModelEntry, error: BaseException, outgrew: bool) -> None:
+        """The download ended without a model; `outgrew`: it needed more than reserved."""
+        self._download_slot_freed()
+        reserved = entry.disk_reserved
+        self._release_reservation(entry)
+        if outgrew and reserved < self._allowance() and entry.target_model not in self._outgrown:
+            self._outgrown.add(entry.target_model)
+            self._want_room(entry, self._allowance())
+        else:
+            budget = self.budgets.disk_bytes
+            if outgrew and budget is not None and budget <= self.budgets.max_archive_bytes:
+                error = DiskFull(
+                    f"{entry.target_model} does not fit in the disk budget: it expands to more "
+                    f"than the whole budget of {budget} bytes"
+                )
+            self._outgrown.discard(entry.target_model)
+            self._download_failed(entry, error)
+        self._grant_room()
+
+    def probe_failed(self, entry: ModelEntry, error: BaseException) -> None:
+        self._download_failed(entry, error)
+
+    def _download_failed(self, entry: ModelEntry, error: BaseException) -> None:
+        entry.state = REMOTE
+        entry.waiting = None
+        self._fail_waiters(entry, error)
+        self._idle(entry)
+
+    # ----- loads ------------------------------------------------------------------------------
+
+    def _start_load(self, entry: ModelEntry) -> None:
+        """ON_DISK -> LOADING: the count budget is checked and acted on in this step."""
+        while reason := self.policy.count_full(self.occupying):
+            victim = self.policy.victim(self._loaded.values(), entry)
+            if victim is None:
+                self.over_budget_loads += 1
+                log.warning(
+                    "%s loads over %s: every loaded model is in use", entry.target_model, reason
+                )
+                break
+            self._unload(victim, reason)
+        entry.state = LOADING
+        self.occupying += 1
+        entry.waiting = Waiting.MEMORY
+        self._memory_queue.append(entry)
+        self._grant_memory()
+
+    def _memory_short(self, adding: int, adding_gpu: int, leaving: bool) -> str | None:
+        host = self.host_used - (self.host_leaving if leaving else 0)
+        gpu = self.gpu_used
+        if gpu is not None:
+            gpu += adding_gpu - (self.gpu_leaving if leaving else 0)
+        return self.policy.memory_short(host, gpu, adding)
+
+    def _grant_memory(self) -> None:
+        """Reserve memory for queued loads in order, unloading idle models to make room."""
+        queue = self._memory_queue
+        while queue:
+            entry = queue[0]
+            host = entry.memory_bytes if entry.memory_measured else 0
+            gpu = entry.gpu_bytes
+            reason = self._memory_short(host, gpu, leaving=False)
+            if reason is not None and self._memory_short(host, gpu, leaving=True) is not None:
+                victim = self.policy.victim(self._loaded.values(), entry)
+                if victim is not None:
+                    self._unload(victim, reason)
+                    continue
+                self.over_budget_loads += 1
+                log.warning("%s loads over the %s: every model is in use", entry.target_model, reason)
+            elif reason is not None:
+                return  # unloads in flight free enough: wait for them
+            queue.popleft()
+            self._hold_memory(entry)
+            self._want_load_slot(entry)
+
+    def _hold_memory(self, entry: ModelEntry) -> None:
+        if not entry.holds_memory:
+            entry.holds_memory = True
+            self.host_held += entry.memory_bytes
+            self.gpu_held += entry.gpu_bytes
+
+    def _free_memory(self, entry: ModelEntry) -> None:
+        if entry.holds_memory:
+            entry.holds_memory = False
+            self.host_held -= entry.memory_bytes
+            self.gpu_held -= entry.gpu_bytes
+
+    def _want_load_slot(self, entry: ModelEntry) -> None:
+        entry.waiting = Waiting.LOAD_SLOT
+        if self._loads.take(entry):
+            entry.waiting = None
+            self.outbox.append(Load(entry))
+
+    def _load_slot_freed(self) -> None:
+        following = self._loads.give_back()
+        if following is not None:
+            following.waiting = None
+            self.outbox.append(Load(following))
+
+    def loaded(self, entry: ModelEntry) -> None:
+        self._load_slot_freed()
+        entry.retry_after_unload = False
+        entry.state = LOADED
+        entry.waiting = None
+        entry.loads += 1
+        self.loads += 1
+        entry.last_error = None
+        entry.loaded_at = self.clock()
+        self._loaded[entry.target_model] = entry
+        self._settled.move_to_end(entry.target_model)
+        waiters, entry.waiters = entry.waiters, []
+        for request in waiters:
+            self._use(entry)
+            self.outbox.append(Answer(entry, request, None))
+        self._idle(entry)
+
+    def measured(self, entry: ModelEntry, host: int | None, gpu: int | None = None) -> None:
+        """What the model holds, measured after its load; over a budget, idle models go."""
+        held = entry.holds_memory
+        self._free_memory(entry)
+        if host is not None:
+            entry.memory_bytes, entry.memory_measured = host, True
+        if gpu is not None:
+            entry.gpu_bytes = gpu
+        if held:
+            self._hold_memory(entry)
+        self._enforce_memory(entry)
+
+    def memory_unknown(self, entry: ModelEntry) -> None:
+        """The load's memory could not be told apart from other work's."""
+        entry.memory_measured = False
+
+    def set_base_memory(self, host: int, gpu: int | None) -> None:
+        """The model server's own memory (total measured less what models hold)."""
+        self.base_host = max(0, host)
+        if self.base_gpu is not None and gpu is not None:
+            self.base_gpu = max(0, gpu)
+
+    def _enforce_memory(self, keep: ModelEntry | None) -> None:
+        while reason := self._memory_short(0, 0, leaving=True):
+            victim = self.policy.victim(self._loaded.values(), keep)
+            if victim is None:
+                log.warning("over the %s and every other model is in use", reason)
+                return
+            self._unload(victim, reason)
+
+    def load_failed(self, entry: ModelEntry, error: BaseException) -> None:
+        self._load_slot_failed(entry)
+        entry.state = ON_DISK
+        entry.last_error = str(error)
+        self._fail_waiters(entry, error)
+        self._idle(entry)
+
+    def load_rejected_for_memory(self, entry: ModelEntry, error: BaseException) -> None:
+        """The container answered 507: unload one idle model, then load once more."""
+        victim = None if entry.retry_after_unload else self.policy.victim(self._loaded.values(), entry)
+        if victim is None:
+            entry.retry_after_unload = False
+            self.load_failed(entry, error)
+            return
+        self._load_slot_freed()
+        entry.retry_after_unload = True
+        entry.waiting = Waiting.MEMORY
+        self._after_unload[victim.target_model] = entry
+        self._unload(victim, "container answered 507 on load")
+
+    def load_timed_out(self, entry: ModelEntry, error: BaseException) -> None:
+        """The container may still be loading it: unload the ghost (not an eviction)."""
+        self._load_slot_freed()
+        self.occupying -= 1
+        entry.retry_after_unload = False
+        entry.state = UNLOADING
+        entry.waiting = None
+        entry.last_error = str(error)
+        self._fail_waiters(entry, error)
+        self.host_leaving += entry.memory_bytes if entry.holds_memory else 0
+        self.gpu_leaving += entry.gpu_bytes if entry.holds_memory else 0
+        self.outbox.append(Unload(entry, "load timed out", ghost=True))
+
+    def _load_slot_failed(self, entry: ModelEntry) -> None:
+        self._load_slot_freed()
+        self.occupying -= 1
+        entry.retry_after_unload = False
+        self._free_memory(entry)
+        entry.waiting = None
+        self._grant_memory()
+
+    # ----- unloads and deletions -------------------------------------------------------------
+
+    def _unload(self, victim: ModelEntry, reason: str, reclaim: bool = False) -> None:
+        victim.state = UNLOADING
+        self.occupying -= 1
+        del self._loaded[victim.target_model]
+        if victim.holds_memory:
+            self.host_leaving += victim.memory_bytes
+            self.gpu_leaving += victim.gpu_bytes
+        victim.reclaim = reclaim
+        if reclaim:
+            self.disk_reclaiming += victim.disk_bytes
+        self.outbox.append(Unload(victim, reason))
+        self._unload_reasons[victim.target_model] = (reason, self.clock() - victim.last_used)
+
+    def unloaded(self, entry: ModelEntry, ghost: bool = False) -> None:
+        reason, idle_s = self._unload_reasons.pop(entry.target_model, ("", 0.0))
+        if entry.holds_memory:
+            self.host_leaving -= entry.memory_bytes
+            self.gpu_leaving -= entry.gpu_bytes
+        freed = entry.memory_bytes
+        self._free_memory(entry)
+        entry.state = ON_DISK
+        if not ghost:
+            entry.unloads += 1
+            self.unloads += 1
+        reclaim, entry.reclaim = entry.reclaim, False
+        if reclaim:
+            self.disk_reclaiming -= entry.disk_bytes
+        if not ghost:
+            self._record(entry, reason, idle_s, freed, deleted=reclaim)
+        if reclaim:
+            self._delete(entry, None)
+        retry = self._after_unload.pop(entry.target_model, None)
+        if retry is not None and retry.state is LOADING:
+            self._want_load_slot(retry)
+        if entry.waiters:
+            if entry.state is REMOTE:
+                self._start_download(entry)
+            else:
+                self._start_load(entry)
+        self._grant_memory()
+        self._grant_room()
+        self._idle(entry)
+
+    def _delete(self, entry: ModelEntry, reason: str | None) -> None:
+        """Off the disk at once in the accounting; the executor removes the files."""
+        self.disk_used -= entry.disk_bytes
+        entry.disk_bytes = 0
+        entry.state = REMOTE
+        self._settled.pop(entry.target_model, None)
+        self.deletions += 1
+        self.outbox.append(Delete(entry))
+        if reason is not None:
+            self._record(entry, reason, self.clock() - entry.last_used, 0, deleted=True)
+
+    def _record(
+        self, entry: ModelEntry, reason: str, idle_s: float, freed: int, deleted: bool
+    ) -> None:
+        record = Eviction(entry.target_model, reason, idle_s, self.wall_clock(), freed, deleted)
+        self.evictions.append(record)
+        self.outbox.append(Evicted(record))
+
+    # ----- the rest ---------------------------------------------------------------------------
+
+    def _fail_waiters(self, entry: ModelEntry, error: BaseException) -> None:
+        entry.last_error = str(error)
+        waiters, entry.waiters = entry.waiters, []
+        for request in waiters:
+            self.outbox.append(Answer(entry, request, error))
+
+    def _idle(self, entry: ModelEntry) -> None:
+        """A request or some work on the model ended: apply what waited for a quiet model,
+        and let queued work that waited for room try again."""
+        if entry.pins == 0:
+            state = entry.state
+            if not self.cache_enabled:
+                if state is LOADED:
+                    self._unload(entry, "model cache disabled", reclaim=True)
+                elif state is ON_DISK:
+                    self._delete(entry, "model cache disabled")
+            if entry.state is REMOTE and entry.downloads == 0:
+                self.models.pop(entry.target_model, None)
+                self.forgotten += 1
+        if self._room_queue:
+            self._grant_room()
+        if self._memory_queue:
+            self._grant_memory()
+
+    def make_room(self, keep: ModelEntry, reason: str) -> ModelEntry | None:
+        """Unload one idle model other than `keep` (e.g. after a 507 on invoke)."""
+        victim = self.policy.victim(self._loaded.values(), keep)
+        if victim is not None:
+            self._unload(victim, reason)
+        return victim
+
+    def container_lost(self, entry: ModelEntry) -> None:
+        """The container no longer has this model (unloaded behind the cache's back)."""
+        if entry.state is LOADED:
+            self._drop_loaded(entry)
+
+    def runtime_down(self) -> None:
+        """The model server died: nothing is loaded any more; work in flight fails by itself."""
+        self.runtime_running = False
+        for entry in list(self._loaded.values()):
+            self._drop_loaded(entry)
+
+    def runtime_up(self) -> None:
+        self.runtime_running = True
+
+    def _drop_loaded(self, entry: ModelEntry) -> None:
+        del self._loaded[entry.target_model]
+        self.occupying -= 1
+        self._free_memory(entry)
+        entry.state = ON_DISK
+        self._grant_memory()
+
+    def flag_changed(self, etags: dict[str, str | None]) -> list[str]:
+        """Flag the models whose S3 object no longer has the ETag they were downloaded with;
+        returns the ones flagged just now."""
+        flagged = []
+        for target, etag in etags.items():
+            entry = self.models.get(target)
+            if entry is None or entry.etag is None or entry.state is REMOTE:
+                continue
+            if etag != entry.etag and not entry.artifact_changed:
+                entry.artifact_changed = True
+                flagged.append(target)
+        return flagged
