@@ -15,15 +15,17 @@ state          event                        next (commands issued)
 REMOTE         request                      DOWNLOADING: Probe (disk budget, size unknown),
                                             else wait for DISK_ROOM / DOWNLOAD_SLOT
 DOWNLOADING    probed                       wait for DISK_ROOM (deleting idle models on
-                                            disk, unloading idle loaded ones to make room)
+                                            disk; unloading idle loaded ones when no load
+                                            is queued)
 DOWNLOADING    room reserved                wait for DOWNLOAD_SLOT, then Download
 DOWNLOADING    downloaded                   ON_DISK, then at once a load (as LOADING)
 DOWNLOADING    outgrew its reservation      DOWNLOADING again with a reservation of the
                                             whole allowance (once), else REMOTE + errors
 DOWNLOADING    probe/download failed        REMOTE; every waiter gets the error
 ON_DISK        request                      LOADING (count budget: the LRU idle model's
-                                            Unload starts beside it), wait for MEMORY
-LOADING        memory fits                  memory reserved; wait for LOAD_SLOT, then Load
+                                            Unload starts beside it), wait for LOAD_SLOT
+LOADING        slot taken                   wait for MEMORY (unloading LRU idle models)
+LOADING        memory fits                  memory reserved; Load
 LOADING        loaded                       LOADED; every waiter is answered ready
 LOADING        load failed (507)            an idle model's Unload, then Load once more
 LOADING        load failed / timed out      ON_DISK (timed out: UNLOADING, a ghost Unload);
@@ -183,6 +185,8 @@ class CacheMachine:
         self._wanted_reserve: dict[str, int] = {}
         self._outgrown: set[str] = set()
         self._unload_reasons: dict[str, tuple[str, float]] = {}
+        self._room_short: int | None = None
+        """Bytes the first queued download still lacked at its last try (None: try again)."""
         self.occupying = 0
         """Models loaded or loading (what `max_loaded_models` bounds)."""
         self.disk_used = 0
@@ -335,25 +339,40 @@ class CacheMachine:
         self._grant_room()
 
     def _grant_room(self) -> None:
-        """Reserve disk for queued downloads in order, making room from idle models."""
+        """Reserve disk for queued downloads in order. Room comes from idle models on disk
+        (deleted), then from idle loaded ones (unloaded, then deleted), and only when that
+        makes enough room: nothing is evicted for room that still would not suffice."""
         budget = self.budgets.disk_bytes
         queue = self._room_queue
+        self._room_short = None
         while queue and budget is not None:
             entry = queue[0]
             need = self._wanted_reserve[entry.target_model]
-            used = self.disk_used + self.disk_reserved
-            if used + need > budget:
-                for victim in list(self.policy.disk_victims(self._settled.values(), used + need)):
+            short = self.disk_used + self.disk_reserved + need - budget
+            if short > 0:
+                on_disk = list(
+                    self.policy.disk_victims(self._settled.values(), budget + short)
+                )
+                freed = sum(victim.disk_bytes for victim in on_disk)
+                coming = self.disk_reclaiming
+                loaded: list[ModelEntry] = []
+                # Not while loads are queued: those models could not be loaded soon anyway,
+                # and hot models would make way for them.
+                if freed + coming < short and not (self._loads.queue or self._memory_queue):
+                    for victim in self.policy.victims(self._loaded.values()):
+                        loaded.append(victim)
+                        coming += victim.disk_bytes
+                        if freed + coming >= short:
+                            break
+                if freed + coming < short:
+                    self._room_short = short - freed - coming
+                    return
+                for victim in on_disk:
                     self._delete(victim, "disk budget")
-                used = self.disk_used + self.disk_reserved
-            if used + need > budget:
-                # Idle loaded models give their disk back once unloaded.
-                while used - self.disk_reclaiming + need > budget:
-                    victim = self.policy.victim(self._loaded.values())
-                    if victim is None:
-                        return
+                for victim in loaded:
                     self._unload(victim, "disk budget", reclaim=True)
-                return
+                if freed < short:
+                    return  # the unloads in flight bring the rest
             queue.popleft()
             del self._wanted_reserve[entry.target_model]
             entry.disk_reserved = need
@@ -389,9 +408,10 @@ class CacheMachine:
         entry.state = ON_DISK
         entry.waiting = None
         self._settled[entry.target_model] = entry
-        self._grant_room()
-        # The work carries on to a load even if every request gave up meanwhile.
+        # The work carries on to a load even if every request gave up meanwhile; it is
+        # loading (so never a disk victim) before queued downloads look for room.
         self._start_load(entry)
+        self._grant_room()
 
     def download_failed(self, entry: ModelEntry, error: BaseException, outgrew: bool) -> None:
         """The download ended without a model; `outgrew`: it needed more than reserved."""
@@ -436,6 +456,10 @@ class CacheMachine:
             self._unload(victim, reason)
         entry.state = LOADING
         self.occupying += 1
+        self._want_load_slot(entry)
+
+    def _want_memory(self, entry: ModelEntry) -> None:
+        """Memory is reserved at the load call (a load queued for a slot holds none)."""
         entry.waiting = Waiting.MEMORY
         self._memory_queue.append(entry)
         self._grant_memory()
@@ -466,7 +490,8 @@ class CacheMachine:
                 return  # unloads in flight free enough: wait for them
             queue.popleft()
             self._hold_memory(entry)
-            self._want_load_slot(entry)
+            entry.waiting = None
+            self.outbox.append(Load(entry))
 
     def _hold_memory(self, entry: ModelEntry) -> None:
         if not entry.holds_memory:
@@ -483,14 +508,12 @@ class CacheMachine:
     def _want_load_slot(self, entry: ModelEntry) -> None:
         entry.waiting = Waiting.LOAD_SLOT
         if self._loads.take(entry):
-            entry.waiting = None
-            self.outbox.append(Load(entry))
+            self._want_memory(entry)
 
     def _load_slot_freed(self) -> None:
         following = self._loads.give_back()
         if following is not None:
-            following.waiting = None
-            self.outbox.append(Load(following))
+            self._want_memory(following)
 
     def loaded(self, entry: ModelEntry) -> None:
         self._load_slot_freed()
@@ -507,18 +530,24 @@ class CacheMachine:
         for request in waiters:
             self._use(entry)
             self.outbox.append(Answer(entry, request, None))
+        if self._room_queue and not self._loads.queue:
+            self._grant_room()
         self._idle(entry)
 
     def measured(self, entry: ModelEntry, host: int | None, gpu: int | None = None) -> None:
         """What the model holds, measured after its load; over a budget, idle models go."""
-        held = entry.holds_memory
-        self._free_memory(entry)
+        old_host, old_gpu = entry.memory_bytes, entry.gpu_bytes
         if host is not None:
             entry.memory_bytes, entry.memory_measured = host, True
         if gpu is not None:
             entry.gpu_bytes = gpu
-        if held:
-            self._hold_memory(entry)
+        if entry.holds_memory:
+            grown_host, grown_gpu = entry.memory_bytes - old_host, entry.gpu_bytes - old_gpu
+            self.host_held += grown_host
+            self.gpu_held += grown_gpu
+            if entry.state is UNLOADING:
+                self.host_leaving += grown_host
+                self.gpu_leaving += grown_gpu
         self._enforce_memory(entry)
 
     def memory_unknown(self, entry: ModelEntry) -> None:
@@ -653,21 +682,29 @@ class CacheMachine:
 
     def _idle(self, entry: ModelEntry) -> None:
         """A request or some work on the model ended: apply what waited for a quiet model,
-        and let queued work that waited for room try again."""
-        if entry.pins == 0:
-            state = entry.state
-            if not self.cache_enabled:
-                if state is LOADED:
-                    self._unload(entry, "model cache disabled", reclaim=True)
-                elif state is ON_DISK:
-                    self._delete(entry, "model cache disabled")
-            if entry.state is REMOTE and entry.downloads == 0:
-                self.models.pop(entry.target_model, None)
-                self.forgotten += 1
-        if self._room_queue:
-            self._grant_room()
-        if self._memory_queue:
+        and let queued work that waited for room try again if this may be enough."""
+        if entry.pins:
+            return
+        state = entry.state
+        if not self.cache_enabled:
+            if state is LOADED:
+                self._unload(entry, "model cache disabled", reclaim=True)
+            elif state is ON_DISK:
+                self._delete(entry, "model cache disabled")
+                if self._room_queue:
+                    self._grant_room()
+        state = entry.state
+        if state is REMOTE and entry.downloads == 0:
+            self.models.pop(entry.target_model, None)
+            self.forgotten += 1
+            return
+        if state is LOADED and self._memory_queue:
             self._grant_memory()
+        if (state is LOADED or state is ON_DISK) and self._room_queue:
+            if self._room_short is not None:
+                self._room_short -= entry.disk_bytes
+            if self._room_short is None or self._room_short <= 0:
+                self._grant_room()
 
     def make_room(self, keep: ModelEntry, reason: str) -> ModelEntry | None:
         """Unload one idle model other than `keep` (e.g. after a 507 on invoke)."""

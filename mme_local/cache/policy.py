@@ -68,6 +68,12 @@ class EvictionPolicy:
                 return candidate
         return None
 
+    def victims(self, least_recent_first: Iterable[M], keep: M | None = None) -> Iterator[M]:
+        """Every evictable model other than `keep`, least recently used first."""
+        for candidate in least_recent_first:
+            if candidate is not keep and candidate.evictable:
+                yield candidate
+
     def disk_victims(
         self, least_recent_first: Iterable[M], used_bytes: int, keep: M | None = None
     ) -> Iterator[M]:

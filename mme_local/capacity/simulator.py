@@ -1,6 +1,6 @@
 """The simulation of an MME over a workload, for N instances: costs, configuration, results.
 
-The per-instance rules are in `instance.py`. Routing over several instances follows AWS's
+Each instance runs the live cache's own state machine (`instance.py`). Routing over several instances follows AWS's
 "How multi-model endpoints work": requests for a model keep going to an instance where it is
 loaded, and when it gets many requests some go to another instance, which loads it too. Here:
 an instance that holds the model (loaded or loading) and is not answering a request for it;
@@ -27,6 +27,7 @@ class ModelCosts:
     host_bytes: list[int]
     gpu_bytes: list[int]
     disk_bytes: list[int]
+    archive_bytes: list[int]
     download_s: list[float]
     load_s: list[float]
     unload_s: list[float]
@@ -44,6 +45,7 @@ def model_costs(workload: Workload, profile: Profile, cloud: bool) -> ModelCosts
         host_bytes=host,
         gpu_bytes=[profile.cloud_gpu_bytes(f) for f in fps],
         disk_bytes=[f.extracted_bytes for f in fps],
+        archive_bytes=[f.archive_bytes for f in fps],
         download_s=[f.download_s for f in fps],
         load_s=[f.load_s for f in fps],
         unload_s=[f.unload_s for f in fps],
@@ -86,6 +88,8 @@ class SimResult:
     wait_p99_s: float
     peak_host_bytes: int
     peak_gpu_bytes: int | None
+    errors: int = 0
+    """Requests answered with an error (e.g. a model larger than the disk budget)."""
 
     @property
     def hit_ratio(self) -> float:
@@ -104,8 +108,8 @@ def _route(instances: list[Instance], model: int, t: float) -> Instance:
             return inst
     others = [inst for inst in instances if inst not in holding]
     if others:
-        return min(others, key=lambda inst: inst.host_loaded + inst.gpu_loaded)
-    return min(holding, key=lambda inst: inst.entries[model].busy_until)
+        return min(others, key=lambda inst: inst.memory_held)
+    return min(holding, key=lambda inst: inst.busy_until.get(model, 0.0))
 
 
 def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimResult:
@@ -130,15 +134,16 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
         )
     for inst in instances:
         inst.advance(float("inf"))
+    machines = [inst.machine for inst in instances]
     return SimResult(
         requests=len(times),
-        hits=sum(i.hits for i in instances),
+        hits=sum(m.hits for m in machines),
         not_ready=sum(i.not_ready for i in instances),
-        loads=sum(i.loads for i in instances),
-        unloads=sum(i.unloads for i in instances),
-        downloads=sum(i.downloads for i in instances),
-        deletions=sum(i.deletions for i in instances),
-        over_budget_loads=sum(i.over_budget for i in instances),
+        loads=sum(m.loads for m in machines),
+        unloads=sum(m.unloads for m in machines),
+        downloads=sum(m.downloads for m in machines),
+        deletions=sum(m.deletions for m in machines),
+        over_budget_loads=sum(m.over_budget_loads for m in machines),
         duration_s=workload.duration_s,
         wait_p50_s=float(np.percentile(waits, 50)) if len(waits) else 0.0,
         wait_p99_s=float(np.percentile(waits, 99)) if len(waits) else 0.0,
@@ -146,4 +151,5 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
         peak_gpu_bytes=max(i.peak_gpu for i in instances)
         if config.base_gpu_bytes is not None
         else None,
+        errors=sum(i.errors for i in instances),
     )
