@@ -24,10 +24,12 @@ from mme_local.artifacts.rules import (
     MAX_TOTAL_HEADER_BYTES,
     ArchiveRejected,
     ArchiveRules,
-    ExtractionCancelled,
     Verdict,
+    check_cancelled,
     corrupt,
 )
+
+__all__ = ["check_cancelled", "read_members"]
 
 _CHUNK = 64 << 10
 _RECORD = tarfile.RECORDSIZE
@@ -37,11 +39,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _TAR_OVERHEAD = MAX_MEMBERS * 2 * tarfile.BLOCKSIZE + MAX_TOTAL_HEADER_BYTES + 2 * _RECORD
 # tarfile pulls whole records, so a phase may see up to two records of its neighbours' bytes.
 _SLACK = 4 * _RECORD
-
-
-def check_cancelled(cancelled: threading.Event | None) -> None:
-    if cancelled is not None and cancelled.is_set():
-        raise ExtractionCancelled("extraction cancelled")
 
 
 class _GuardedStream:
