@@ -125,6 +125,16 @@ def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTE
     return report.problems
 
 
+def check_members(
+    path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES
+) -> list[Problem]:
+    """The member rules' verdicts alone, without the layout checks: the first error is the one
+    the emulator's extraction refuses the archive with (a gzip'd tar is assumed)."""
+    report = _Report(path)
+    _scan(path, max_expanded_bytes, report)
+    return report.problems
+
+
 def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | None:
     rules = ArchiveRules(SizeLimit(max_expanded_bytes))
     listing = _Listing(rules)

@@ -348,7 +348,8 @@ def _name_refusal(member: tarfile.TarInfo) -> str | None:
         return f"unsupported member type {member.type!r}: keep only files, folders and links"
     if member.sparse is not None:
         return "sparse file member: rebuild the archive without `--sparse`"
-    if not names and not member.isdir():
+    if not member.isdir() and name.rstrip("/").rpartition("/")[2] in ("", "."):
+        # tarfile would open the folder itself ('m/.') as the file to write.
         return f"member has an empty name or '.' as its name: {REBUILD}"
     return None
 
