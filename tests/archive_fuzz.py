@@ -131,25 +131,29 @@ def _plain_targets() -> st.SearchStrategy[str]:
     return st.tuples(ups, _plain_paths()).map("".join)
 
 
+def _spellings(name: str) -> st.SearchStrategy[str]:
+    """`name` and other spellings of it, some of which name no file ('x/', 'x/.')."""
+    return st.sampled_from(
+        [*[name] * 6, "./" + name, name.replace("/", "//"), name + "/", name + "/.", "a/../" + name]
+    )
+
+
 @st.composite
 def specs(draw: st.DrawFn, earlier: tuple[str, ...] = ()) -> Spec:
     """One member, plain (names from a small pool, which still collide and link oddly) or, one
-    time in five, with awkward names, targets and pax records. A hard link often names an
-    earlier member, as a valid one must."""
-    hostile = draw(st.integers(min_value=0, max_value=4)) == 0
+    time in eight, with awkward names, targets and pax records. A hard link mostly names an
+    earlier file, in one of several spellings, as a valid one must."""
+    hostile = draw(st.integers(min_value=0, max_value=7)) == 0
     kind = draw(st.sampled_from(KINDS))
     name = draw(paths() if hostile else _plain_paths())
     target = ""
     if kind == "symlink":
         target = draw(targets() if hostile else _plain_targets())
     elif kind == "hardlink":
-        target = draw(
-            st.sampled_from(earlier)
-            if earlier and draw(st.booleans())
-            else targets()
-            if hostile
-            else _plain_paths()
-        )
+        if earlier and draw(st.integers(min_value=0, max_value=3)) > 0:
+            target = draw(st.sampled_from(earlier).flatmap(_spellings))
+        else:
+            target = draw(targets() if hostile else _plain_paths())
     size = 0
     if kind == "file":
         size = draw(st.one_of(st.integers(0, 600), st.sampled_from([4096, 40_000])))
@@ -166,7 +170,8 @@ def archives(draw: st.DrawFn) -> Archive:
     ]
     members = base if draw(st.booleans()) else []
     for _ in range(draw(st.integers(min_value=0, max_value=10))):
-        members.append(draw(specs(tuple(m.name for m in members))))
+        files = tuple(m.name for m in members if m.kind == "file")
+        members.append(draw(specs(files)))
     return Archive(
         tuple(members),
         draw(st.booleans()),

@@ -297,7 +297,9 @@ class ArchiveRules:
                 f"{printable(target)}): name its target by its path in the archive"
             )
         node = self.find(target) if names and len(names) <= MAX_DEPTH else None
-        if node is None or node.kind is not Kind.FILE or _too_long(target):
+        # 'file/' or 'file/.' names no file for os.link, and tarfile then seeks back for it.
+        not_a_file_name = target.rpartition("/")[2] in ("", ".")
+        if node is None or node.kind is not Kind.FILE or not_a_file_name or _too_long(target):
             return (
                 f"hard link to {printable(target)!r}, which is not a file earlier in the "
                 "archive: store the file itself or put its target before it"

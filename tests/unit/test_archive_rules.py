@@ -134,6 +134,14 @@ CASES: dict[str, Case] = {
         "hard link to 'bert/1/alias.pt', which is not a file earlier",
         "bert/1/copy.pt",
     ),
+    "a hard link to 'file/'": Case(
+        [hard("bert/1/copy.pt", "bert/1/model.pt/")],
+        "hard link to 'bert/1/model.pt/', which is not a file earlier",
+        "bert/1/copy.pt",
+    ),
+    "a hard link to './file' (the same file)": Case(
+        [hard("bert/1/copy.pt", "./bert/./1//model.pt")], None
+    ),
     "a hard link through '..'": Case(
         [hard("bert/1/copy.pt", "bert/2/../1/model.pt")],
         "hard link points outside",
