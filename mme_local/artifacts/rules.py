@@ -10,11 +10,11 @@ and judge each member against it in one walk of its path (linear in the bytes of
 - a member's path never goes through a symbolic link or a file, and never lands on an existing
   entry (a folder may repeat); so what extraction writes is where the path says, whatever the
   links point at;
-- a symbolic link's target is followed name by name from the link's folder: it must stay inside
-  the model folder at every step and must not pass through another symbolic link (a chain of
-  links is fine: each one is judged on its own). Because a later link could turn a name an
-  earlier target passes through into a link, every target is judged again against the complete
-  tree in `finish()`, before extraction hands the folder over;
+- a symbolic link's target is some '..' then names (as `ln -s ../1/model.pt` writes it); it
+  must stay inside the model folder and must not pass through, or be, another symbolic link.
+  Because a later link could turn a name an earlier target passes through into a link, every
+  target is judged again against the complete tree in `finish()`, before extraction hands the
+  folder over;
 - a hard link names an earlier regular file by its path in the archive, without '..'.
 
 Paths are capped at what a Triton model folder could need (32 levels, 1,024 bytes, 255 bytes a
@@ -327,8 +327,10 @@ def _name_refusal(member: tarfile.TarInfo) -> str | None:
             "on Linux or macOS, which separates folders with '/'"
         )
     names = _names(name)
+    # A character is at most 4 bytes: only names that could be too long are encoded.
     if len(os.fsencode(name)) > MAX_PATH_BYTES or any(
-        len(os.fsencode(part)) > MAX_NAME_BYTES for part in names
+        len(part) > MAX_NAME_BYTES // 4 and len(os.fsencode(part)) > MAX_NAME_BYTES
+        for part in names
     ):
         return (
             f"member path is too long (over {MAX_PATH_BYTES} bytes, or a name over "
@@ -362,11 +364,11 @@ def _target_refusal(
     """Why a symbolic link in `folder` may not point at `target`, if it may not.
 
     `pending` names folders below `folder` that the link's own path creates (not yet in the
-    tree). The target is followed one name at a time, as the kernel would: it may not rise
-    above the model folder at any step, nor pass through another symbolic link (what that
-    link points at could change where the rest leads). Names missing from the tree are
-    followed lexically: the kernel would stop there (the link dangles), and so no later
-    member could make them lead elsewhere once the tree is complete.
+    tree). A target is some '..' then names, as `ln -s ../1/model.pt` writes it: it may not
+    rise above the model folder, and none of its names may be a symbolic link, neither one
+    it passes through (what that link points at could change where the rest leads) nor the
+    last (no chains: each link resolves in one step, and resolving all of them is linear).
+    A name missing from the tree, or a file, ends the walk: the kernel would stop there.
     """
     if not target:
         return "symbolic link has an empty target: store the file itself"
@@ -381,31 +383,38 @@ def _target_refusal(
             f"symbolic link target is longer than {MAX_PATH_BYTES} bytes or holds a NUL byte: "
             "a model folder needs no such link; store the file itself"
         )
-    node: Node | None = folder
-    virtual = len(pending or ())
-    """How deep below `node` the walk is, in names that are not folders of the tree."""
     names = _names(target)
-    for index, part in enumerate(names):
-        last = index == len(names) - 1
-        if part == "..":
-            if virtual:
-                virtual -= 1
-            elif node is None or node.parent is None:
-                return outside
-            else:
-                node = node.parent
-            continue
-        if virtual or node is None:
-            virtual += 1
-            continue
+    ups = 0
+    while ups < len(names) and names[ups] == "..":
+        ups += 1
+    rest = names[ups:]
+    if ".." in rest:
+        return (
+            f"symbolic link target has '..' after a folder name ({printable(target)}): point "
+            "it straight at the file, like '../1/model.pt'"
+        )
+    if len(rest) > MAX_DEPTH:
+        return f"symbolic link target is deeper than {MAX_DEPTH} folders: store the file itself"
+    node = folder
+    below = len(pending or ())
+    """How many of the link's own folders are not in the tree yet."""
+    for _ in range(ups):
+        if below:
+            below -= 1
+        elif node.parent is None:
+            return outside
+        else:
+            node = node.parent
+    if below:
+        return None  # the target starts in a folder only this link creates: nothing there yet
+    for part in rest:
         child = node.children.get(part)
-        if child is not None and child.kind is Kind.LINK and not last:
+        if child is None or child.kind is Kind.FILE:
+            return None
+        if child.kind is Kind.LINK:
             return (
-                f"symbolic link's target passes through another symbolic link "
+                f"symbolic link's target passes through or is another symbolic link "
                 f"({child.path()!r}): point it at the real path"
             )
-        if child is None or child.kind is not Kind.FOLDER:
-            virtual += 1
-        else:
-            node = child
+        node = child
     return None

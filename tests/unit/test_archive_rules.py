@@ -90,21 +90,38 @@ CASES: dict[str, Case] = {
     ),
     "a symlink whose '..' follows a link to the root": Case(
         [link("root", "."), link("bert/1/etc", "../../root/../etc")],
-        "symbolic link's target passes through another symbolic link ('root')",
+        "symbolic link target has '..' after a folder name",
         "bert/1/etc",
     ),
-    "a symlink that a later link makes escape": Case(
+    "the review's link that a later link makes escape": Case(
         [link("bert/d/a", "c/../../../etc/passwd"), link("bert/d/c", "../..")],
-        "symbolic link's target passes through another symbolic link ('bert/d/c')",
+        "symbolic link target has '..' after a folder name",
+        "bert/d/a",
+    ),
+    "a symlink through a later link": Case(
+        [link("bert/d/a", "c/config.pbtxt"), link("bert/d/c", "../..")],
+        "symbolic link's target passes through or is another symbolic link ('bert/d/c')",
         "bert/d/a",
     ),
     "a symlink through an earlier link": Case(
-        [link("bert/d/c", "../.."), link("bert/d/a", "c/../../../etc/passwd")],
-        "symbolic link's target passes through another symbolic link ('bert/d/c')",
+        [link("bert/d/c", "../.."), link("bert/d/a", "c/config.pbtxt")],
+        "symbolic link's target passes through or is another symbolic link ('bert/d/c')",
         "bert/d/a",
     ),
-    "a symlink to a symlink (a chain that stays inside)": Case(
-        [link("bert/1/b", "model.pt"), link("bert/1/a", "b")], None
+    "a symlink to an earlier symlink (a chain)": Case(
+        [link("bert/1/b", "model.pt"), link("bert/1/a", "b")],
+        "symbolic link's target passes through or is another symbolic link ('bert/1/b')",
+        "bert/1/a",
+    ),
+    "a symlink to a later symlink (a chain)": Case(
+        [link("bert/1/a", "b"), link("bert/1/b", "model.pt")],
+        "symbolic link's target passes through or is another symbolic link ('bert/1/b')",
+        "bert/1/a",
+    ),
+    "a symlink with a target deeper than a model folder needs": Case(
+        [link("bert/1/x", "a/" * 40)],
+        "symbolic link target is deeper than 32 folders",
+        "bert/1/x",
     ),
     "a file written through a symlinked folder": Case(
         [link("bert/latest", "1"), Member("bert/latest/x.pt", data=b"x")],

@@ -222,7 +222,7 @@ def _issue_archive() -> bytes:
 
 
 def test_a_link_a_later_link_turns_outward_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ArchiveRejected, match="passes through another symbolic link") as error:
+    with pytest.raises(ArchiveRejected, match=r"'\.\.' after a folder name") as error:
         _extract(_issue_archive(), tmp_path)
     assert error.value.member == "m/d/a"
     assert list((tmp_path / "cache" / "abc").iterdir()) == []
@@ -231,8 +231,8 @@ def test_a_link_a_later_link_turns_outward_is_refused(tmp_path: Path) -> None:
 def test_the_check_after_extraction_catches_what_the_rules_miss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Pretend the rules had a hole: no second look at the links once the archive is read.
-    monkeypatch.setattr(rules.ArchiveRules, "finish", lambda self: None)
+    # Pretend the rules had a hole: link targets are not judged at all.
+    monkeypatch.setattr(rules, "_target_refusal", lambda *args: None)
     with pytest.raises(ArchiveRejected, match="resolves outside the model folder") as error:
         _extract(_issue_archive(), tmp_path)
     assert error.value.member == "m/d/a"
