@@ -22,6 +22,7 @@ from mme_local.artifacts.rules import (
     Kind,
     SizeLimit,
     corrupt,
+    printable,
 )
 from mme_local.artifacts.tar_stream import read_members
 
@@ -92,10 +93,15 @@ class _Report:
         self.problems: list[Problem] = []
 
     def error(self, member: str | None, message: str) -> None:
-        self.problems.append(Problem(self.archive, member, message, "error"))
+        self.problems.append(Problem(self.archive, _shown(member), message, "error"))
 
     def warning(self, member: str | None, message: str) -> None:
-        self.problems.append(Problem(self.archive, member, message, "warning"))
+        self.problems.append(Problem(self.archive, _shown(member), message, "warning"))
+
+
+def _shown(member: str | None) -> str | None:
+    # Names may hold undecodable bytes or control characters: each problem prints as one line.
+    return printable(member) if member is not None else None
 
 
 def find_archives(paths: Iterable[Path]) -> list[Path]:
