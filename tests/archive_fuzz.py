@@ -11,6 +11,7 @@ entries and bytes within the caps; nothing is written outside; peak memory stays
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import stat
@@ -53,11 +54,13 @@ class Archive:
     members: tuple[Spec, ...]
     pax_format: bool
     limit: int
+    cut: float | None = None
+    """Keep only this fraction of the tar bytes, in a well-formed gzip stream."""
 
     def data(self) -> bytes:
         buffer = io.BytesIO()
         form = tarfile.PAX_FORMAT if self.pax_format else tarfile.GNU_FORMAT
-        with tarfile.open(fileobj=buffer, mode="w:gz", format=form) as tar:
+        with tarfile.open(fileobj=buffer, mode="w", format=form) as tar:
             for spec in self.members:
                 info = tarfile.TarInfo(spec.name)
                 info.type = {
@@ -71,7 +74,10 @@ class Archive:
                 info.pax_headers = dict(spec.pax)
                 body = io.BytesIO(bytes(range(256)) * (info.size // 256 + 1))
                 tar.addfile(info, body if info.size else None)
-        return buffer.getvalue()
+        raw = buffer.getvalue()
+        if self.cut is not None:
+            raw = raw[: int(len(raw) * self.cut)]
+        return gzip.compress(raw, compresslevel=1)
 
 
 def _weighted(*choices: tuple[int, st.SearchStrategy[str]]) -> st.SearchStrategy[str]:
@@ -119,6 +125,8 @@ def _pax() -> st.SearchStrategy[dict[str, str]]:
         st.builds(lambda p: {"path": p}, paths()),
         st.builds(lambda p: {"path": p + "\0x"}, paths()),
         st.builds(lambda t: {"linkpath": t}, targets()),
+        st.sampled_from([{"mtime": "1e400"}, {"mtime": "nan"}, {"mtime": "-5.5"}]),
+        st.sampled_from([{"size": "0"}, {"size": "99999"}, {"uid": "-1"}, {"mode": "x"}]),
     )
 
 
@@ -176,6 +184,7 @@ def archives(draw: st.DrawFn) -> Archive:
         tuple(members),
         draw(st.booleans()),
         draw(st.sampled_from([48 << 10, 1 << 20])),
+        draw(st.one_of(*[st.none()] * 9, st.floats(min_value=0.0, max_value=1.0))),
     )
 
 

@@ -157,7 +157,8 @@ def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | No
     except ArchiveRejected as error:
         report.error(error.member, error.message)
         return None
-    except OSError as error:
+    except (OSError, tarfile.TarError) as error:
+        # TarError: a config's data ends early inside a well-formed gzip stream.
         report.error(None, corrupt(error))
         return None
     return listing

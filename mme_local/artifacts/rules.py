@@ -49,6 +49,9 @@ ENTRY_BYTES = 4096
 """What each file, folder and link is charged toward the size cap on top of its data: one
 file-system block, what a folder takes on ext4 and at most what a file's last block wastes."""
 
+_MAX_MTIME = 1 << 62
+"""Modification times from here on (or NaN) are past what os.utime can set."""
+
 REBUILD = "rebuild it with `tar -czf model.tar.gz -C <parent> <model-folder>`"
 EMPTY = "archive is empty: put one Triton model folder in it"
 TOO_MANY_MEMBERS = (
@@ -352,6 +355,9 @@ def _name_refusal(member: tarfile.TarInfo) -> str | None:
         return f"unsupported member type {member.type!r}: keep only files, folders and links"
     if member.sparse is not None:
         return "sparse file member: rebuild the archive without `--sparse`"
+    if not (isinstance(member.mtime, (int, float)) and abs(member.mtime) < _MAX_MTIME):
+        # Not a number os.utime takes (inf, NaN, past time_t): tarfile would fail with a 500.
+        return f"member has an impossible modification time ({member.mtime!r}): {REBUILD}"
     if not member.isdir() and name.rstrip("/").rpartition("/")[2] in ("", "."):
         # tarfile would open the folder itself ('m/.') as the file to write.
         return f"member has an empty name or '.' as its name: {REBUILD}"

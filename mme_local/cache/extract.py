@@ -28,6 +28,7 @@ from mme_local.artifacts.rules import (
     ExtractionCancelled,
     SizeLimit,
     check_cancelled,
+    corrupt,
 )
 from mme_local.artifacts.tar_stream import read_members
 
@@ -69,6 +70,10 @@ def extract_stream(
     except tarfile.FilterError as error:
         shutil.rmtree(scratch, ignore_errors=True)
         raise ArchiveRejected(f"unsafe member refused: {error}") from error
+    except tarfile.TarError as error:
+        # A member's data ends early inside a well-formed gzip stream.
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise ArchiveRejected(corrupt(error)) from error
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import threading
@@ -309,6 +310,44 @@ def test_a_name_with_a_nul_byte_is_refused_by_both(tmp_path: Path) -> None:
     expected = lint_verdict(data, tmp_path, 1 << 20)
     assert expected is not None
     assert expected[1].startswith("member path contains a NUL byte")
+    assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+@pytest.mark.parametrize("mtime", ["1e400", "nan", "-1e30", "99999999999999999999"])
+def test_an_impossible_modification_time_is_refused_by_both(mtime: str, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in MODEL.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("bert/1/x")
+        info.pax_headers = {"mtime": mtime}
+        tar.addfile(info)
+    data = buffer.getvalue()
+    expected = lint_verdict(data, tmp_path, 1 << 20)
+    assert expected is not None
+    assert expected == ("bert/1/x", expected[1])
+    assert expected[1].startswith("member has an impossible modification time")
+    assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+@pytest.mark.parametrize("cut_in", ["bert/config.pbtxt", "bert/1/model.pt"])
+def test_a_tar_cut_short_inside_a_whole_gzip_is_corrupt_for_both(
+    cut_in: str, tmp_path: Path
+) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name in MODEL:
+            data = bytes(range(256)) * 400 if name == cut_in else MODEL[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            if name == cut_in:
+                break
+    data = gzip.compress(raw.getvalue()[: tarfile.BLOCKSIZE * 100])
+    expected = (None, rules.corrupt("unexpected end of data"))
+    assert lint_verdict(data, tmp_path, 1 << 20) == expected
     assert extract_verdict(data, tmp_path, 1 << 20) == expected
 
 
