@@ -126,26 +126,41 @@ class EmbeddedTriton(LocalTriton):
         if process is None:
             return
         self._stopping = True
-        group = process.pid
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + self.settings.stop_grace_s
             while process.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-        await self._end_group(group)
+        # Scanning /proc and reaping are blocking system calls: a thread does them.
+        await asyncio.to_thread(_end_group, process, _GROUP_END_TIMEOUT_S)
         self._process = None
 
-    async def _end_group(self, group: int) -> None:
-        for _ in range(100):
-            if not processes_in_group(group):
-                break
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
-        if self._process is not None:
-            self._process.wait()
+
+# SIGKILL takes effect at once; this only bounds a process stuck in the kernel (D state).
+_GROUP_END_TIMEOUT_S = 5.0
+
+
+def _end_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGKILL the process group `process` leads until none of it is left, then reap the leader.
+
+    Backend stubs are Triton's children, not ours, so they can't be waited for: /proc says
+    when they are gone. Gives up (with a warning) after `timeout_s`, never blocks for ever.
+    """
+    group = process.pid
+    deadline = time.monotonic() + timeout_s
+    while left := processes_in_group(group):
+        if time.monotonic() > deadline:
+            log.warning("processes %s of tritonserver's group outlived SIGKILL", left)
+            break
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    try:
+        process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        log.warning("tritonserver (pid %d) could not be reaped", group)
 
 
 def probe_version(install: TritonInstall, timeout_s: float = 30.0) -> str | None:
