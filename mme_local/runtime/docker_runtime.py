@@ -197,6 +197,7 @@ class DockerTriton(LocalTriton):
             await self.stop()  # the old container ended on its own; clear it away first
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._fresh_log()
         # A restart keeps the port, so clients made for the first start still reach it.
         self._port = self.settings.port or self._port or free_port()
         self._stopping.clear()
