@@ -304,9 +304,8 @@ class DockerTriton(LocalTriton):
         if self._container is None or self._stopping.is_set():
             return
         if self._exited.is_set():
-            # The log thread may still be writing the last lines.
-            if self._log_thread is not None:
-                self._log_thread.join(timeout=1.0)
+            # The log thread sets the flag after its last write: the log is complete, and
+            # nothing here waits for a thread on the event loop.
             raise RuntimeExited(self._returncode, self.log_tail())
 
     @property
