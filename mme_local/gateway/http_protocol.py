@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
@@ -82,7 +83,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._too_large = True
             self.send_400_response("")
 
-    def _arm_read_timer(self, on_timeout: Any) -> None:
+    def _arm_read_timer(self, on_timeout: Callable[[], None]) -> None:
         self._cancel_read_timer()
         self._read_timer = self.loop.call_later(self.header_timeout_s, on_timeout)
 
@@ -91,9 +92,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._read_timer.cancel()
             self._read_timer = None
 
+    def _waiting_on_us(self) -> bool:
+        """True while the server, not the client, holds things up: reading is paused (flow
+        control, or a pipelined request waits its turn) or an earlier request on this
+        connection is still being answered. Such time is not charged to the client."""
+        earlier_running = self._in_headers and not (
+            self.cycle is None or self.cycle.response_complete
+        )
+        return self.flow.read_paused or earlier_running
+
     def _headers_too_slow(self) -> None:
         self._read_timer = None
         if self.transport.is_closing():
+            return
+        if self._waiting_on_us():
+            self._arm_read_timer(self._headers_too_slow)
             return
         self.logger.warning("Request headers not complete within %.1f s.", self.header_timeout_s)
         self.transport.write(
@@ -108,9 +121,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # A response may already be under way, so nothing more can be written; the app hears
         # `http.disconnect` and the request ends without invoking anything.
         self._read_timer = None
-        if not self.transport.is_closing():
-            self.logger.warning("Request body paused over %.1f s.", self.header_timeout_s)
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        if self._waiting_on_us():
+            self._arm_read_timer(self._body_stalled)
+            return
+        self.logger.warning("Request body paused over %.1f s.", self.header_timeout_s)
+        self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -272,3 +272,31 @@ def test_pipelined_requests_each_get_their_own_header_budget(
             assert chunk, answers
             answers += chunk
     assert b"431" not in answers
+
+
+@pytest.mark.parametrize(
+    "second",
+    [b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab", b"GET / HTTP/1.1\r\nHo"],
+    ids=["partial-body", "partial-head"],
+)
+def test_a_pipelined_request_is_not_timed_while_an_earlier_one_runs(second: bytes) -> None:
+    # While the server answers the first request it stops reading: the second one's wait is
+    # the server's doing, not the client's, and must not close the connection.
+    app = _App()
+    limits = HttpLimits(8 * 1024, 3, keep_alive_timeout_s=30, header_timeout_s=0.3)
+    with _serving(limits, app) as port, _connect(port) as connection:
+        connection.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n" + second)
+        deadline = time.monotonic() + PATIENCE_S
+        while app.held < 1:
+            assert time.monotonic() < deadline, "the held request never started"
+            time.sleep(0.01)
+        time.sleep(1.0)  # several header timeouts
+        app.release.set()
+        rest = b"cd" if second.startswith(b"POST") else b"st: x\r\n\r\n"
+        connection.sendall(rest)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200") < 2:
+            chunk = connection.recv(65536)
+            assert chunk, answers
+            answers += chunk
+        assert b"408" not in answers
