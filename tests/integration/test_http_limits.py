@@ -14,7 +14,9 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from mme_local.gateway.http_protocol import LimitedHttpToolsProtocol
 from mme_local.serving import HttpLimits, uvicorn_config
+from mme_local.settings import EmulatorSettings
 
 # Far above any timeout under test: a socket call that waits this long means nobody closed it.
 PATIENCE_S = 15.0
@@ -163,6 +165,35 @@ def test_silent_and_slow_sockets_do_not_starve_requests() -> None:
         finally:
             for connection in silent + half + kept:
                 connection.close()
+
+
+def test_a_thousand_silent_sockets_leave_the_defaults_serving() -> None:
+    limits = HttpLimits.of(EmulatorSettings())
+    assert limits.max_concurrency <= 1000, "the test must reach the default limit"
+    with _serving(limits) as port:
+        silent = [_connect(port) for _ in range(1000)]
+        try:
+            answer = _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+        finally:
+            for connection in silent:
+                connection.close()
+
+
+def test_the_settings_reach_the_server() -> None:
+    settings = EmulatorSettings(
+        header_limit_bytes=4096, max_concurrency=7, keep_alive_timeout_s=2, header_timeout_s=3
+    )
+    config = uvicorn_config(_App(), "127.0.0.1", 0, HttpLimits.of(settings))
+    assert config.limit_concurrency is None, "uvicorn's own limit would count idle sockets"
+    assert config.timeout_keep_alive == 2
+    protocol = config.http
+    assert isinstance(protocol, type) and issubclass(protocol, LimitedHttpToolsProtocol)
+    assert (protocol.max_header_bytes, protocol.header_timeout_s, protocol.max_requests) == (
+        4096,
+        3,
+        7,
+    )
 
 
 def test_requests_in_progress_past_the_limit_get_503() -> None:
