@@ -46,6 +46,7 @@ class EmbeddedTriton(LocalTriton):
         self.work_dir = work_dir
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self._probed = False
 
     @property
     def pid(self) -> int | None:
@@ -64,9 +65,10 @@ class EmbeddedTriton(LocalTriton):
     async def start(self) -> None:
         if self._process is not None and self._process.poll() is None:
             return
-        if self._version is None:
+        if self._version is None and not self._probed:
             # Nothing recorded what this binary is (a Triton on PATH or in
-            # $MME_LOCAL_TRITON_HOME without TRITON_VERSION): ask the binary itself.
+            # $MME_LOCAL_TRITON_HOME without TRITON_VERSION): ask the binary itself, once.
+            self._probed = True
             self._version = await asyncio.to_thread(probe_version, self.install)
         self._check_version()
         backend_dir = await asyncio.to_thread(self._prepare_work_dir)
