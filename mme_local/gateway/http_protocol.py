@@ -57,7 +57,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._too_large = False
         self._app = self.app
         # Runs from a request's first byte until its headers are complete, and from each read
-        # until the next while its body is incomplete.
+        # to the next while its body is incomplete. Any bytes past a message's end start the
+        # next head's clock.
         self._read_timer: asyncio.TimerHandle | None = None
         self._in_body = False
 
@@ -76,6 +77,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_headers:
             self._read_in_headers += len(data)
+            if self._read_timer is None:
+                # The head's deadline runs from its first byte, even bytes the parser skips
+                # (blank lines before a request line start no message).
+                self._arm_read_timer(self._headers_too_slow)
         elif self._in_body:
             self._arm_read_timer(self._body_stalled)
         super().data_received(data)
@@ -131,7 +136,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm_read_timer(self._headers_too_slow)
+        if self._read_timer is None:
+            self._arm_read_timer(self._headers_too_slow)
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)

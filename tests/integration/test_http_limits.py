@@ -253,6 +253,26 @@ def test_headers_trickled_past_the_header_timeout_get_408_and_a_close() -> None:
         assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer[:80]
 
 
+def test_blank_lines_do_not_keep_a_connection_open() -> None:
+    # The parser skips line breaks before a request line, so they start no request; they
+    # still count as the first bytes of one, and the head's deadline runs from them.
+    limits = HttpLimits(8 * 1024, 3, keep_alive_timeout_s=0.3, header_timeout_s=0.5)
+    with _serving(limits) as port, _connect(port) as connection:
+        connection.settimeout(0.1)
+        deadline = time.monotonic() + PATIENCE_S
+        answer: bytes | None = None  # whatever the server sends before it closes
+        while answer is None and time.monotonic() < deadline:
+            try:
+                connection.sendall(b"\r\n")
+                answer = connection.recv(65536)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                answer = b""
+        assert answer is not None, "the server kept a connection that only sent blank lines"
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:80]
+
+
 def test_a_body_that_stops_arriving_ends_the_request() -> None:
     app = _App()
     limits = HttpLimits(8 * 1024, 3, keep_alive_timeout_s=30, header_timeout_s=0.5)
