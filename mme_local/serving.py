@@ -32,8 +32,9 @@ class HttpLimits:
     keep_alive_timeout_s: float
     """A connection with no request in progress (new, or kept alive) is closed after this long."""
     header_timeout_s: float
-    """A request's line and headers must arrive within this long of its first byte (else 408),
-    and its body may pause no longer than this (else the connection is closed)."""
+    """A request's line and headers must arrive within this long of its first byte (else 408);
+    its body may pause, and its client leave the answer unread, no longer than this (else the
+    connection is closed)."""
 
     @classmethod
     def of(cls, settings: EmulatorSettings) -> HttpLimits:

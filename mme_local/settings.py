@@ -195,7 +195,8 @@ class EmulatorSettings(EndpointFields):
     seconds."""
     header_timeout_s: float = Field(10.0, gt=0, json_schema_extra=_toml("local", "header_timeout"))
     """A request's line and headers must arrive within this many seconds of its first byte
-    (else 408 and a close), and its body may pause no longer than this (else a close)."""
+    (else 408 and a close); its body may pause, and its client leave the answer unread, no
+    longer than this (else a close)."""
     require_sigv4: bool = Field(False, json_schema_extra=_toml("local", "require_sigv4"))
     """Refuse InvokeEndpoint calls not signed (SigV4) with the key pair below."""
     access_key_id: str = Field("local", json_schema_extra=_toml("local", "access_key_id"))

@@ -10,7 +10,8 @@
   timeout, so a socket that never sends a byte, or sends its headers a byte at a time, stays
   open for ever. Here a connection with no request in progress closes after the keep-alive
   timeout from the moment it opens, a request's head must arrive whole within the header
-  timeout of its first byte (else 408), and a body may pause no longer than that.
+  timeout of its first byte (else 408), and a body may pause no longer than that; nor may a
+  client stop reading its answer for longer (its request would hold a slot meanwhile).
 - *Concurrency.* uvicorn's `limit_concurrency` counts open sockets, so idle ones fill it and
   every real request gets 503. Here only requests in progress count against the limit.
 """
@@ -61,6 +62,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # next head's clock.
         self._read_timer: asyncio.TimerHandle | None = None
         self._in_body = False
+        # Runs while the client does not read what it is sent.
+        self._write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -72,6 +75,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_timer()
+        self._cancel_write_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -133,6 +137,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.logger.warning("Request body paused over %.1f s.", self.header_timeout_s)
         self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The client stopped reading (the socket's send buffer is full): the response's task
+        waits, and holds a request slot, until it reads again. It gets the same grace as a
+        pause in a request body; then the connection is closed and the slot freed."""
+        super().pause_writing()
+        self._cancel_write_timer()
+        self._write_timer = self.loop.call_later(self.header_timeout_s, self._answer_unread)
+
+    def resume_writing(self) -> None:
+        self._cancel_write_timer()
+        super().resume_writing()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _answer_unread(self) -> None:
+        self._write_timer = None
+        if not self.transport.is_closing():
+            self.logger.warning("Response not read for %.1f s.", self.header_timeout_s)
+            # abort(), not close(): close() would wait to flush what the client won't read.
+            self.transport.abort()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

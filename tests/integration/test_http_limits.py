@@ -30,9 +30,20 @@ class _App:
         self.held = 0
         self.release = threading.Event()
         self.disconnects = 0
+        self.big_done = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            return
+        if scope["path"] == "/big":
+            # Far more than socket buffers hold: the send stalls unless the client reads.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(64):
+                await send(
+                    {"type": "http.response.body", "body": b"x" * 1024 * 1024, "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b""})
+            self.big_done += 1
             return
         if scope["path"] == "/hold":
             self.held += 1
@@ -283,6 +294,23 @@ def test_a_body_that_stops_arriving_ends_the_request() -> None:
         while app.disconnects == 0:
             assert time.monotonic() < deadline, "the app never heard of the disconnect"
             time.sleep(0.01)
+
+
+def test_a_client_that_stops_reading_its_answer_frees_the_slot() -> None:
+    app = _App()
+    limits = HttpLimits(8 * 1024, 1, keep_alive_timeout_s=30, header_timeout_s=0.5)
+    with _serving(limits, app) as port, _connect(port) as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        # It never reads. The one slot is its; once the server gives up on it, others get in.
+        deadline = time.monotonic() + PATIENCE_S
+        while True:
+            answer = _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            if answer.startswith(b"HTTP/1.1 200"):
+                break
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:80]
+            assert time.monotonic() < deadline, "a client that never reads held the slot"
+            time.sleep(0.1)
 
 
 def test_a_slow_client_within_the_timeouts_is_served() -> None:
