@@ -20,7 +20,7 @@ class FlakyServer:
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.process = "exited"
+        self.process: str | None = "exited"
         self.starts = 0
         self.url = "http://127.0.0.1:1"
 
