@@ -88,7 +88,7 @@ class Emulator:
                 settings.overwrite,
             )
 
-        cache_dir = self.cache_folder.open()
+        cache_dir = await self.cache_folder.open()
         self.server = server = build_model_server(
             settings, cache_dir, cache_dir / ".runtime", progress=self.progress
         )

@@ -28,14 +28,21 @@ class HttpLimits:
     max_header_bytes: int
     """Request line plus headers; more gets 431 and the connection is closed."""
     max_concurrency: int
-    """Open connections (and requests in progress); past it a request gets 503."""
+    """Requests in progress at once; past it a request gets 503 (idle sockets don't count)."""
     keep_alive_timeout_s: float
-    """An idle kept-alive connection is closed after this long."""
+    """A connection with no request in progress (new, or kept alive) is closed after this long."""
+    header_timeout_s: float
+    """A request's line and headers must arrive within this long of its first byte (else 408);
+    its body may pause, and its client leave the answer unread, no longer than this (else the
+    connection is closed)."""
 
     @classmethod
     def of(cls, settings: EmulatorSettings) -> HttpLimits:
         return cls(
-            settings.header_limit_bytes, settings.max_concurrency, settings.keep_alive_timeout_s
+            settings.header_limit_bytes,
+            settings.max_concurrency,
+            settings.keep_alive_timeout_s,
+            settings.header_timeout_s,
         )
 
 
@@ -44,14 +51,17 @@ def uvicorn_config(app: object, host: str, port: int, limits: HttpLimits) -> uvi
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
-        # uvicorn counts the connection asking too, so N would turn away the N-th.
-        limit_concurrency=limits.max_concurrency + 1,
+        # uvicorn's own limit counts sockets, idle ones included; the protocol counts
+        # requests in progress instead.
+        limit_concurrency=None,
         timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
         # The emulator is started and stopped around serving, not by the ASGI lifespan.
         lifespan="off",
-        http=limited_protocol(limits.max_header_bytes),
+        http=limited_protocol(
+            limits.max_header_bytes, limits.header_timeout_s, limits.max_concurrency
+        ),
         loop="uvloop",
         timeout_graceful_shutdown=10,
         # Nothing sits in front of the gateway, and SageMaker sends neither header.

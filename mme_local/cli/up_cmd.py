@@ -98,10 +98,14 @@ def up(
         str | None, typer.Option(help="Largest request headers; more gets 431 [default: 64KiB].")
     ] = None,
     max_concurrency: Annotated[
-        int | None, typer.Option(help="Most open connections; more get 503 [default: 1000].")
+        int | None, typer.Option(help="Most requests in progress; more get 503 [default: 1000].")
     ] = None,
     keep_alive_timeout: Annotated[
         float | None, typer.Option(help="Seconds an idle connection stays open [default: 5].")
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds a request's headers may take, or its body pause [default: 10]."),
     ] = None,
     require_sigv4: Annotated[
         bool | None,
@@ -165,6 +169,7 @@ def up(
         "header_limit_bytes": header_limit,
         "max_concurrency": max_concurrency,
         "keep_alive_timeout_s": keep_alive_timeout,
+        "header_timeout_s": header_timeout,
         "require_sigv4": require_sigv4,
         "access_key_id": access_key_id,
         "trace_file": trace,
