@@ -11,6 +11,7 @@ from mme_local.cache.extract import ArchiveRejected
 from mme_local.cache.manager import Lease, ModelCache, ModelLoadTimeout, ModelNotReady
 from mme_local.gateway import validation
 from mme_local.gateway.errors import (
+    MESSAGE_MAX_CHARS,
     InternalDependencyException,
     InternalFailure,
     ModelError,
@@ -18,6 +19,7 @@ from mme_local.gateway.errors import (
     SageMakerError,
     ServiceUnavailable,
     ValidationError,
+    cut_text,
 )
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient, InvokeResult
@@ -78,7 +80,8 @@ class ServiceOptions:
     deadline_s: float = 60.0
     """One limit for the whole request: the wait for the model and the container's answer."""
     error_body_limit_bytes: int = DEFAULT_ERROR_BODY_LIMIT
-    """How much of a container's error body ModelError quotes; the rest is cut and counted."""
+    """How much of a container's error body the emulator's log keeps (ModelError itself quotes
+    at most MESSAGE_MAX_CHARS of it, as the service model allows)."""
 
     @classmethod
     def from_settings(cls, settings: EmulatorSettings) -> ServiceOptions:
@@ -273,32 +276,46 @@ class EndpointService:
             closed_session_id=result.closed_session_id,
         )
 
-    def _verbatim(self, error: ContainerError) -> str:
-        """The container's body as sent (SageMaker quotes full JSON and HTML pages), capped."""
+    def _verbatim(self, error: ContainerError, target: str) -> str:
+        """The container's body as sent (SageMaker quotes full JSON and HTML pages); the log
+        gets it whole (up to `error_body_limit_bytes`), the error its first 2048 characters."""
         if not error.body:
             return error.message
         limit = self.options.error_body_limit_bytes
         text = error.body[:limit].decode(errors="replace")
+        logged = text
         if len(error.body) > limit:
-            text += f"... [{len(error.body) - limit} more bytes cut by mme-local]"
+            logged += f"... [{len(error.body) - limit} more bytes not kept]"
+        log.info(
+            "%s: the container answered %d with %d bytes: %s",
+            target,
+            error.status_code,
+            len(error.body),
+            logged,
+        )
         return text
 
     def _model_error(self, status: int, message: str) -> ModelError:
         kind = "client" if 400 <= status < 500 else "server"
         code = "CLIENT_ERROR_FROM_MODEL" if kind == "client" else "INTERNAL_FAILURE_FROM_MODEL"
+        head = f'Received {kind} error ({status}) from model with message "'
+        tail = (
+            f'". See {self.identity.log_location} in account {self.identity.account_id} '
+            "for more information."
+        )
+        # Cut inside the quotes so the frame (status, where the log is) survives the cap.
+        room = max(0, MESSAGE_MAX_CHARS - len(head) - len(tail))
         return ModelError(
-            f'Received {kind} error ({status}) from model with message "{message}". '
-            f"See {self.identity.log_location} in account {self.identity.account_id} "
-            "for more information.",
+            head + cut_text(message, room) + tail,
             error_code=code,
             original_status=status,
-            original_message=message,
+            original_message=cut_text(message),
             log_stream_arn=self.identity.log_stream_arn,
         )
 
     def _translate(self, error: Exception, target: str) -> SageMakerError:
         if isinstance(error, ContainerError):
-            return self._model_error(error.status_code, self._verbatim(error))
+            return self._model_error(error.status_code, self._verbatim(error, target))
         if isinstance(error, ModelNotReady):
             return ModelNotReadyException(str(error))
         if isinstance(error, ModelLoadTimeout):
