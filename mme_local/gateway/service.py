@@ -233,8 +233,7 @@ class EndpointService:
         wait_s = min(self.cache.ready_timeout_s, max(0.0, deadline - time.perf_counter()))
         async with self.cache.acquire(target, timeout_s=wait_s) as lease:
             leases.append(lease)
-            if lease.cache_hit:
-                self.metrics.model_cache_hit.inc()
+            self.metrics.count_cache_lookup(lease.cache_hit)
             self.metrics.count_model_invocation(target)
             sent = time.perf_counter()
             try:

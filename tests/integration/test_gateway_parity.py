@@ -159,10 +159,10 @@ def test_metrics_utilisation_and_cloudwatch_lines(
     assert 0.0 < measured.disk_percent <= 100.0
     assert lines.flush() > 0
     records = {
-        r["MetricName"]: r
+        r["MetricData"][0]["MetricName"]: r["MetricData"][0]
         for r in map(json.loads, (tmp_path / "cloudwatch.jsonl").read_text().splitlines())
     }
-    assert records["Invocations"]["Value"] >= 5
+    assert records["Invocations"]["StatisticValues"]["Sum"] >= 5
     assert records["CPUUtilization"]["Value"] == measured.cpu_percent
     assert records["ModelLatency"]["Unit"] == "Microseconds"
     assert {"Name": "EndpointName", "Value": "local-mme"} in records["Invocations"]["Dimensions"]
