@@ -60,6 +60,8 @@ class InvokeRequest:
     inference_component: str | None = None
     target_container_hostname: str | None = None
     enable_explanations: str | None = None
+    prefix_aware_id: str | None = None
+    """A routing hint among instances: validated, then kept by the platform (one instance)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,25 @@ class EndpointService:
         self.options = options or ServiceOptions()
         self.observer = observer
 
+    def refuse_operation(self, endpoint_name: str, operation: str) -> SageMakerError:
+        """The answer to a SageMaker Runtime operation a multi-model endpoint does not serve
+        (response streaming, asynchronous inference), after the endpoint name is checked."""
+        try:
+            self._check_endpoint(endpoint_name)
+        except SageMakerError as error:
+            return error
+        return ValidationError(
+            f"Endpoint {endpoint_name} is a multi-model endpoint, which does not support "
+            f"{operation}. Call InvokeEndpoint with a TargetModel."
+        )
+
+    def _check_endpoint(self, endpoint_name: str) -> None:
+        validation.check_endpoint_name(endpoint_name)
+        if endpoint_name != self.identity.name:
+            raise ValidationError(
+                f"Endpoint {endpoint_name} of account {self.identity.account_id} not found."
+            )
+
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         started = time.perf_counter()
         arrived = time.time() if self.observer is not None else 0.0
@@ -189,11 +210,7 @@ class EndpointService:
         self, request: InvokeRequest, deadline: float, leases: list[Lease]
     ) -> tuple[InvokeResponse, float]:
         identity = self.identity
-        validation.check_endpoint_name(request.endpoint_name)
-        if request.endpoint_name != identity.name:
-            raise ValidationError(
-                f"Endpoint {request.endpoint_name} of account {identity.account_id} not found."
-            )
+        self._check_endpoint(request.endpoint_name)
         target = validation.check_target_model(request.target_model, request.request_id)
         validation.check_body_size(len(request.body))
         validation.check_optional_headers(
@@ -203,6 +220,7 @@ class EndpointService:
             content_type=request.content_type,
             accept=request.accept,
             session_id=request.session_id,
+            prefix_aware_id=request.prefix_aware_id,
         )
         validation.check_not_multi_model_features(
             identity.name,

@@ -166,3 +166,31 @@ def test_metrics_utilisation_and_cloudwatch_lines(
     assert records["CPUUtilization"]["Value"] == measured.cpu_percent
     assert records["ModelLatency"]["Unit"] == "Microseconds"
     assert {"Name": "EndpointName", "Value": "local-mme"} in records["Invocations"]["Dimensions"]
+
+
+def test_streaming_and_async_calls_raise_boto3s_usual_client_error(
+    running: RunningEmulator,
+) -> None:
+    client = running.runtime_client()
+    streamed = _error(
+        lambda: client.invoke_endpoint_with_response_stream(
+            EndpointName="local-mme", Body=b"{}", ContentType="application/json"
+        )
+    )
+    assert streamed.response["Error"]["Code"] == "ValidationError"
+    assert "InvokeEndpointWithResponseStream" in streamed.response["Error"]["Message"]
+    queued = _error(
+        lambda: client.invoke_endpoint_async(
+            EndpointName="local-mme", InputLocation="s3://mme-local/in.json"
+        )
+    )
+    assert queued.response["Error"]["Code"] == "ValidationError"
+    assert queued.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "InvokeEndpointAsync" in queued.response["Error"]["Message"]
+
+
+def test_a_prefix_aware_id_is_accepted(running: RunningEmulator, artifacts: Path) -> None:
+    target = _upload(running, doubler_archive(artifacts, "prefix-aware.tar.gz"))
+    _warm(running, target)
+    response = _invoke(running, target, [1.0], PrefixAwareId="app-1")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200

@@ -199,6 +199,8 @@ async def test_session_ids_pass_through(monkeypatch: pytest.MonkeyPatch) -> None
         ("content_type", "text/é", "at 'contentType'"),
         ("accept", "x" * 1025, "at 'accept'"),
         ("target_variant", "Bad_Variant", "at 'targetVariant'"),
+        ("prefix_aware_id", " leading-space", "at 'prefixAwareId'"),
+        ("prefix_aware_id", "p" * 65, "at 'prefixAwareId'"),
     ],
 )
 async def test_members_an_mme_refuses(
@@ -210,3 +212,13 @@ async def test_members_an_mme_refuses(
     assert words in raised.value.message
     assert client.calls == []
     assert _count(metrics, "mme_invocation_4xx_errors_total") == 1
+
+
+async def test_a_prefix_aware_id_is_accepted_and_stays_with_the_platform(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A routing hint (botocore: "applies only to endpoints configured with a RoutingStrategy
+    of PREFIX_AWARE", and only among two or more instances): validated, then not sent on."""
+    service, _, client, _ = _service(monkeypatch)
+    await service.invoke(_request(prefix_aware_id="app-7"))
+    assert "prefix_aware_id" not in client.calls[0]
