@@ -118,6 +118,18 @@ class Metrics:
             "mme_overhead_latency_seconds",
             "OverheadLatency: total time minus ModelLatency (waits for loads included).",
         )
+        # Triton's SageMaker front end runs loads and unloads inside an HTTP worker, and
+        # invocations on that worker wait (README, "Fidelity notes"): these show how often.
+        self.invocations_during_transitions = counter(
+            "mme_invocations_during_load_or_unload",
+            "Invocations answered by the container whose call overlapped a load or unload call "
+            "(any model's) in flight at the container: in flight when sent, when answered, or "
+            "sent in between. Such an invocation may have waited for it.",
+        )
+        self.model_latency_during_transitions = histogram(
+            "mme_model_latency_during_load_or_unload_seconds",
+            "ModelLatency of the invocations counted in mme_invocations_during_load_or_unload.",
+        )
         self.invocations = counter("mme_invocations", "Invocations: requests sent to the endpoint.")
         self.invocations_per_instance = counter(
             "mme_invocations_per_instance",

@@ -253,6 +253,8 @@ class EndpointService:
             leases.append(lease)
             self.metrics.count_cache_lookup(lease.cache_hit)
             self.metrics.count_model_invocation(target)
+            control = self.client.control_calls
+            busy_at_send, started_before = control.in_flight, control.started
             sent = time.perf_counter()
             try:
                 result = await self._call_container(lease, target, request, deadline)
@@ -264,7 +266,12 @@ class EndpointService:
             except ModelNotFound:
                 self.cache.mark_not_loaded(lease)
                 raise
-            return self._success(result), time.perf_counter() - sent
+            model_s = time.perf_counter() - sent
+            if busy_at_send or control.in_flight or control.started != started_before:
+                # Triton may have held this call behind the load/unload (README, fidelity).
+                self.metrics.invocations_during_transitions.inc()
+                self.metrics.model_latency_during_transitions.observe(model_s)
+            return self._success(result), model_s
 
     async def _call_container(
         self, lease: Lease, target: str, request: InvokeRequest, deadline: float
