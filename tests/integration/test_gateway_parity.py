@@ -194,3 +194,23 @@ def test_a_prefix_aware_id_is_accepted(running: RunningEmulator, artifacts: Path
     _warm(running, target)
     response = _invoke(running, target, [1.0], PrefixAwareId="app-1")
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_a_long_container_error_is_cut_to_the_message_shape(
+    running: RunningEmulator, artifacts: Path
+) -> None:
+    client = running.runtime_client()
+    target = _upload(running, doubler_archive(artifacts, "long-error.tar.gz"))
+    _warm(running, target)
+    name = "n" * 3000  # Triton's error names the unknown input, so its body passes 2048
+    bad_input = json.dumps(
+        {"inputs": [{"name": name, "shape": [1], "datatype": "FP32", "data": [1]}]}
+    ).encode()
+    error = _error(
+        lambda: client.invoke_endpoint(EndpointName="local-mme", TargetModel=target, Body=bad_input)
+    )
+    original = error.response["OriginalMessage"]
+    assert len(original) == 2048
+    assert original.endswith(" more characters in the mme-local log]")
+    assert len(error.response["Error"]["Message"]) <= 2048
+    assert error.response["Error"]["Message"].endswith("for more information.")
