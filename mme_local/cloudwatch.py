@@ -9,8 +9,9 @@ sends one). Dimensions are EndpointName and VariantName. Each namespace is the o
 
 - Per-request metrics go out as a StatisticSet of the period's per-request values, as AWS
   defines them: `Invocations` 1 per request; `InvocationsPerInstance` 1/instances (one here);
-  `Invocation4XXErrors`, `Invocation5XXErrors`, `InvocationModelErrors` 1 for such a response,
-  otherwise 0 (one sample per invocation); `ModelCacheHit` 1 if the model was already loaded,
+  `Invocation4XXErrors`, `Invocation5XXErrors` 1 for such a response, otherwise 0 (one sample
+  per invocation), and `InvocationModelErrors` the same way (AWS documents only its Sum);
+  `ModelCacheHit` 1 if the model was already loaded,
   otherwise 0 (one sample per invocation that got its model). So Sum counts and Average is the
   rate or hit ratio, as on CloudWatch. Written for periods with samples.
 - Times are StatisticSets in microseconds (SampleCount, Sum, Minimum, Maximum), for periods
