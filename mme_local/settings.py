@@ -172,7 +172,8 @@ class EmulatorSettings(EndpointFields):
     model_error_body_limit_bytes: Size = Field(
         64 * 1024, json_schema_extra=_toml("local", "model_error_body_limit")
     )
-    """How much of a container's error body ModelError's Message and OriginalMessage quote."""
+    """How much of a container's error body the emulator's log keeps; ModelError's Message and
+    OriginalMessage quote at most 2048 characters of it, as SageMaker's service model allows."""
     metrics_period_s: float = Field(10.0, gt=0, json_schema_extra=_toml("local", "metrics_period"))
     """How often utilisation is measured and CloudWatch-style lines are written."""
     cloudwatch_file: Path | None = Field(None, json_schema_extra=_toml("local", "cloudwatch_file"))
