@@ -174,6 +174,28 @@ def env_variable(field: str) -> str:
     return f"{ENV_PREFIX}{_public(field).upper()}"
 
 
+def setting_source(
+    model: type[BaseModel],
+    name: str,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    file: Path | None = None,
+    flag_names: Mapping[str, str] | None = None,
+) -> str:
+    """Where `load_settings` took field `name` from, worded as in its messages: the flag, the
+    MME_LOCAL_* variable, `[section] key in mme.toml`, or `the default`."""
+    if flags.get(name) is not None:
+        return (flag_names or {}).get(name, f"--{_public(name).replace('_', '-')}")
+    if env_variable(name) in env:
+        return env_variable(name)
+    places = {field: place for place, field in toml_fields(model).items()}
+    if name in places:
+        section, key = places[name]
+        if key in load_config(file)[section]:
+            return f"[{section}] {key} in {file if file is not None else DEFAULT_FILE}"
+    return "the default"
+
+
 def load_settings(
     model: type[Model],
     flags: Mapping[str, Any] | None = None,

@@ -1,10 +1,9 @@
-"""`invoke`, `models` and `stats`: talk to a running endpoint and show what it says."""
+"""`models` and `stats`: read a running endpoint's views and show them."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
@@ -20,51 +19,6 @@ EndpointUrl = Annotated[
 def _table_console() -> Console:
     """Tables go to stdout; piped, they keep full TargetModel names instead of 80 columns."""
     return Console(width=None if sys.stdout.isatty() else 240)
-
-
-def _read_body(body: str) -> bytes:
-    if body.startswith("@"):
-        return Path(body[1:]).read_bytes()
-    return body.encode()
-
-
-def invoke(
-    target_model: Annotated[str, typer.Argument(help="The TargetModel, e.g. model-0.tar.gz.")],
-    body: Annotated[str, typer.Option(help="The payload, or @file to read it from a file.")],
-    content_type: Annotated[str, typer.Option(help="Content-Type.")] = "application/octet-stream",
-    accept: Annotated[str | None, typer.Option(help="Accept.")] = None,
-    endpoint_name: Annotated[str, typer.Option(help="EndpointName.")] = "local-mme",
-    endpoint_url: EndpointUrl = DEFAULT_URL,
-    cloud: Annotated[
-        bool, typer.Option("--cloud", help="Invoke the real SageMaker endpoint instead.")
-    ] = False,
-    region: Annotated[str | None, typer.Option(help="AWS region (with --cloud).")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile (with --cloud).")] = None,
-) -> None:
-    """Send one InvokeEndpoint request through boto3 and print the answer."""
-    if cloud:
-        from cloud.invoke import runtime_client
-
-        client = runtime_client(region, profile)
-    else:
-        from mme_local.clients import local_runtime_client
-
-        client = local_runtime_client(endpoint_url, region or "us-east-1")
-    kwargs: dict[str, Any] = {
-        "EndpointName": endpoint_name,
-        "TargetModel": target_model,
-        "Body": _read_body(body),
-        "ContentType": content_type,
-    }
-    if accept:
-        kwargs["Accept"] = accept
-    response = client.invoke_endpoint(**kwargs)
-    payload = response["Body"].read()
-    Console(stderr=True, highlight=False).print(
-        f"[dim]{response['ContentType']}  variant {response.get('InvokedProductionVariant')}  "
-        f"request {response['ResponseMetadata'].get('RequestId')}[/dim]"
-    )
-    sys.stdout.buffer.write(payload + b"\n")
 
 
 def _get(url: str) -> httpx.Response:
