@@ -85,11 +85,11 @@ def verdict_lines(plan: Plan) -> list[str]:
     if no_targets:
         lines = ["No targets were given (--target-hit-ratio, --target-p99)."]
         if priced:
-            best = min(priced, key=lambda o: o.price_per_hour or 0.0)
+            cheapest = min(priced, key=lambda o: o.price_per_hour or 0.0)
             lines.append(
-                f"Cheapest candidate: {best.candidate.label} (${best.price_per_hour:.3f}/h, "
-                f"hit ratio {best.result.hit_ratio:.3f}, "
-                f"added p99 {best.result.wait_p99_s * 1000:,.0f} ms)."
+                f"Cheapest candidate: {cheapest.candidate.label} "
+                f"(${cheapest.price_per_hour:.3f}/h, hit ratio {cheapest.result.hit_ratio:.3f}, "
+                f"added p99 {cheapest.result.wait_p99_s * 1000:,.0f} ms)."
             )
         return lines
     best = plan.cheapest
