@@ -26,7 +26,13 @@ def profile(
         str | None, typer.Option(help="S3 prefix of the artifacts, with --s3-endpoint or AWS.")
     ] = None,
     s3_endpoint: Annotated[
-        str | None, typer.Option(help="The S3 API holding the prefix (default: AWS).")
+        str | None,
+        typer.Option(
+            "--s3-endpoint",
+            "--s3-endpoint-url",
+            help="The S3 API holding the prefix.",
+            show_default="AWS",
+        ),
     ] = None,
     sample: Annotated[
         Path | None,

@@ -44,7 +44,12 @@ def package(
         typer.Option(help="Also upload the archives under this s3://bucket/prefix/."),
     ] = None,
     s3_endpoint_url: Annotated[
-        str | None, typer.Option(help="An S3 API other than AWS (MinIO, a local moto).")
+        str | None,
+        typer.Option(
+            "--s3-endpoint",
+            "--s3-endpoint-url",
+            help="An S3 API other than AWS (MinIO, a moto server), as in `up` and `capacity`.",
+        ),
     ] = None,
     region: Annotated[str, typer.Option(help="Region for the S3 client.")] = "us-east-1",
     workers: Annotated[int, typer.Option(min=1, help="Uploads in flight at once.")] = 4,
