@@ -32,6 +32,7 @@ unnoticed.
 
 from __future__ import annotations
 
+import difflib
 import sys
 import types
 import typing
@@ -136,19 +137,33 @@ def _kind(accepted: set[type]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in sorted(accepted, key=str))
 
 
+def _hint(key: str, section: str) -> str:
+    """`did you mean 'max_loaded_models'?`, looking in the other sections too; else where the
+    keys are listed."""
+    close = difflib.get_close_matches(key, _SCHEMA[section], n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    for other in SECTIONS:
+        if other != section and key in _SCHEMA[other]:
+            return f"{key!r} belongs in [{other}]"
+    return f"the keys of [{section}] are listed in the README under mme.toml"
+
+
 def _validate(raw: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     config: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for section, values in raw.items():
         if section not in _SCHEMA:
+            close = difflib.get_close_matches(section, SECTIONS, n=1)
             known = ", ".join(f"[{s}]" for s in SECTIONS)
-            raise ConfigFileError(f"{path}: unknown section [{section}]; known sections: {known}")
+            hint = f"did you mean [{close[0]}]?" if close else f"known sections: {known}"
+            raise ConfigFileError(f"{path}: unknown section [{section}]; {hint}")
         if not isinstance(values, dict):
             raise ConfigFileError(f"{path}: {section} must be a [{section}] table")
         keys = _SCHEMA[section]
         for key, value in values.items():
             if key not in keys:
                 raise ConfigFileError(
-                    f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(keys)}"
+                    f"{path}: unknown key {key!r} in [{section}]; {_hint(key, section)}"
                 )
             accepted, is_path = keys[key]
             # bool is an int subclass; `instance_count = true` must not pass as 1.
