@@ -12,7 +12,10 @@ from rich.table import Table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 EndpointUrl = Annotated[
-    str, typer.Option("--endpoint-url", help="The local endpoint's gateway URL.")
+    str,
+    typer.Option(
+        "--endpoint-url", envvar="MME_LOCAL_ENDPOINT_URL", help="The local endpoint's gateway URL."
+    ),
 ]
 
 

@@ -41,7 +41,12 @@ def invoke(
     accept: Annotated[str | None, typer.Option(help="Accept.")] = None,
     endpoint_name: Annotated[str, typer.Option(help="EndpointName.")] = "local-mme",
     endpoint_url: Annotated[
-        str, typer.Option("--endpoint-url", help="The local endpoint's gateway URL.")
+        str,
+        typer.Option(
+            "--endpoint-url",
+            envvar="MME_LOCAL_ENDPOINT_URL",
+            help="The local endpoint's gateway URL.",
+        ),
     ] = DEFAULT_URL,
     cloud: Annotated[
         bool, typer.Option("--cloud", help="Invoke the real SageMaker endpoint instead.")
