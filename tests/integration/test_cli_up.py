@@ -14,7 +14,7 @@ import pytest
 
 from mme_local.runtime.base import free_port
 from mme_local.runtime.procs import command_line, descendants, processes_in_group
-from tests.support import doubler_archive
+from tests.support import doubler_archive, tar_gz, write_doubler_folder
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,13 @@ def test_up_serves_the_cli_verbs_and_ctrl_c_leaves_no_process(tmp_path: Path) ->
     models = tmp_path / "models"
     models.mkdir()
     doubler_archive(models, "model-0.tar.gz", factor=3)
+    broken = tmp_path / "broken" / "broken"
+    write_doubler_folder(broken)
+    (broken / "1" / "model.py").write_text(
+        "class TritonPythonModel:\n    def initialize(self, args):\n"
+        "        raise RuntimeError('boom at load')\n"
+    )
+    tar_gz(broken, models / "broken.tar.gz")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
@@ -84,13 +91,21 @@ def test_up_serves_the_cli_verbs_and_ctrl_c_leaves_no_process(tmp_path: Path) ->
         assert len(missing.stderr.strip().splitlines()) == 1, missing.stderr
         assert missing.stderr.startswith("error: ValidationError (400): ")
 
+        broken = _run("invoke", "broken.tar.gz", "--body", body, "--endpoint-url", url)
+        assert broken.returncode == 1
+        assert broken.stderr.startswith("error: ModelError (424, the model answered 400): ")
+
         listed = _run("models", "--endpoint-url", url)
         assert listed.returncode == 0, listed.stderr
         assert "model-0.tar.gz" in listed.stdout and "loaded" in listed.stdout
+        assert "loaded models  1 of 2" in listed.stdout
+        assert "host memory" in listed.stdout and "evictions" in listed.stdout
+        assert " s ago" in listed.stdout
 
         stats = _run("stats", "--endpoint-url", url)
         assert stats.returncode == 0, stats.stderr
-        assert "mme_invocations_total" in stats.stdout
+        assert "mme_invocations_total" in stats.stdout and "cache hit ratio" in stats.stdout
+        assert "p99" in stats.stdout
         assert "mme_loaded_model_count" in stats.stdout
 
         os.killpg(process.pid, signal.SIGINT)
@@ -103,6 +118,8 @@ def test_up_serves_the_cli_verbs_and_ctrl_c_leaves_no_process(tmp_path: Path) ->
     assert f"InvokeEndpoint  {url}/endpoints/local-mme/invocations" in stderr
     assert 'boto3.client("sagemaker-runtime"' in stderr
     assert "stopped: gateway, Triton and the store are down" in stderr
+    assert "WARNING mme_local.gateway.service: broken.tar.gz could not be loaded: " in stderr
+    assert "boom at load" in stderr
     assert processes_in_group(process.pid) == [], "Triton, its stubs and moto are all gone"
 
 
