@@ -10,8 +10,9 @@ can't collide with anything else on the machine.
 
 Bash blocks run one after another, each in its own `bash -e`, carrying exported variables
 forward as a shell would; the block that starts `mme-local up` runs in the background until the
-end. A Python block whose first line is `# NAME.py` is that file's content; any other Python
-block runs with `.venv/bin/python`.
+end, and the boto3 snippet its banner prints runs too, as printed. A Python block whose first
+line is `# NAME.py` is that file's content; any other Python block runs with `.venv/bin/python`.
+Each block's time is printed (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,28 @@ def _run_bash(text: str, env: dict[str, str], cwd: Path) -> dict[str, str]:
     return {name: value for name, value in pairs}
 
 
+def _run_python(text: str, env: dict[str, str], cwd: Path) -> None:
+    result = subprocess.run(
+        [str(cwd / ".venv" / "bin" / "python"), "-"],
+        input=text,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"{text}\n{result.stdout}\n{result.stderr}"
+
+
+def _banner_snippet(log: str) -> str:
+    """The boto3 snippet `up` prints, which must run as printed."""
+    lines = log.splitlines()
+    start = lines.index("  import boto3")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("  print("))
+    return textwrap.dedent("\n".join(lines[start : end + 1]))
+
+
 def _wait_for_ping(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -127,23 +151,14 @@ def test_quick_start_and_testing_run_as_written(tmp_path: Path) -> None:
     server_log = tmp_path / "up.log"
     try:
         for block in readme_blocks(README.read_text()):
+            started = time.monotonic()
             text = block.text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
             if block.language == "python":
                 header = _FILE_HEADER.match(text)
                 if header:
                     (work / header.group(1)).write_text(text)
                     continue
-                result = subprocess.run(
-                    [str(work / ".venv" / "bin" / "python"), "-"],
-                    input=text,
-                    cwd=work,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                    check=False,
-                )
-                assert result.returncode == 0, f"{text}\n{result.stdout}\n{result.stderr}"
+                _run_python(text, env, work)
             elif "mme-local up" in text:
                 with server_log.open("wb") as log:
                     server = subprocess.Popen(
@@ -155,8 +170,10 @@ def test_quick_start_and_testing_run_as_written(tmp_path: Path) -> None:
                         start_new_session=True,
                     )
                 _wait_for_ping(url, server, server_log)
+                _run_python(_banner_snippet(server_log.read_text()), env, work)
             else:
                 env = _run_bash(text, env, work)
+            print(f"{time.monotonic() - started:6.1f} s  {text.splitlines()[0]}")
         assert (work / "out.json").is_file(), "the AWS CLI wrote its answer"
     finally:
         if server is not None and server.poll() is None:
