@@ -64,9 +64,9 @@ mme-local endpoint '{endpoint}' is up
   import boto3
   runtime = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1",
                          aws_access_key_id="local", aws_secret_access_key="local")
+  body = {body}
   response = runtime.invoke_endpoint(EndpointName="{endpoint}", TargetModel="{target}",
-                                     ContentType="application/json",
-                                     Body={body})
+                                     ContentType="application/json", Body=body)
   print(response["Body"].read())
 
 Press Ctrl-C to stop."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -104,4 +105,29 @@ def test_up_with_a_bad_log_level_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "error: --log-level: 'loud' is not a level; choose one of: debug, info, warning, error"
+    )
+
+
+def _compiles(snippet: str) -> None:
+    compile(textwrap.dedent(snippet), "<banner>", "exec")
+
+
+def test_the_banner_snippet_is_python_whatever_the_folder_holds(tmp_path: Path) -> None:
+    from mme_local.cli.up_cmd import _banner, example_request
+    from tests.support import doubler_archive
+
+    def snippet(example: tuple[str, str]) -> str:
+        text = _banner("http://h:1", "e", None, "s3://b/p/", "t", example)
+        return text[text.index("  import boto3") : text.index("Press Ctrl-C")]
+
+    assert example_request(None) == ("model-0.tar.gz", "b'...'  # the model's request body")
+    _compiles(snippet(example_request(None)))
+    doubler_archive(tmp_path, "m.tar.gz")
+    target, body = example_request(tmp_path)
+    assert target == "m.tar.gz" and body.startswith('b\'{"inputs"')
+    _compiles(snippet((target, body)))
+    (tmp_path / "request.json").write_text("{}")
+    assert example_request(tmp_path) == (
+        "m.tar.gz",
+        f'open("{(tmp_path / "request.json").resolve()}", "rb").read()',
     )
