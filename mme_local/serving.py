@@ -173,7 +173,12 @@ class EmulatorServer:
                 return
             raise KeyboardInterrupt
 
-        previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+        # A signal already ignored stays ignored: `nohup mme-local up` must survive a hang-up.
+        previous = {
+            signum: signal.signal(signum, handle)
+            for signum in STOP_SIGNALS
+            if signal.getsignal(signum) is not signal.SIG_IGN
+        }
         try:
             yield
         finally:
