@@ -46,6 +46,17 @@ def check_models_folder(folder: Path | None, source: str) -> list[str]:
     if found.archives:
         return []
     warnings = [f"{source}: {folder} holds no *.tar.gz artifact; serving an empty prefix"]
+    if (folder / "config.json").is_file():
+        warnings.append(
+            f"  {folder} is a Hugging Face model folder: package it first, e.g. "
+            f"`mme-local package {folder} --out-dir artifacts`, then `--models artifacts`"
+        )
+    if (folder / "config.pbtxt").is_file():
+        warnings.append(
+            f"  {folder} is a Triton model folder: archive it first, e.g. "
+            f"`tar -C {folder.parent} -czf {folder.name}.tar.gz {folder.name}`, and pass the "
+            "folder that holds the archive"
+        )
     if found.hf_folders:
         first = found.hf_folders[0]
         warnings.append(

@@ -38,6 +38,12 @@ def test_model_folders_without_archives_get_a_hint(tmp_path: Path) -> None:
     assert f"tar -C {tmp_path} -czf {tmp_path / 'bert'}.tar.gz bert" in warnings[2]
 
 
+def test_a_model_folder_given_as_models_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    warnings = check_models_folder(tmp_path, "--models")
+    assert f"`mme-local package {tmp_path} --out-dir artifacts`" in warnings[1]
+
+
 def test_a_folder_with_archives_passes(tmp_path: Path) -> None:
     (tmp_path / "model-0.tar.gz").write_bytes(b"")
     assert check_models_folder(tmp_path, "--models") == []
