@@ -6,9 +6,14 @@ exit (Ctrl-C or `request_exit()`), then stops the emulator whatever happened.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
-from collections.abc import Callable
+import signal
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 
@@ -86,6 +91,35 @@ def exposure_warning(open_port: int | None) -> str | None:
     )
 
 
+class PortUnavailable(OSError):
+    """The gateway's address can't be bound; the text says why, without naming a flag."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Bind and release (host, port) as uvicorn will, so a taken port is found before the
+    store and Triton start rather than after. Port 0 (any free one) always passes."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # uvicorn binds with SO_REUSEADDR too, so a port in TIME_WAIT is not "in use".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortUnavailable(
+                    error.errno, f"{host}:{port} is already in use (another mme-local up?)"
+                ) from None
+            raise PortUnavailable(
+                error.errno, f"cannot listen on {host}:{port} ({error.strerror})"
+            ) from None
+
+
+# What `timeout`, `docker stop`, IDE stop buttons and a closed terminal send.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 class EmulatorServer:
     def __init__(
         self,
@@ -130,3 +164,33 @@ class EmulatorServer:
     def request_exit(self) -> None:
         """Ask `serve()` to finish (thread-safe: uvicorn polls the flag)."""
         self.http.should_exit = True
+
+    @contextlib.contextmanager
+    def stopping_on_signals(self, say: Callable[[str], None]) -> Iterator[None]:
+        """Treat SIGTERM and SIGHUP like Ctrl-C while in this block (main thread only).
+
+        Their default action kills the process at once, leaving Triton, its stubs and the
+        temporary cache behind. While HTTP is served the signal asks uvicorn to shut down
+        gracefully (uvicorn handles SIGTERM itself then, and re-sends it once it has stopped);
+        at any other moment it raises KeyboardInterrupt, as SIGINT does, so the same clean-up
+        runs.
+        """
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            say(f"{signal.Signals(signum).name}: stopping, as on Ctrl-C")
+            if self.serving and not self.http.should_exit:
+                self.request_exit()
+                return
+            raise KeyboardInterrupt
+
+        # A signal already ignored stays ignored: `nohup mme-local up` must survive a hang-up.
+        previous = {
+            signum: signal.signal(signum, handle)
+            for signum in STOP_SIGNALS
+            if signal.getsignal(signum) is not signal.SIG_IGN
+        }
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

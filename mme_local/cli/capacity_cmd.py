@@ -26,7 +26,13 @@ def profile(
         str | None, typer.Option(help="S3 prefix of the artifacts, with --s3-endpoint or AWS.")
     ] = None,
     s3_endpoint: Annotated[
-        str | None, typer.Option(help="The S3 API holding the prefix (default: AWS).")
+        str | None,
+        typer.Option(
+            "--s3-endpoint",
+            "--s3-endpoint-url",
+            help="The S3 API holding the prefix.",
+            show_default="AWS",
+        ),
     ] = None,
     sample: Annotated[
         Path | None,
@@ -74,8 +80,12 @@ def profile(
     body = None if sample is None else Sample(sample.read_bytes(), content_type, repeats)
     result = profile_artifacts(settings, folder, body, lambda m: typer.echo(m, err=True))
     result.save(out)
+    from mme_local.cli.capacity_view import profile_lines
+
+    for line in profile_lines(result):
+        typer.echo(line)
     typer.echo(
-        f"wrote {out}: {len(result.artifacts)} distinct artifact(s); stub cost "
+        f"\nwrote {out}: {len(result.artifacts)} distinct artifact(s); stub cost "
         f"{result.stub_host_bytes >> 20} MiB host ({result.runtime} runtime)"
     )
 
@@ -111,10 +121,10 @@ def plan(
         float, typer.Option(help="Seconds a cold request waits before a 429.")
     ] = 60.0,
     parallel_loads: Annotated[
-        int | None, typer.Option(help="Loads at once per instance [default: its vCPUs].")
+        int | None, typer.Option(help="Loads at once per instance.", show_default="its vCPUs")
     ] = None,
     parallel_downloads: Annotated[
-        int | None, typer.Option(help="Downloads at once per instance [default: its vCPUs].")
+        int | None, typer.Option(help="Downloads at once per instance.", show_default="its vCPUs")
     ] = None,
     target_hit_ratio: Annotated[float | None, typer.Option(help="e.g. 0.95.")] = None,
     target_p99: Annotated[
@@ -162,7 +172,12 @@ def plan(
             cache_enabled=model_cache == "Enabled",
         )
     )
-    typer.echo(RENDERERS[format](result), nl=False)
+    rendered = RENDERERS[format](result)
+    if format != "json":
+        from mme_local.cli.capacity_view import with_verdict
+
+        rendered = with_verdict(rendered, result)
+    typer.echo(rendered, nl=False)
     if plot is not None:
         from mme_local.capacity.plot import write_plot
 

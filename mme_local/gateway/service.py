@@ -241,7 +241,12 @@ class EndpointService:
         except SageMakerError:
             raise
         except Exception as error:
-            raise self._translate(error, target) from error
+            translated = self._translate(error, target)
+            if not leases and not isinstance(error, ModelNotReady):
+                # No lease: the download, extraction or load failed, which the `up` console
+                # should show (the client only sees its own error).
+                log.warning("%s could not be loaded: %s", target, _one_line(translated.message))
+            raise translated from error
 
     async def _forward(
         self, target: str, request: InvokeRequest, deadline: float, leases: list[Lease]
@@ -370,3 +375,9 @@ class EndpointService:
             return InternalFailure(f"An I/O error occurred while preparing {target}: {error}")
         log.exception("unexpected error serving %s", target)
         return InternalFailure(f"An internal error occurred: {type(error).__name__}: {error}")
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """A log line: whitespace collapsed, cut at `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
