@@ -33,6 +33,8 @@ from mme_local.gateway.control_plane import (
     ValidationException,
 )
 from mme_local.gateway.invocations import endpoint_name_of, handle_invocations
+from mme_local.gateway.live_page import live_routes
+from mme_local.gateway.live_views import LiveViews
 from mme_local.gateway.service import EndpointService
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class Gateway:
     admin: AdminViews
     created: float = field(default_factory=time.time)
     """When the endpoint came up: the CreationTime the control plane reports."""
+    live: LiveViews | None = None
+    """What the live page at /_mme/ shows; None serves no page."""
 
     @cached_property
     def control(self) -> ControlPlane:
@@ -138,6 +142,7 @@ def create_app(gateway: Callable[[], Gateway], lifespan: Any = None) -> ASGIApp:
         Route(f"{ADMIN_PREFIX}/models", models, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/evictions", evictions, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/status", status, methods=["GET"]),
+        *live_routes(ADMIN_PREFIX, lambda: gateway().live),
     ]
     framework = Starlette(routes=routes, lifespan=lifespan)
 

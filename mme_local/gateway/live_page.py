@@ -1,0 +1,66 @@
+"""Routes of the live page: `/_mme/` (the page) and the two JSON views it polls.
+
+Read-only GETs like the other `/_mme` views, so they pass `--require-sigv4` unsigned. The
+JSON for a thousand models is encoded in a thread, so a refresh doesn't hold the event loop
+for the time of the encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from functools import cache
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from mme_local.gateway.live_views import LiveViews
+from mme_local.gateway.page_assets import inline_page
+
+NO_STORE = {"cache-control": "no-store"}
+
+
+@cache
+def live_html() -> str:
+    return inline_page("live.html", ["charts.js", "live.js"])
+
+
+def live_routes(prefix: str, views: Callable[[], LiveViews | None]) -> list[Route]:
+    def require() -> LiveViews:
+        found = views()
+        if found is None:
+            raise LookupError("no live views")
+        return found
+
+    async def page(request: Request) -> Response:
+        if views() is None:
+            return Response(status_code=404)
+        return HTMLResponse(live_html(), headers=NO_STORE)
+
+    async def to_page(request: Request) -> Response:
+        return RedirectResponse(f"{prefix}/", status_code=308)
+
+    async def state(request: Request) -> Response:
+        try:
+            live = require()
+        except LookupError:
+            return Response(status_code=404)
+        return JSONResponse(live.state(), headers=NO_STORE)
+
+    async def models(request: Request) -> Response:
+        try:
+            live = require()
+        except LookupError:
+            return Response(status_code=404)
+        rows = await live.models()
+        body = await asyncio.to_thread(json.dumps, rows, separators=(",", ":"))
+        return Response(body, media_type="application/json", headers=NO_STORE)
+
+    return [
+        Route(prefix, to_page, methods=["GET"]),
+        Route(f"{prefix}/", page, methods=["GET"]),
+        Route(f"{prefix}/live/state", state, methods=["GET"]),
+        Route(f"{prefix}/live/models", models, methods=["GET"]),
+    ]
