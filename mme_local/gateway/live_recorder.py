@@ -140,6 +140,8 @@ class LiveRecorder(BackgroundTask):
             calls = self.calls[record.target_model] = ModelCalls()
             if len(self.calls) > self.max_models:
                 self.calls.popitem(last=False)
+        else:
+            self.calls.move_to_end(record.target_model)
         calls.add(outcome, record.model_s)
 
     # ----- sampling ----------------------------------------------------------------------------
