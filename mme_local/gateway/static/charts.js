@@ -174,16 +174,21 @@ var MMECharts = (function () {
       text(svg, x(at), H - 2, fmtTime(at, t.relative), i === 0 ? "start" : i === ticks ? "end" : "middle");
     }
 
-    // Marks: a thin line over every panel, and a wide hover target with the reason.
-    var marksTop = panels[0].y, marksBottom = panels[2].y + panels[2].h;
-    t.events.forEach(function (e) {
-      if (e.at < start || e.at > end) { return; }
+    // Marks: a thin line over every panel, and a wide hover target with the reason. When
+    // there are too many to tell apart, each is only a tick above the first panel.
+    var shown = t.events.filter(function (e) { return e.at >= start && e.at <= end; });
+    var dense = shown.length > 60;
+    var marksTop = panels[0].y, marksBottom = dense ? marksTop + 6 : panels[2].y + panels[2].h;
+    shown.forEach(function (e) {
       var ex = x(e.at), color = MARK_COLORS[e.kind] || "#555";
       var group = el("g", { "class": "mark", "data-kind": e.kind,
                             "data-model": e.target_model || "" }, svg);
-      el("line", { x1: ex, x2: ex, y1: marksTop, y2: marksBottom, stroke: color,
-                   "stroke-opacity": 0.55, "stroke-width": 1 }, group);
-      el("path", { d: "M" + (ex - 4) + "," + marksTop + " l8,0 l-4,6 z", fill: color }, group);
+      if (!dense) {
+        el("line", { x1: ex, x2: ex, y1: marksTop, y2: marksBottom, stroke: color,
+                     "stroke-opacity": 0.55, "stroke-width": 1 }, group);
+      }
+      el("path", { d: "M" + (ex - 4) + "," + marksTop + " l8,0 l-4,6 z", fill: color,
+                   "fill-opacity": dense ? 0.6 : 1 }, group);
       el("rect", { x: ex - 3, y: marksTop, width: 6, height: marksBottom - marksTop,
                    fill: "transparent" }, group);
       el("title", {}, group).textContent = fmtTime(e.at, t.relative) + " " + e.kind +
