@@ -172,11 +172,13 @@
     tick++;
     return Promise.all([get("live/state"), wantModels ? get("live/models") : null])
       .then(function (got) {
+        var started = performance.now();
         renderState(got[0]);
         if (got[1]) { view.rows = got[1]; }
         renderModels();
         renders++;
         document.body.setAttribute("data-renders", String(renders));
+        document.body.setAttribute("data-render-ms", (performance.now() - started).toFixed(1));
         $("updated").textContent = "updated " + C.fmtTime(got[0].now, false);
       })
       .catch(function (error) { $("updated").textContent = "not answering: " + error.message; });
