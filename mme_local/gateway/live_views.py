@@ -1,14 +1,16 @@
 """What the live page shows, as plain data (no HTTP): models, budgets, timeline, logs, warnings.
 
 Everything is read from the cache, the recorder and a listing of the store; nothing is
-changed. The store's listing is cached for `listing_ttl_s` and refreshed in a thread, so an
-open page costs no S3 traffic per refresh. Each model row has the fields `/_mme/models`
-gives (with `last_used` in epoch seconds) plus what the recorder counts.
+changed. The store's listing is cached for `StoreListing.ttl_s` and refreshed in a thread,
+so an open page costs no S3 traffic per refresh. Model rows are arrays under one list of
+field names (a thousand rows with their keys repeated would take several times as long to
+encode).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,32 +33,87 @@ def _event(event: Event) -> Json:
     }
 
 
+MODEL_FIELDS = (
+    "target_model",
+    "state",
+    "size_bytes",
+    "disk_bytes",
+    "memory_bytes",
+    "last_used",
+    "invocations",
+    "downloads",
+    "loads",
+    "unloads",
+    "in_flight",
+    "last_error",
+    "artifact_changed",
+    "cold_starts",
+    "not_ready",
+    "warm_p50_ms",
+    "warm_p99_ms",
+)
+"""The columns of `/_mme/live/models`: those of `/_mme/models` (`last_used` in epoch seconds),
+then what the recorder counts per model."""
+
+CHUNK_ROWS = 250
+"""Rows per json.dumps call: the encoder holds the GIL for a whole call, so a thousand rows
+are encoded in several calls and the event loop gets its turn between them."""
+
+
+def _untouched(target: str, size: int) -> list[Any]:
+    remote = ModelState.REMOTE.value
+    return [target, remote, size, 0, 0, None, 0, 0, 0, 0, 0, None, False, 0, 0, None, None]
+
+
+def _encode(rows: list[list[Any]], untouched: list[str]) -> bytes:
+    """The JSON document, built from chunks and the listing's rows encoded beforehand."""
+    parts = [
+        json.dumps(rows[i : i + CHUNK_ROWS], separators=(",", ":"))[1:-1]
+        for i in range(0, len(rows), CHUNK_ROWS)
+    ]
+    parts += untouched
+    fields = json.dumps(MODEL_FIELDS, separators=(",", ":"))
+    body = ",".join(part for part in parts if part)
+    return f'{{"fields":{fields},"rows":[{body}]}}'.encode()
+
+
 @dataclass
 class StoreListing:
-    """The objects under the prefix, listed at most once per `ttl_s`."""
+    """The objects under the prefix, listed at most once per `ttl_s`, each object's row (as a
+    model nobody has asked for) encoded once per listing."""
 
     store: ModelStore
     ttl_s: float = 15.0
-    _models: dict[str, int] = field(default_factory=dict)
+    _rows: dict[str, str] = field(default_factory=dict)
+    """TargetModel -> its JSON row, in name order."""
+    _sizes: dict[str, int] = field(default_factory=dict)
     _listed_at: float | None = None
     _refresh: asyncio.Task[None] | None = None
 
-    async def sizes(self) -> dict[str, int]:
+    async def current(self) -> tuple[dict[str, int], dict[str, str]]:
+        """(sizes, encoded rows) of the last listing; the first call waits for one."""
         stale = self._listed_at is None or time.monotonic() - self._listed_at > self.ttl_s
         if stale and self._refresh is None:
             self._refresh = asyncio.get_running_loop().create_task(self._list())
         if self._listed_at is None and self._refresh is not None:
-            # The first view waits for the listing; later ones show the last one meanwhile.
             await asyncio.shield(self._refresh)
-        return self._models
+        return self._sizes, self._rows
 
     async def _list(self) -> None:
         try:
-            stored: list[StoredModel] = await asyncio.to_thread(self.store.list_models)
-            self._models = {item.target_model: item.size for item in stored}
+            self._sizes, self._rows = await asyncio.to_thread(self._list_and_encode)
         finally:
             self._listed_at = time.monotonic()
             self._refresh = None
+
+    def _list_and_encode(self) -> tuple[dict[str, int], dict[str, str]]:
+        stored: list[StoredModel] = self.store.list_models()
+        sizes = {item.target_model: item.size for item in stored}
+        rows = {
+            target: json.dumps(_untouched(target, sizes[target]), separators=(",", ":"))
+            for target in sorted(sizes)
+        }
+        return sizes, rows
 
 
 @dataclass(frozen=True)
@@ -72,59 +129,41 @@ class LiveViews:
     """Triton's SageMaker port when it listens on every interface (see serving.py)."""
     runtime_running: Callable[[], bool]
 
-    async def models(self) -> list[Json]:
-        """Every model the cache knows, least recently used first, then the untouched ones."""
-        sizes = await self.listing.sizes()
+    async def models_json(self) -> bytes:
+        """`{"fields": MODEL_FIELDS, "rows": [...]}`: every model the cache knows, least
+        recently used first, then the listed objects it doesn't know, by name.
+
+        The rows are read on the event loop (a few microseconds each) and encoded in a thread.
+        """
+        sizes, listed = await self.listing.current()
         entries = self.cache.entries()
         known = {entry.target_model for entry in entries}
         rows = [self._row(entry, sizes.get(entry.target_model)) for entry in entries]
-        rows += [self._untouched(target, sizes[target]) for target in sorted(sizes.keys() - known)]
-        return rows
+        untouched = [row for target, row in listed.items() if target not in known]
+        return await asyncio.to_thread(_encode, rows, untouched)
 
-    def _row(self, entry: ModelEntry, size: int | None) -> Json:
+    def _row(self, entry: ModelEntry, size: int | None) -> list[Any]:
         calls = self.recorder.calls.get(entry.target_model)
         warm = calls.warm_percentiles() if calls is not None else None
-        return {
-            "target_model": entry.target_model,
-            "state": entry.state.value,
-            "size_bytes": size,
-            "disk_bytes": entry.disk_bytes,
-            "memory_bytes": entry.memory_bytes,
-            "last_used": round(entry.last_used_wall, 3) if entry.invocations else None,
-            "invocations": entry.invocations,
-            "downloads": entry.downloads,
-            "loads": entry.loads,
-            "unloads": entry.unloads,
-            "in_flight": entry.pins,
-            "last_error": entry.last_error,
-            "artifact_changed": entry.artifact_changed,
-            "cold_starts": calls.cold_starts if calls is not None else 0,
-            "not_ready": calls.not_ready if calls is not None else 0,
-            "warm_p50_ms": round(warm[0] * 1000, 3) if warm else None,
-            "warm_p99_ms": round(warm[1] * 1000, 3) if warm else None,
-        }
-
-    @staticmethod
-    def _untouched(target: str, size: int) -> Json:
-        return {
-            "target_model": target,
-            "state": ModelState.REMOTE.value,
-            "size_bytes": size,
-            "disk_bytes": 0,
-            "memory_bytes": 0,
-            "last_used": None,
-            "invocations": 0,
-            "downloads": 0,
-            "loads": 0,
-            "unloads": 0,
-            "in_flight": 0,
-            "last_error": None,
-            "artifact_changed": False,
-            "cold_starts": 0,
-            "not_ready": 0,
-            "warm_p50_ms": None,
-            "warm_p99_ms": None,
-        }
+        return [
+            entry.target_model,
+            entry.state.value,
+            size,
+            entry.disk_bytes,
+            entry.memory_bytes,
+            round(entry.last_used_wall, 3) if entry.invocations else None,
+            entry.invocations,
+            entry.downloads,
+            entry.loads,
+            entry.unloads,
+            entry.pins,
+            entry.last_error,
+            entry.artifact_changed,
+            calls.cold_starts if calls is not None else 0,
+            calls.not_ready if calls is not None else 0,
+            round(warm[0] * 1000, 3) if warm else None,
+            round(warm[1] * 1000, 3) if warm else None,
+        ]
 
     def state(self) -> Json:
         """Everything but the model rows: budgets, timeline, logs, warnings."""

@@ -10,6 +10,7 @@ MME_LOCAL_LIVE_SCREENSHOT to a path to keep it (docs/live-page.png is made that 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -180,3 +181,19 @@ def test_page_and_views_are_read_only_gets(running: RunningEmulator) -> None:
     assert "<link" not in page.text and " src=" not in page.text
     assert httpx.get(f"{running.url}/_mme", follow_redirects=False).status_code == 308
     assert httpx.post(f"{running.url}/_mme/live/state").status_code == 405
+
+
+def test_capacity_report_renders_offline_with_the_chosen_candidate(tmp_path: Path) -> None:
+    from mme_local.capacity.html_report import write_html
+    from tests.unit.test_capacity_html import _plan
+
+    plan, workload, prof = _plan()
+    path = tmp_path / "plan.html"
+    write_html(plan, workload, prof, path)
+    dom = _chromium("--virtual-time-budget=3000", "--dump-dom", path.as_uri()).stdout
+    assert 'data-rendered="yes"' in dom
+    chosen = re.findall(r'<tr data-candidate="([^"]+)" class="chosen">', dom)
+    assert plan.cheapest is not None
+    assert chosen == [plan.cheapest.candidate.label]
+    assert dom.count("<tr data-candidate=") == len(plan.outcomes)
+    assert 'data-chart="timeline"' in dom and 'class="mark" data-kind="eviction"' in dom

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from mme_local.cache.policy import Budgets
 from mme_local.cache.records import Eviction
 from mme_local.gateway.app import Gateway, create_app
 from mme_local.gateway.live_recorder import OUTCOMES, LiveRecorder, outcome_of
-from mme_local.gateway.live_views import LiveViews, StoreListing
+from mme_local.gateway.live_views import MODEL_FIELDS, LiveViews, StoreListing
 from mme_local.gateway.service import InvocationRecord
 from mme_local.gateway.sigv4 import SigV4Verifier, require_sigv4
 from mme_local.store.source import StoredModel
@@ -180,6 +181,12 @@ def test_failed_load_is_marked_with_its_error() -> None:
     ]
 
 
+def _objects(document: bytes) -> list[dict[str, Any]]:
+    table = json.loads(document)
+    assert table["fields"] == list(MODEL_FIELDS)
+    return [dict(zip(table["fields"], row, strict=True)) for row in table["rows"]]
+
+
 def _views(cache: FakeCache, store: FakeStore, recorder: LiveRecorder) -> LiveViews:
     return LiveViews(
         endpoint_name="local-mme",
@@ -203,8 +210,8 @@ async def test_models_rows_join_cache_recorder_and_store_listing_once() -> None:
     recorder.observe(_record("a", 200, False))
     recorder.observe(_record("a", 200, True, 0.004))
     views = _views(cache, store, recorder)
-    rows = {r["target_model"]: r for r in await views.models()}
-    await views.models()
+    rows = {r["target_model"]: r for r in _objects(await views.models_json())}
+    await views.models_json()
     assert store.listings == 1  # cached: an open page costs no S3 listing per refresh
     assert rows["a"]["cold_starts"] == 1 and rows["a"]["warm_p50_ms"] == 4.0
     assert rows["a"]["memory_bytes"] == 70 and rows["a"]["size_bytes"] == 100
@@ -243,7 +250,7 @@ async def test_page_and_views_need_no_signature_under_require_sigv4() -> None:
         state = await client.get("/_mme/live/state")
         assert state.status_code == 200 and state.json()["endpoint_name"] == "local-mme"
         models = await client.get("/_mme/live/models")
-        assert [r["target_model"] for r in models.json()] == ["a"]
+        assert [r["target_model"] for r in _objects(models.content)] == ["a"]
         assert models.headers["cache-control"] == "no-store"
         # Invocations still need a signature: only the read-only views are open.
         refused = await client.post("/endpoints/local-mme/invocations", content=b"x")
@@ -254,3 +261,13 @@ async def test_no_views_no_page() -> None:
     async with _app(None) as client:
         assert (await client.get("/_mme/")).status_code == 404
         assert (await client.get("/_mme/live/state")).status_code == 404
+
+
+async def test_many_models_encode_in_chunks_in_order() -> None:
+    cache = FakeCache([_entry(f"known-{i:04d}") for i in range(600)])
+    listed = [f"known-{i:04d}" for i in range(0, 600, 2)] + [f"new-{i:04d}" for i in range(300)]
+    views = _views(cache, FakeStore(listed), _recorder(cache))
+    rows = _objects(await views.models_json())
+    names = [r["target_model"] for r in rows]
+    assert names == [f"known-{i:04d}" for i in range(600)] + [f"new-{i:04d}" for i in range(300)]
+    assert rows[0]["size_bytes"] == 100 and rows[1]["size_bytes"] is None

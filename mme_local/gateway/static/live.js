@@ -158,6 +158,16 @@
     });
   }
 
+  /* {fields, rows: [[...]]} -> [{field: value}] */
+  function objects(table) {
+    var fields = table.fields;
+    return table.rows.map(function (row) {
+      var o = {};
+      for (var i = 0; i < fields.length; i++) { o[fields[i]] = row[i]; }
+      return o;
+    });
+  }
+
   function get(path) {
     return fetch(path, { cache: "no-store" }).then(function (r) {
       if (!r.ok) { throw new Error(path + ": HTTP " + r.status); }
@@ -174,7 +184,7 @@
       .then(function (got) {
         var started = performance.now();
         renderState(got[0]);
-        if (got[1]) { view.rows = got[1]; }
+        if (got[1]) { view.rows = objects(got[1]); }
         renderModels();
         renders++;
         document.body.setAttribute("data-renders", String(renders));
