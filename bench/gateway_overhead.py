@@ -8,9 +8,10 @@ interpreter with the gateway. Rounds alternate direct/gateway to spread out mach
         [--live-page 1000]
 
 `--write` appends the result, with the machine and the command, to docs/benchmarks.md.
-`--live-page N` publishes N more (never invoked) objects and keeps the live page `/_mme/`
-open in headless Chromium for the whole run, polling as a user's browser does; the report
-adds what one refresh costs the gateway and the browser.
+`--live-page N` publishes N more (never invoked) objects and measures the gateway twice more:
+with the live page `/_mme/` open in headless Chromium (on the same machine, so the browser's
+own CPU counts too), and with only the page's requests sent by a thread (the gateway's share);
+the report adds what one refresh costs the gateway and the browser.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Target:
     headers: dict[str, str]
     page: str | None = None
     """A page to keep open in headless Chromium while this target is measured."""
+    page_requests: str | None = None
+    """A gateway whose live views a thread polls as the page does, without a browser."""
 
 
 # ----- the load generator (runs in a child process) ---------------------------------------
@@ -170,6 +173,33 @@ async def _read_page(port: int) -> tuple[float, int]:
     raise RuntimeError("no answer from the page")
 
 
+@contextlib.contextmanager
+def _page_requests(base: str) -> Iterator[None]:
+    """The page's polling alone (state every second, models every other), from a thread."""
+    import threading
+
+    import httpx
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client() as client:
+            tick = 0
+            while not stop.wait(0 if tick == 0 else 1.0):
+                client.get(base + "/_mme/live/state")
+                if tick % 2 == 0:
+                    client.get(base + "/_mme/live/models")
+                tick += 1
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def _publish_extra(running: Any, count: int) -> None:
     s3 = running.s3_client()
     for index in range(count):
@@ -220,7 +250,11 @@ def _rounds(
 ) -> None:
     for round_index in range(args.rounds):
         for target in targets:
-            page = _page_open(target.page) if target.page else contextlib.nullcontext()
+            page: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if target.page:
+                page = _page_open(target.page)
+            elif target.page_requests:
+                page = _page_requests(target.page_requests)
             with page:
                 _measure(args, target, latencies, throughputs)
             print(f"round {round_index + 1}: {target.label}: done", file=sys.stderr)
@@ -295,14 +329,20 @@ def main() -> None:
         ]
         if args.live_page is not None:
             _publish_extra(running, args.live_page)
-            targets.append(
+            targets += [
                 Target(
                     "mme-local gateway, live page open",
                     targets[1].url,
                     target_header,
                     page=f"{running.url}/_mme/",
-                )
-            )
+                ),
+                Target(
+                    "mme-local gateway, the page's requests only (no browser)",
+                    targets[1].url,
+                    target_header,
+                    page_requests=running.url,
+                ),
+            ]
         latencies: dict[str, list[float]] = {t.label: [] for t in targets}
         throughputs: dict[str, list[float]] = {t.label: [] for t in targets}
         _rounds(args, targets, latencies, throughputs)
@@ -328,10 +368,10 @@ def main() -> None:
         f"| **added by the gateway** | **{added_p50:+.3f}** | **{added_p99:+.3f}** | "
         f"**{ratio:.2f}x** |",
     ]
-    if len(rows) == 3:
+    for row, what in zip(rows[2:], ("the open page", "the page's requests"), strict=False):
         table.append(
-            f"| **added by the open page** | **{rows[2][1] - rows[1][1]:+.3f}** | "
-            f"**{rows[2][2] - rows[1][2]:+.3f}** | **{rows[2][3] / rows[1][3]:.2f}x** |"
+            f"| **added by {what}** | **{row[1] - rows[1][1]:+.3f}** | "
+            f"**{row[2] - rows[1][2]:+.3f}** | **{row[3] / rows[1][3]:.2f}x** |"
         )
     report = "\n".join(table)
     if page_notes:

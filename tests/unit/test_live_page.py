@@ -271,3 +271,25 @@ async def test_many_models_encode_in_chunks_in_order() -> None:
     names = [r["target_model"] for r in rows]
     assert names == [f"known-{i:04d}" for i in range(600)] + [f"new-{i:04d}" for i in range(300)]
     assert rows[0]["size_bytes"] == 100 and rows[1]["size_bytes"] is None
+
+
+async def test_each_measured_gpu_gets_its_budget_bar_and_memory_in_the_timeline() -> None:
+    cache = FakeCache([_entry("a")])
+    cache.budgets = Budgets(None, 8 << 30, None, 1 << 30, gpu_memory_bytes=24 << 30)
+    recorder = LiveRecorder(
+        cache,  # type: ignore[arg-type]
+        restarts=lambda: 0.0,
+        runtime_running=lambda: True,
+        host_memory=lambda: 3 << 30,
+        gpu_memory=lambda: [5 << 30, 7 << 30],
+    )
+    await recorder.measure()
+    recorder.sample(time.time())
+    state = _views(cache, FakeStore([]), recorder).state()
+    bars = {b["name"]: (b["used"], b["limit"]) for b in state["budgets"]}
+    assert bars["GPU 0 memory"] == (5 << 30, 24 << 30)
+    assert bars["GPU 1 memory"] == (7 << 30, 24 << 30)
+    assert bars["host memory"] == (3 << 30, 8 << 30)
+    assert bars["loaded models"] == (1, None) and bars["disk"] == (0, None)
+    fields = state["sample_fields"]
+    assert state["samples"][-1][fields.index("gpu_bytes")] == [5 << 30, 7 << 30]
