@@ -165,6 +165,20 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
     assert any("first.tar.gz" in text and "max loaded models (1)" in text for text in hover)
     assert any(kind == "load" for kind, _ in page.marks)
 
+    # Sorted and filtered as a link asks (the same state the heading clicks and the box set).
+    dom = _chromium(
+        "--virtual-time-budget=4000", "--dump-dom", f"{running.url}/_mme/?sort=-invocations"
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert list(page.models) == ["first.tar.gz", "second.tar.gz", "untouched.tar.gz"]
+    dom = _chromium(
+        "--virtual-time-budget=4000", "--dump-dom", f"{running.url}/_mme/?filter=SECOND"
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert list(page.models) == ["second.tar.gz"]
+
     screenshot = tmp_path / "live-page.png"
     _chromium("--virtual-time-budget=8000", f"--screenshot={screenshot}", f"{running.url}/_mme/")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

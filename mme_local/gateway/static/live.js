@@ -196,7 +196,22 @@
 
   function loop() { refresh().then(function () { setTimeout(loop, 1000); }); }
 
+  /* ?filter=text&state=loaded&sort=-invocations: a view that can be linked to. */
+  function fromQuery() {
+    var q = new URLSearchParams(window.location.search);
+    view.filter = q.get("filter") || "";
+    view.state = q.get("state") || "";
+    var sort = q.get("sort");
+    if (sort) {
+      view.sortDir = sort.charAt(0) === "-" ? -1 : 1;
+      view.sortKey = sort.replace(/^[-+]/, "");
+    }
+    $("filter").value = view.filter;
+    $("state-filter").value = view.state;
+  }
+
   C.legend($("timeline-legend"), C.TIMELINE_LEGEND);
+  fromQuery();
   header();
   $("filter").oninput = function (e) { view.filter = e.target.value; view.page = 0; renderModels(); };
   $("state-filter").onchange = function (e) { view.state = e.target.value; view.page = 0; renderModels(); };
