@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from mme_local.background import RunningEmulator, run_in_thread
+from mme_local.runtime.embedded import EmbeddedTriton
 from mme_local.settings import EmulatorSettings
 from tests.support import doubler_archive, kserve_body
 
@@ -117,9 +119,9 @@ def _invoke(running: RunningEmulator, target: str) -> None:
     )
 
 
-def _wait_for_mark(url: str, kind: str, target: str) -> dict[str, Any]:
+def _wait_for_mark(url: str, kind: str, target: str | None) -> dict[str, Any]:
     """The recorder samples once a second; wait until the mark is in the timeline."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         state: dict[str, Any] = httpx.get(f"{url}/_mme/live/state").json()
         if any(e["kind"] == kind and e["target_model"] == target for e in state["events"]):
@@ -211,3 +213,21 @@ def test_capacity_report_renders_offline_with_the_chosen_candidate(tmp_path: Pat
     assert chosen == [plan.cheapest.candidate.label]
     assert dom.count("<tr data-candidate=") == len(plan.outcomes)
     assert 'data-chart="timeline"' in dom and 'class="mark" data-kind="eviction"' in dom
+
+
+def test_a_runtime_restart_shows_in_the_page(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=0, cache_dir=tmp_path / "cache")
+    with run_in_thread(settings) as running:
+        archive = doubler_archive(tmp_path, "steady.tar.gz")
+        running.s3_client().upload_file(
+            str(archive), running.model_data.bucket, running.model_data.prefix + "steady.tar.gz"
+        )
+        _invoke(running, "steady.tar.gz")
+        server = running.emulator.server
+        assert isinstance(server, EmbeddedTriton) and server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        state = _wait_for_mark(running.url, "runtime restart", None)
+        assert state["restarts"][0]["kind"] in ("runtime down", "runtime restart")
+        dom = _chromium("--virtual-time-budget=4000", "--dump-dom", f"{running.url}/_mme/").stdout
+    restarts = re.search(r'<ul class="plain" id="restarts">(.*?)</ul>', dom, re.S)
+    assert restarts is not None and "runtime restart: 1 restart attempt(s)" in restarts.group(1)
