@@ -122,7 +122,13 @@ def _chromium() -> str:
     return found
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1200"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1200",
+]
 
 
 PAGE_RENDERS: list[tuple[float, int]] = []

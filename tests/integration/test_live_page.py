@@ -92,6 +92,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
             "--headless",
             "--no-sandbox",  # CI runs as root; the page is our own, on loopback
             "--disable-gpu",
+            "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
             "--no-first-run",
             "--disable-extensions",
             "--window-size=1400,1200",
