@@ -95,6 +95,9 @@ class Event:
 
 
 class LiveRecorder(BackgroundTask):
+    """Keeps `keep_s` of samples (one per `period_s`), the last 2,000 marks, the last 100
+    runtime events and per-model call counts for at most `max_models` models."""
+
     def __init__(
         self,
         cache: ModelCache,
@@ -125,7 +128,6 @@ class LiveRecorder(BackgroundTask):
         self._restarts_seen = 0.0
         self._host: int | None = None
         self._gpu: tuple[int, ...] | None = None
-        self.started = time.time()
 
     # ----- the invoke path: kept to a few dictionary operations --------------------------------
 
