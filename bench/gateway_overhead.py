@@ -8,7 +8,8 @@ interpreter with the gateway. Rounds alternate direct/gateway to spread out mach
         [--live-page 1000]
 
 `--write` appends the result, with the machine and the command, to docs/benchmarks.md.
-`--live-page N` publishes N more (never invoked) objects and measures the gateway twice more:
+`--live-page N` publishes N more objects (each requested once, so the cache holds N + 1
+models; they are refused as bad archives) and measures the gateway twice more:
 with the live page `/_mme/` open in headless Chromium (on the same machine, so the browser's
 own CPU counts too), and with only the page's requests sent by a thread (the gateway's share);
 the report adds what one refresh costs the gateway and the browser.
@@ -207,10 +208,27 @@ def _page_requests(base: str) -> Iterator[None]:
 
 
 def _publish_extra(running: Any, count: int) -> None:
+    """`count` more objects, each requested once so the cache knows every one of them (each
+    is refused as a bad archive: the page's rows cost the same for any state)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+
     s3 = running.s3_client()
-    for index in range(count):
-        key = f"{running.model_data.prefix}page/model-{index:04d}.tar.gz"
-        s3.put_object(Bucket=running.model_data.bucket, Key=key, Body=b"never invoked")
+    runtime = running.runtime_client()
+    names = [f"page/model-{index:04d}.tar.gz" for index in range(count)]
+
+    def publish_and_request(name: str) -> None:
+        s3.put_object(
+            Bucket=running.model_data.bucket,
+            Key=running.model_data.prefix + name,
+            Body=b"not an archive",
+        )
+        with contextlib.suppress(ClientError):
+            runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=name, Body=BODY)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(publish_and_request, names))
 
 
 def _page_costs(base: str) -> list[str]:
@@ -386,7 +404,7 @@ def main() -> None:
     if args.write:
         title = "Warm path: gateway vs Triton direct"
         if args.live_page is not None:
-            title += f", live page open ({args.live_page + 1} models listed)"
+            title += f", live page open ({args.live_page + 1} models in the cache)"
         append_result(
             title,
             f"{args.requests} sequential requests per round for latency, {args.seconds:.0f} s "

@@ -38,7 +38,10 @@ def live_routes(prefix: str, views: Callable[[], LiveViews | None]) -> list[Rout
         live = views()
         if live is None:
             return Response(status_code=404)
-        return JSONResponse(live.state(), headers=NO_STORE)
+        after = request.query_params.get("after", "0")
+        if not after.isdigit():
+            return JSONResponse({"message": "after must be a mark's number"}, status_code=400)
+        return JSONResponse(live.state(int(after)), headers=NO_STORE)
 
     async def models(request: Request) -> Response:
         live = views()

@@ -92,6 +92,8 @@ class Event:
     """load, load failed, eviction, deleted from disk, runtime down, runtime restart, runtime up."""
     target_model: str | None
     reason: str
+    seq: int = 0
+    """Numbered from 1 in the order recorded, so a page can ask only for newer ones."""
 
 
 class LiveRecorder(BackgroundTask):
@@ -122,6 +124,7 @@ class LiveRecorder(BackgroundTask):
         self.restart_log: deque[Event] = deque(maxlen=100)
         self.calls: OrderedDict[str, ModelCalls] = OrderedDict()
         self._counts = [0, 0, 0, 0]
+        self._seq = 0
         self._seen: dict[str, tuple[int, str | None]] = {}
         self._last_eviction: Eviction | None = None
         self._running = True
@@ -238,9 +241,15 @@ class LiveRecorder(BackgroundTask):
         self._running, self._restarts_seen = running, restarts
 
     def _restart_event(self, at: float, kind: str, reason: str) -> None:
-        event = Event(at, kind, None, reason)
+        self._seq += 1
+        event = Event(at, kind, None, reason, self._seq)
         self.restart_log.append(event)
         self.events.append(event)
 
     def _event(self, at: float, kind: str, target: str | None, reason: str) -> None:
-        self.events.append(Event(at, kind, target, reason))
+        self._seq += 1
+        self.events.append(Event(at, kind, target, reason, self._seq))
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq

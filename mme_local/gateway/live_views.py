@@ -30,6 +30,7 @@ def _event(event: Event) -> Json:
         "kind": event.kind,
         "target_model": event.target_model,
         "reason": event.reason,
+        "seq": event.seq,
     }
 
 
@@ -165,8 +166,9 @@ class LiveViews:
             round(warm[1] * 1000, 3) if warm else None,
         ]
 
-    def state(self) -> Json:
-        """Everything but the model rows: budgets, timeline, logs, warnings."""
+    def state(self, after: int = 0) -> Json:
+        """Everything but the model rows: budgets, timeline, logs, warnings; of the marks,
+        only those numbered above `after` (the page keeps the ones it has)."""
         recorder = self.recorder
         return {
             "endpoint_name": self.endpoint_name,
@@ -197,7 +199,8 @@ class LiveViews:
                 "gpu_bytes",
                 "disk_bytes",
             ],
-            "events": [_event(e) for e in recorder.events],
+            "last_seq": recorder.last_seq,
+            "events": [_event(e) for e in recorder.events if e.seq > after],
             "evictions": [
                 {
                     "target_model": e.target_model,

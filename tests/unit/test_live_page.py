@@ -293,3 +293,21 @@ async def test_each_measured_gpu_gets_its_budget_bar_and_memory_in_the_timeline(
     assert bars["loaded models"] == (1, None) and bars["disk"] == (0, None)
     fields = state["sample_fields"]
     assert state["samples"][-1][fields.index("gpu_bytes")] == [5 << 30, 7 << 30]
+
+
+async def test_marks_are_numbered_and_sent_once() -> None:
+    cache = FakeCache()
+    recorder = _recorder(cache)
+    views = _views(cache, FakeStore([]), recorder)
+    cache.models.append(_entry("a"))
+    recorder.sample(1.0)
+    cache.evictions.append(Eviction("a", "max loaded models (1)", 1.0, 1.5, 1, False))
+    recorder.sample(2.0)
+    first = views.state()
+    assert [e["seq"] for e in first["events"]] == [1, 2] and first["last_seq"] == 2
+    assert views.state(after=1)["events"] == first["events"][1:]
+    assert views.state(after=2)["events"] == []
+    async with _app(views) as client:
+        answer = await client.get("/_mme/live/state?after=1")
+        assert [e["seq"] for e in answer.json()["events"]] == [2]
+        assert (await client.get("/_mme/live/state?after=x")).status_code == 400

@@ -175,9 +175,11 @@ var MMECharts = (function () {
     }
 
     // Marks: a thin line over every panel, and a wide hover target with the reason. When
-    // there are too many to tell apart, each is only a tick above the first panel.
+    // there are too many to tell apart, those of a kind within a few pixels become one tick
+    // above the first panel, its hover listing the first few.
     var shown = t.events.filter(function (e) { return e.at >= start && e.at <= end; });
     var dense = shown.length > 60;
+    if (dense) { shown = merge(shown, x, 4, t.relative); }
     var marksTop = panels[0].y, marksBottom = dense ? marksTop + 6 : panels[2].y + panels[2].h;
     shown.forEach(function (e) {
       var ex = x(e.at), color = MARK_COLORS[e.kind] || "#555";
@@ -187,12 +189,31 @@ var MMECharts = (function () {
         el("line", { x1: ex, x2: ex, y1: marksTop, y2: marksBottom, stroke: color,
                      "stroke-opacity": 0.55, "stroke-width": 1 }, group);
       }
-      el("path", { d: "M" + (ex - 4) + "," + marksTop + " l8,0 l-4,6 z", fill: color,
-                   "fill-opacity": dense ? 0.6 : 1 }, group);
+      el("path", { d: "M" + (ex - 4) + "," + marksTop + " l8,0 l-4,6 z", fill: color }, group);
       el("rect", { x: ex - 3, y: marksTop, width: 6, height: marksBottom - marksTop,
                    fill: "transparent" }, group);
-      el("title", {}, group).textContent = fmtTime(e.at, t.relative) + " " + e.kind +
-        (e.target_model ? " " + e.target_model : "") + ": " + e.reason;
+      el("title", {}, group).textContent = e.title || (fmtTime(e.at, t.relative) + " " + e.kind +
+        (e.target_model ? " " + e.target_model : "") + ": " + e.reason);
+    });
+  }
+
+  /* Marks of one kind closer than `px` pixels, as one mark whose title lists up to five. */
+  function merge(events, x, px, relative) {
+    var groups = {}, order = [];
+    events.forEach(function (e) {
+      var key = e.kind + "@" + Math.round(x(e.at) / px);
+      if (!groups[key]) { groups[key] = []; order.push(key); }
+      groups[key].push(e);
+    });
+    return order.map(function (key) {
+      var group = groups[key], first = group[0];
+      var lines = group.slice(0, 5).map(function (e) {
+        return fmtTime(e.at, relative) + " " + e.kind + (e.target_model ? " " + e.target_model : "") +
+          ": " + e.reason;
+      });
+      if (group.length > 5) { lines.push("\u2026 and " + (group.length - 5) + " more"); }
+      return { at: first.at, kind: first.kind, target_model: group.length === 1 ? first.target_model : null,
+               title: lines.join("\n") };
     });
   }
 

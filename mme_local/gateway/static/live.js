@@ -24,6 +24,8 @@
   var view = { rows: [], sortKey: "last_used", sortDir: -1, filter: "", state: "", page: 0 };
   var now = Date.now() / 1000;
   var paused = false;
+  var marks = { list: [], last: 0 };
+  var WINDOW_S = 600;
   var renders = 0;
 
   function ms(v) { return v === null ? "-" : v.toFixed(v < 10 ? 2 : 1); }
@@ -117,11 +119,22 @@
       return { at: o.at, hit: o.hit, cold: o.cold, not_ready: o.not_ready, error: o.error,
                loaded: o.loaded, host: o.host_bytes, gpu: o.gpu_bytes };
     });
+    // Marks arrive once each (?after=); a restarted endpoint numbers from 1 again.
+    if (s.last_seq < marks.last) {
+      marks.list = [];
+      marks.last = 0;  // the next refresh asks for all of them
+    } else {
+      marks.list = marks.list.concat(s.events).filter(function (e) {
+        return e.at >= s.now - WINDOW_S;
+      });
+      if (marks.list.length > 2000) { marks.list = marks.list.slice(-2000); }
+      marks.last = s.last_seq;
+    }
     var end = s.now;
     var start = samples.length ? Math.min(samples[0].at - s.period_s, end - 60) : end - 60;
     var memoryLimit = null;
     s.budgets.forEach(function (b) { if (b.name === "host memory") { memoryLimit = b.limit; } });
-    C.timeline($("timeline"), { samples: samples, events: s.events, start: start, end: end,
+    C.timeline($("timeline"), { samples: samples, events: marks.list, start: start, end: end,
                                 period: s.period_s, relative: false, memoryLimit: memoryLimit });
     C.budgetBars($("budgets"), s.budgets);
     list($("warnings"), s.warnings.map(function (w) { return [w, "warning"]; }), "none");
@@ -180,7 +193,7 @@
     if (paused) { return Promise.resolve(); }
     var wantModels = tick % 2 === 0;
     tick++;
-    return Promise.all([get("live/state"), wantModels ? get("live/models") : null])
+    return Promise.all([get("live/state?after=" + marks.last), wantModels ? get("live/models") : null])
       .then(function (got) {
         var started = performance.now();
         renderState(got[0]);
