@@ -237,7 +237,9 @@ def _page_costs(base: str) -> list[str]:
 
     lines = []
     with httpx.Client() as client:
-        for path in ("/_mme/live/state", "/_mme/live/models"):
+        # A refresh in steady state asks only for marks it hasn't got.
+        last = client.get(base + "/_mme/live/state").json()["last_seq"]
+        for path in (f"/_mme/live/state?after={last}", "/_mme/live/models"):
             client.get(base + path)
             times, size = [], 0
             for _ in range(20):
