@@ -133,6 +133,10 @@ def plan(
     prices: Annotated[Path | None, typer.Option(help="A price table overriding ours.")] = None,
     format: Annotated[str, typer.Option(help="table, json or markdown.")] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the plan (matplotlib).")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Write a self-contained page: candidates, the chosen one's timeline."),
+    ] = None,
 ) -> None:
     """Predict hit ratio, cold starts, latency and cost per candidate; pick the cheapest."""
     from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
@@ -157,21 +161,20 @@ def plan(
     spec = None
     if models is not None:
         spec = SyntheticSpec(models, requests, None if uniform else zipf, rate, seed, artifact)
-    result = make_plan(
-        PlanRequest(
-            profile=profile,
-            trace=trace,
-            spec=spec,
-            instances=[n.strip() for n in instances.split(",") if n.strip()] if instances else None,
-            counts=tuple(parse_counts(count)),
-            budgets=EmulatorBudgets(max_loaded_models, memory, disk),
-            targets=Targets(target_hit_ratio, target_p99),
-            prices=prices,
-            parallel=Parallelism(parallel_downloads, parallel_loads),
-            ready_timeout_s=model_ready_timeout,
-            cache_enabled=model_cache == "Enabled",
-        )
+    request = PlanRequest(
+        profile=profile,
+        trace=trace,
+        spec=spec,
+        instances=[n.strip() for n in instances.split(",") if n.strip()] if instances else None,
+        counts=tuple(parse_counts(count)),
+        budgets=EmulatorBudgets(max_loaded_models, memory, disk),
+        targets=Targets(target_hit_ratio, target_p99),
+        prices=prices,
+        parallel=Parallelism(parallel_downloads, parallel_loads),
+        ready_timeout_s=model_ready_timeout,
+        cache_enabled=model_cache == "Enabled",
     )
+    result = make_plan(request)
     rendered = RENDERERS[format](result)
     if format != "json":
         from mme_local.cli.capacity_view import with_verdict
@@ -183,3 +186,11 @@ def plan(
 
         write_plot(result, plot)
         typer.echo(f"wrote {plot}", err=True)
+    if html is not None:
+        from mme_local.capacity.api import workload_for
+        from mme_local.capacity.html_report import write_html
+        from mme_local.capacity.profile import load_profile
+
+        loaded = load_profile(request.profile)
+        write_html(result, workload_for(request, loaded), loaded, html)
+        typer.echo(f"wrote {html}", err=True)

@@ -59,6 +59,7 @@ mme-local endpoint '{endpoint}' is up
   InvokeEndpoint  {url}/endpoints/{endpoint}/invocations
   S3 store        {s3_url or "AWS S3"}  (models under {model_data})
   Triton          {triton}
+  Live page       {url}/_mme/
   Metrics         {url}/metrics     Models: mme-local models --endpoint-url {url}
 
   import boto3

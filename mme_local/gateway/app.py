@@ -39,6 +39,8 @@ from mme_local.gateway.invocations import (
     other_operation_of,
     refuse_other_operation,
 )
+from mme_local.gateway.live_page import live_routes
+from mme_local.gateway.live_views import LiveViews
 from mme_local.gateway.service import EndpointService
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class Gateway:
     admin: AdminViews
     created: float = field(default_factory=time.time)
     """When the endpoint came up: the CreationTime the control plane reports."""
+    live: LiveViews | None = None
+    """What the live page at /_mme/ shows; None serves no page."""
 
     @cached_property
     def control(self) -> ControlPlane:
@@ -144,6 +148,7 @@ def create_app(gateway: Callable[[], Gateway], lifespan: Any = None) -> ASGIApp:
         Route(f"{ADMIN_PREFIX}/models", models, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/evictions", evictions, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/status", status, methods=["GET"]),
+        *live_routes(ADMIN_PREFIX, lambda: gateway().live),
     ]
     framework = Starlette(routes=routes, lifespan=lifespan)
 

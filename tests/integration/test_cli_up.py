@@ -116,6 +116,7 @@ def test_up_serves_the_cli_verbs_and_ctrl_c_leaves_no_process(tmp_path: Path) ->
             process.wait()
     assert process.returncode == 0, stderr
     assert f"InvokeEndpoint  {url}/endpoints/local-mme/invocations" in stderr
+    assert f"Live page       {url}/_mme/" in stderr
     assert 'boto3.client("sagemaker-runtime"' in stderr
     assert "stopped: gateway, Triton and the store are down" in stderr
     assert "WARNING mme_local.gateway.service: broken.tar.gz could not be loaded: " in stderr
