@@ -229,7 +229,10 @@ def up(
     ] = None,
     header_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds a request's headers may take, or its body pause [default: 10]."),
+        typer.Option(
+            help="Seconds a request's headers may take, or its body pause.",
+            show_default=_default("header_timeout_s"),
+        ),
     ] = None,
     require_sigv4: Annotated[
         bool | None,
