@@ -151,7 +151,8 @@ class LiveViews:
             entry.state.value,
             size,
             entry.disk_bytes,
-            entry.memory_bytes,
+            # As /_mme/models: memory is shown only while the model holds it.
+            entry.memory_bytes if entry.state is ModelState.LOADED else None,
             round(entry.last_used_wall, 3) if entry.invocations else None,
             entry.invocations,
             entry.downloads,
