@@ -5,22 +5,32 @@ The load generator runs in its own process (aiohttp, keep-alive) so it doesn't s
 interpreter with the gateway. Rounds alternate direct/gateway to spread out machine noise.
 
     .venv/bin/python bench/gateway_overhead.py [--requests 2000] [--seconds 10] [--write]
+        [--live-page 1000]
 
 `--write` appends the result, with the machine and the command, to docs/benchmarks.md.
+`--live-page N` publishes N more objects (each requested once, so the cache holds N + 1
+models; they are refused as bad archives) and measures the gateway twice more:
+with the live page `/_mme/` open in headless Chromium (on the same machine, so the browser's
+own CPU counts too), and with only the page's requests sent by a thread (the gateway's share);
+the report adds what one refresh costs the gateway and the browser.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,6 +47,10 @@ class Target:
     label: str
     url: str
     headers: dict[str, str]
+    page: str | None = None
+    """A page to keep open in headless Chromium while this target is measured."""
+    page_requests: str | None = None
+    """A gateway whose live views a thread polls as the page does, without a browser."""
 
 
 # ----- the load generator (runs in a child process) ---------------------------------------
@@ -99,12 +113,197 @@ def _run_client(job: dict[str, object]) -> object:
     return json.loads(output)
 
 
+# ----- the live page, open beside the load ------------------------------------------------
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        sys.exit("--live-page needs chromium (apt-get install chromium)")
+    return found
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1200",
+]
+
+
+PAGE_RENDERS: list[tuple[float, int]] = []
+"""(ms of the page's last refresh, model rows in its DOM), read each time a page closes."""
+
+
+@contextlib.contextmanager
+def _page_open(url: str) -> Iterator[None]:
+    """Headless Chromium showing `url` (it polls until closed)."""
+    profile = Path(tempfile.mkdtemp(prefix="mme-bench-chromium-"))
+    browser = subprocess.Popen(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+         "--remote-debugging-port=0", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # the first render
+        yield
+        port = int((profile / "DevToolsActivePort").read_text().split()[0])
+        PAGE_RENDERS.append(asyncio.run(_read_page(port)))
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def _read_page(port: int) -> tuple[float, int]:
+    """What the open page says of its last refresh, through the DevTools protocol."""
+    import aiohttp
+
+    expression = (
+        "[Number(document.body.dataset.renderMs),"
+        " document.querySelectorAll('tr[data-model]').length]"
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/json") as response:
+            pages = [t for t in await response.json() if t["type"] == "page"]
+        async with session.ws_connect(pages[0]["webSocketDebuggerUrl"]) as ws:
+            await ws.send_json(
+                {"id": 1, "method": "Runtime.evaluate",
+                 "params": {"expression": expression, "returnByValue": True}}
+            )  # fmt: skip
+            async for message in ws:
+                answer = json.loads(message.data)
+                if answer.get("id") == 1:
+                    ms, rows = answer["result"]["result"]["value"]
+                    return float(ms), int(rows)
+    raise RuntimeError("no answer from the page")
+
+
+@contextlib.contextmanager
+def _page_requests(base: str) -> Iterator[None]:
+    """The page's polling alone (state every second, models every other), from a thread."""
+    import threading
+
+    import httpx
+
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client() as client:
+            tick = 0
+            while not stop.wait(0 if tick == 0 else 1.0):
+                client.get(base + "/_mme/live/state")
+                if tick % 2 == 0:
+                    client.get(base + "/_mme/live/models")
+                tick += 1
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def _publish_extra(running: Any, count: int) -> None:
+    """`count` more objects, each requested once so the cache knows every one of them (each
+    is refused as a bad archive: the page's rows cost the same for any state)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+
+    s3 = running.s3_client()
+    runtime = running.runtime_client()
+    names = [f"page/model-{index:04d}.tar.gz" for index in range(count)]
+
+    def publish_and_request(name: str) -> None:
+        s3.put_object(
+            Bucket=running.model_data.bucket,
+            Key=running.model_data.prefix + name,
+            Body=b"not an archive",
+        )
+        with contextlib.suppress(ClientError):
+            runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=name, Body=BODY)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(publish_and_request, names))
+
+
+def _page_costs(base: str) -> list[str]:
+    """What one refresh costs: the gateway's answer times and sizes, the browser's render."""
+    import httpx
+
+    lines = []
+    with httpx.Client() as client:
+        # A refresh in steady state asks only for marks it hasn't got.
+        last = client.get(base + "/_mme/live/state").json()["last_seq"]
+        for path in (f"/_mme/live/state?after={last}", "/_mme/live/models"):
+            client.get(base + path)
+            times, size = [], 0
+            for _ in range(20):
+                started = time.perf_counter()
+                size = len(client.get(base + path).content)
+                times.append(time.perf_counter() - started)
+            lines.append(
+                f"`GET {path}`: median {1000 * statistics.median(times):.1f} ms, "
+                f"{size / 1024:.0f} KiB"
+            )
+    ms = [render[0] for render in PAGE_RENDERS]
+    rows = PAGE_RENDERS[-1][1] if PAGE_RENDERS else 0
+    lines.append(
+        f"browser: one refresh renders in {statistics.median(ms) if ms else float('nan'):.1f} ms "
+        f"(median of the last refresh before each close; {rows} table rows in the DOM: one "
+        "page of the sorted, filtered list)"
+    )
+    return lines
+
+
 # ----- the benchmark ----------------------------------------------------------------------
 
 
 def _percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _rounds(
+    args: argparse.Namespace,
+    targets: list[Target],
+    latencies: dict[str, list[float]],
+    throughputs: dict[str, list[float]],
+) -> None:
+    for round_index in range(args.rounds):
+        for target in targets:
+            page: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if target.page:
+                page = _page_open(target.page)
+            elif target.page_requests:
+                page = _page_requests(target.page_requests)
+            with page:
+                _measure(args, target, latencies, throughputs)
+            print(f"round {round_index + 1}: {target.label}: done", file=sys.stderr)
+
+
+def _measure(
+    args: argparse.Namespace,
+    target: Target,
+    latencies: dict[str, list[float]],
+    throughputs: dict[str, list[float]],
+) -> None:
+    samples = _run_client(
+        {"kind": "latency", "url": target.url, "headers": target.headers,
+         "requests": args.requests}
+    )  # fmt: skip
+    assert isinstance(samples, list)
+    latencies[target.label].extend(samples)
+    rate = _run_client(
+        {"kind": "throughput", "url": target.url, "headers": target.headers,
+         "concurrency": args.concurrency, "seconds": args.seconds}
+    )  # fmt: skip
+    assert isinstance(rate, float)
+    throughputs[target.label].append(rate)
 
 
 def main() -> None:
@@ -114,6 +313,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
+    parser.add_argument(
+        "--live-page", type=int, metavar="N", help="with /_mme/ open, N more objects listed"
+    )
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -151,27 +353,29 @@ def main() -> None:
                 target_header,
             ),
         ]
+        if args.live_page is not None:
+            _publish_extra(running, args.live_page)
+            targets += [
+                Target(
+                    "mme-local gateway, live page open",
+                    targets[1].url,
+                    target_header,
+                    page=f"{running.url}/_mme/",
+                ),
+                Target(
+                    "mme-local gateway, the page's requests only (no browser)",
+                    targets[1].url,
+                    target_header,
+                    page_requests=running.url,
+                ),
+            ]
         latencies: dict[str, list[float]] = {t.label: [] for t in targets}
         throughputs: dict[str, list[float]] = {t.label: [] for t in targets}
-        for round_index in range(args.rounds):
-            for target in targets:
-                samples = _run_client(
-                    {"kind": "latency", "url": target.url, "headers": target.headers,
-                     "requests": args.requests}
-                )  # fmt: skip
-                assert isinstance(samples, list)
-                latencies[target.label].extend(samples)
-                rate = _run_client(
-                    {"kind": "throughput", "url": target.url, "headers": target.headers,
-                     "concurrency": args.concurrency, "seconds": args.seconds}
-                )  # fmt: skip
-                assert isinstance(rate, float)
-                throughputs[target.label].append(rate)
-                print(f"round {round_index + 1}: {target.label}: done", file=sys.stderr)
+        _rounds(args, targets, latencies, throughputs)
+        page_notes = _page_costs(running.url) if args.live_page is not None else []
 
-    direct, gateway = (t.label for t in targets)
     rows = []
-    for label in (direct, gateway):
+    for label in (t.label for t in targets):
         rows.append(
             (
                 label,
@@ -190,11 +394,21 @@ def main() -> None:
         f"| **added by the gateway** | **{added_p50:+.3f}** | **{added_p99:+.3f}** | "
         f"**{ratio:.2f}x** |",
     ]
+    for row, what in zip(rows[2:], ("the open page", "the page's requests"), strict=False):
+        table.append(
+            f"| **added by {what}** | **{row[1] - rows[1][1]:+.3f}** | "
+            f"**{row[2] - rows[1][2]:+.3f}** | **{row[3] / rows[1][3]:.2f}x** |"
+        )
     report = "\n".join(table)
+    if page_notes:
+        report += "\n\nWith the page open:\n\n" + "\n".join(f"- {n}" for n in page_notes)
     print(report)
     if args.write:
+        title = "Warm path: gateway vs Triton direct"
+        if args.live_page is not None:
+            title += f", live page open ({args.live_page + 1} models in the cache)"
         append_result(
-            "Warm path: gateway vs Triton direct",
+            title,
             f"{args.requests} sequential requests per round for latency, {args.seconds:.0f} s "
             f"at concurrency {args.concurrency} for throughput, {args.rounds} rounds alternating "
             "targets; the load generator is a separate aiohttp process.",

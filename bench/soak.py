@@ -5,7 +5,10 @@ than K; C client threads, a quarter of them calling the cold models one after an
 apart), the rest the two hot models at a steady rate. During the run: Triton is
 SIGKILLed once, S3 is unreachable for a while (a proxy between the controller and moto resets
 every connection), and a thread sends mid-body hang-ups and malformed requests. Every non-200 is
-classified by whether it overlaps a fault window (kill → first 200 + 1 s; outage + 2 s).
+classified by whether it overlaps a fault window (kill → first 200 + 1 s; outage + 2 s). The
+recovery is reported twice: kill → the gateway's /ping answering 200 again (the supervisor
+noticed and Triton restarted) and kill → the first 200 to a client (that plus the model's
+reload, which a Python-backend model spends mostly starting its stub).
 
     .venv/bin/python bench/soak.py [--duration 120] [--clients 8] [--models 12] \
         [--capacity 4] [--outage 10] [--hot-rate 20] [--write]
@@ -73,6 +76,22 @@ def _loads(client: httpx.Client, targets: list[str]) -> int:
     return sum(int(row["loads"]) for row in rows if row["target_model"] in targets)
 
 
+def _ping_back(client: httpx.Client, deadline: float) -> float | None:
+    """When the gateway's /ping answers 200 again after the kill (Triton restarted), polled
+    every 10 ms; None if not before `deadline`. A 200 may come before the gateway has even
+    noticed the kill, so it waits for a 503 first, for at most a second."""
+    saw_down = False
+    give_up_on_down = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        status = client.get("/ping").status_code
+        if status != 200:
+            saw_down = True
+        elif saw_down or time.monotonic() > give_up_on_down:
+            return time.monotonic()
+        time.sleep(0.01)
+    return None
+
+
 def run_soak(config: SoakConfig) -> SoakResult:
     with tempfile.TemporaryDirectory(prefix="mme-soak-") as scratch, S3Behind() as s3:
         work = Path(scratch)
@@ -88,6 +107,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
         probes: list[Call] = []
         after: list[Call] = []
         kill_at: float | None = None
+        runtime_back_at: float | None = None
         controller.start()
         try:
             with httpx.Client(base_url=controller.url, timeout=70) as client:
@@ -105,6 +125,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
                 triton = controller.triton_pid()
                 kill_at = time.monotonic()
                 os.kill(triton, signal.SIGKILL)
+                runtime_back_at = _ping_back(client, kill_at + 60)
 
                 _sleep_until(began + config.outage_at * config.duration_s)
                 outage_start = time.monotonic()
@@ -143,6 +164,7 @@ def run_soak(config: SoakConfig) -> SoakResult:
             Window("s3 outage", outage_start, outage_end + OUTAGE_MARGIN_S),
         ],
         kill_at=kill_at,
+        runtime_back_at=runtime_back_at,
         recovered_at=recovered_at,
         outage_probes=probes,
         after_outage_probes=after,

@@ -119,11 +119,7 @@ class Deployer:
         except (AwsCallFailed, EndpointFailed, DeployTimeout, ArtifactConflict) as error:
             if not self._changes:
                 raise
-            done = "; ".join(self._changes)
-            raise type(error)(
-                f"{error} [already done: {done}; run deploy again to finish, or "
-                f"`mme-local teardown {self._endpoint}` to remove it]"
-            ) from error
+            raise type(error)(f"{error}\n{self._left_behind()}") from error
         return DeployOutcome(
             self._endpoint,
             self.plan.model_name,
@@ -132,6 +128,17 @@ class Deployer:
             self._changes,
             self._summary,
         )
+
+    def _left_behind(self) -> str:
+        """What this run created before it failed, and the two ways on from there."""
+        uploaded = any(c.kind == "artifact" and c.action != "skipped" for c in self._summary)
+        remove = f"mme-local teardown {self._endpoint}"
+        if uploaded:
+            remove += " --delete-artifacts"
+        lines = ["this run already did:", *(f"  {change}" for change in self._changes)]
+        lines.append("to finish: fix the cause and run the same deploy again (it carries on)")
+        lines.append(f"to remove what it made: {remove}")
+        return "\n".join(lines)
 
     def _changed(self, what: str, change: Change | None = None) -> None:
         self._changes.append(what)

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from cloud.compat import Verdict
-from cloud.serve_script import ping_mode, serve_argv
+from cloud.serve_script import inference_type, ping_mode, serve_argv
 from mme_local.runtime.triton_config import (
     SAGEMAKER_PLACEHOLDER_REPOSITORY,
     TritonSettings,
@@ -62,6 +62,9 @@ def argv_verdict(settings: TritonSettings, environment: Mapping[str, str]) -> Ve
     local_ping = triton_environment()["SAGEMAKER_TRITON_PING_MODE"]
     if ping_mode(environment) != local_ping:
         unexplained.append(f"ping mode {ping_mode(environment)} (local {local_ping})")
+    local_type = inference_type(triton_environment())
+    if inference_type(environment) != local_type:
+        unexplained.append(f"inference type {inference_type(environment)} (local {local_type})")
     if unexplained:
         return Verdict(
             "triton flags", "warning", f"the cloud container differs: {', '.join(unexplained)}"

@@ -17,7 +17,7 @@ from botocore import xform_name
 
 from cloud import checks
 from cloud.compat import Verdict, footprint_check, gpu_check
-from cloud.errors import InvalidDeployInput
+from cloud.errors import InvalidDeployInput, Problems
 from cloud.image import DEFAULT_TRITON_VERSION, triton_image_uri
 from cloud.parity import argv_verdict
 from mme_local.artifacts.lint import find_archives, lint_archive
@@ -208,14 +208,19 @@ class DeployPlan:
 
 def build_plan(request: DeployRequest) -> DeployPlan:
     """Check every input and artifact, resolve the image; makes no AWS call."""
-    checks.check_resource_name(request.endpoint_name)
-    checks.check_instance_type(request.instance_type)
-    checks.check_instance_count(request.instance_count)
-    checks.check_role_arn(request.role_arn)
-    checks.check_region(request.region)
-    checks.check_model_cache(request.model_cache)
-    prefix = checks.parse_model_data_url(request.model_data_url)
-    artifacts = _checked_artifacts(request.artifacts_dir, request.versioned_names)
+    problems = Problems()
+    problems.check(lambda: checks.check_resource_name(request.endpoint_name))
+    problems.check(lambda: checks.check_instance_type(request.instance_type))
+    problems.check(lambda: checks.check_instance_count(request.instance_count))
+    problems.check(lambda: checks.check_role_arn(request.role_arn))
+    problems.check(lambda: checks.check_region(request.region))
+    problems.check(lambda: checks.check_model_cache(request.model_cache))
+    prefix = problems.check(lambda: checks.parse_model_data_url(request.model_data_url))
+    artifacts = problems.check(
+        lambda: _checked_artifacts(request.artifacts_dir, request.versioned_names)
+    )
+    problems.raise_any()
+    assert not isinstance(prefix, bool) and not isinstance(artifacts, bool)
     instance = lookup_instance_type(request.instance_type)
     gpu, needed = gpu_check(instance, request.triton_version)
     triton = request.triton

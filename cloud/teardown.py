@@ -33,6 +33,15 @@ class TeardownPlan:
     kept: list[str] = field(default_factory=list)
     """What is left alone, each with the reason."""
 
+    @property
+    def resource_count(self) -> int:
+        """The endpoint, endpoint configs and models to delete."""
+        return int(self.endpoint) + len(self.configs) + len(self.models)
+
+    @property
+    def object_count(self) -> int:
+        return sum(len(keys) for keys in self.objects.values())
+
     def deletions(self) -> list[str]:
         """One line per deletion, in the order they happen."""
         lines = [f"endpoint {self.endpoint_name}"] if self.endpoint else []
@@ -49,7 +58,17 @@ class TeardownPlan:
 @dataclass
 class TeardownReport:
     deleted: list[str] = field(default_factory=list)
+    """One line per deletion: each resource, and each prefix's objects as one line."""
     kept: list[str] = field(default_factory=list)
+    resources_deleted: int = 0
+    """The endpoint, endpoint configs and models deleted."""
+    objects_deleted: int = 0
+
+
+def counted(resources: int, objects: int) -> str:
+    """`3 resource(s) and 5 object(s)`, the objects left out when there are none."""
+    text = f"{resources} resource(s)"
+    return f"{text} and {objects} object(s)" if objects else text
 
 
 def plan_teardown(
@@ -111,8 +130,12 @@ def teardown(
     aws = AwsExecutor(clients)
     report = TeardownReport(kept=list(plan.kept))
 
-    def done(what: str) -> None:
+    def done(what: str, objects: int = 0) -> None:
         report.deleted.append(what)
+        if objects:
+            report.objects_deleted += objects
+        else:
+            report.resources_deleted += 1
         if say:
             say(f"deleted {what}")
 
@@ -128,7 +151,7 @@ def teardown(
             done(f"model {model}")
     for url, keys in plan.objects.items():
         _delete_objects(aws, S3Prefix.parse(url).bucket, keys)
-        done(f"{len(keys)} artifact object(s) under {url}")
+        done(f"{len(keys)} artifact object(s) under {url}", objects=len(keys))
     return report
 
 

@@ -1,11 +1,24 @@
-"""The endpoint's metrics as CloudWatch-style JSON lines, so dashboards and alarms built for
-the cloud can be tried on local figures.
+"""The endpoint's metrics as CloudWatch JSON lines, so dashboards and alarms built for the
+cloud can be tried on local figures, and the figures replayed into CloudWatch.
 
-Every period one line per metric: `Timestamp`, `Namespace`, `MetricName`, `Dimensions`
-(PutMetricData's `[{"Name", "Value"}]`: EndpointName, VariantName), `Unit` and `Value`.
-Counters give their increase over the period (CloudWatch's Sum), latencies the period's
-average in microseconds with `StatisticValues` (SampleCount, Sum), gauges their last value.
-Invocation counters are written for periods with traffic, latencies for periods with samples.
+Every period, one line per metric, each line a complete PutMetricData request holding one
+datum: `{"Namespace": ..., "MetricData": [{"MetricName", "Timestamp", "Dimensions", "Unit",
+"StatisticValues" | "Value"}]}` (`aws cloudwatch put-metric-data --cli-input-json "$line"`
+sends one). Dimensions are EndpointName and VariantName. Each namespace is the one AWS's
+"Monitor Amazon SageMaker AI with Amazon CloudWatch" page lists the metric under.
+
+- Per-request metrics go out as a StatisticSet of the period's per-request values, as AWS
+  defines them: `Invocations` 1 per request; `InvocationsPerInstance` 1/instances (one here);
+  `Invocation4XXErrors`, `Invocation5XXErrors` 1 for such a response, otherwise 0 (one sample
+  per invocation), and `InvocationModelErrors` the same way (AWS documents only its Sum);
+  `ModelCacheHit` 1 if the model was already loaded,
+  otherwise 0 (one sample per invocation that got its model). So Sum counts and Average is the
+  rate or hit ratio, as on CloudWatch. Written for periods with samples.
+- Times are StatisticSets in microseconds (SampleCount, Sum, Minimum, Maximum), for periods
+  with samples.
+- Gauges (`LoadedModelCount` and the utilisation in percent) are one `Value`, their last.
+
+CloudWatch refuses a datum carrying both `Value` and `StatisticValues`, so none does.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mme_local.background_task import BackgroundTask
-from mme_local.metrics import Metrics
+from mme_local.metrics import Metrics, Timing
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +48,26 @@ class _Metric:
     namespace: str = INVOCATION_NAMESPACE
 
 
-_COUNTERS = (
-    _Metric("mme_invocations", "Invocations", "None"),
-    _Metric("mme_invocations_per_instance", "InvocationsPerInstance", "None"),
-    _Metric("mme_invocation_4xx_errors", "Invocation4XXErrors", "None"),
-    _Metric("mme_invocation_5xx_errors", "Invocation5XXErrors", "None"),
-    _Metric("mme_invocation_model_errors", "InvocationModelErrors", "None"),
-    _Metric("mme_model_cache_hit", "ModelCacheHit", "None"),
-)
-_LATENCIES = (
-    _Metric("mme_model_latency_seconds", "ModelLatency", "Microseconds"),
-    _Metric("mme_overhead_latency_seconds", "OverheadLatency", "Microseconds"),
-    _Metric("mme_model_loading_wait_time_seconds", "ModelLoadingWaitTime", "Microseconds"),
-    _Metric("mme_model_downloading_time_seconds", "ModelDownloadingTime", "Microseconds"),
-    _Metric("mme_model_loading_time_seconds", "ModelLoadingTime", "Microseconds"),
-    _Metric("mme_model_unloading_time_seconds", "ModelUnloadingTime", "Microseconds"),
+@dataclass(frozen=True)
+class _PerRequest:
+    """A metric with one 0/1 (or 1) sample per request: `counted` sums the samples and
+    `samples` counts them, both Prometheus counters."""
+
+    name: str
+    counted: str
+    samples: str = "mme_invocations"
+
+
+_PER_REQUEST = (
+    _PerRequest("Invocations", "mme_invocations"),
+    _PerRequest("InvocationsPerInstance", "mme_invocations_per_instance"),
+    _PerRequest("Invocation4XXErrors", "mme_invocation_4xx_errors"),
+    _PerRequest("Invocation5XXErrors", "mme_invocation_5xx_errors"),
+    _PerRequest("InvocationModelErrors", "mme_invocation_model_errors"),
+    _PerRequest("ModelCacheHit", "mme_model_cache_hit", samples="mme_model_cache_lookups"),
 )
 _GAUGES = (
-    _Metric("mme_loaded_model_count", "LoadedModelCount", "None"),
+    _Metric("mme_loaded_model_count", "LoadedModelCount", "None", INSTANCE_NAMESPACE),
     _Metric("mme_cpu_utilization_percent", "CPUUtilization", "Percent", INSTANCE_NAMESPACE),
     _Metric("mme_memory_utilization_percent", "MemoryUtilization", "Percent", INSTANCE_NAMESPACE),
     _Metric("mme_disk_utilization_percent", "DiskUtilization", "Percent", INSTANCE_NAMESPACE),
@@ -66,6 +81,17 @@ _GAUGES = (
 )
 
 
+def _timings(metrics: Metrics) -> tuple[tuple[str, Timing], ...]:
+    return (
+        ("ModelLatency", metrics.model_latency),
+        ("OverheadLatency", metrics.overhead_latency),
+        ("ModelLoadingWaitTime", metrics.model_loading_wait_time),
+        ("ModelDownloadingTime", metrics.model_downloading_time),
+        ("ModelLoadingTime", metrics.model_loading_time),
+        ("ModelUnloadingTime", metrics.model_unloading_time),
+    )
+
+
 def _values(metrics: Metrics) -> dict[str, float]:
     """This endpoint's samples by sample name (its CloudWatch metrics carry only its labels)."""
     values: dict[str, float] = {}
@@ -76,48 +102,73 @@ def _values(metrics: Metrics) -> dict[str, float]:
     return values
 
 
+def _statistics(count: float, total: float, minimum: float, maximum: float) -> dict[str, float]:
+    return {"SampleCount": count, "Sum": total, "Minimum": minimum, "Maximum": maximum}
+
+
 class CloudWatchLines:
-    """Turns successive snapshots of `metrics` into CloudWatch-style records."""
+    """Turns successive snapshots of `metrics` into PutMetricData requests (the only reader of
+    its timings' periods)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._last = _values(metrics)
+        for _, timing in _timings(metrics):
+            timing.take_period()  # the first period starts now, as the counters' deltas do
 
     def records(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        """The records for the period since the previous call."""
+        """The requests for the period since the previous call."""
         stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
         current = _values(self.metrics)
         previous, self._last = self._last, current
 
-        def delta(name: str) -> float:
+        def delta(family: str) -> float:
+            name = f"{family}_total"
             return current.get(name, 0.0) - previous.get(name, 0.0)
 
-        def record(metric: _Metric, value: float, **extra: Any) -> dict[str, Any]:
-            return {
+        def record(name: str, unit: str, namespace: str, **value: Any) -> dict[str, Any]:
+            datum = {
+                "MetricName": name,
                 "Timestamp": stamp,
-                "Namespace": metric.namespace,
-                "MetricName": metric.name,
                 "Dimensions": [
                     {"Name": "EndpointName", "Value": self.metrics.endpoint_name},
                     {"Name": "VariantName", "Value": self.metrics.variant_name},
                 ],
-                "Unit": metric.unit,
-                "Value": value,
-                **extra,
+                "Unit": unit,
+                **value,
             }
+            return {"Namespace": namespace, "MetricData": [datum]}
 
         records: list[dict[str, Any]] = []
-        if delta("mme_invocations_total") > 0:
-            records.extend(record(m, delta(f"{m.family}_total")) for m in _COUNTERS)
-        for metric in _LATENCIES:
-            count = delta(f"{metric.family}_count")
-            if count > 0:
-                total_us = delta(f"{metric.family}_sum") * 1e6
-                statistics = {"SampleCount": count, "Sum": total_us}
-                records.append(record(metric, total_us / count, StatisticValues=statistics))
+        for per_request in _PER_REQUEST:
+            samples, counted = delta(per_request.samples), delta(per_request.counted)
+            if samples > 0:
+                # Each sample is 0 or 1: the extremes follow from how many were 1.
+                minimum = 1.0 if counted >= samples else 0.0
+                maximum = 1.0 if counted > 0 else 0.0
+                statistics = _statistics(samples, counted, minimum, maximum)
+                records.append(
+                    record(
+                        per_request.name, "None", INVOCATION_NAMESPACE, StatisticValues=statistics
+                    )
+                )
+        for name, timing in _timings(self.metrics):
+            period = timing.take_period()
+            if period is not None:
+                statistics = _statistics(
+                    float(period.count),
+                    period.total * 1e6,
+                    period.minimum * 1e6,
+                    period.maximum * 1e6,
+                )
+                records.append(
+                    record(name, "Microseconds", INVOCATION_NAMESPACE, StatisticValues=statistics)
+                )
         for metric in _GAUGES:
             if metric.family in current:
-                records.append(record(metric, current[metric.family]))
+                records.append(
+                    record(metric.name, metric.unit, metric.namespace, Value=current[metric.family])
+                )
         return records
 
 

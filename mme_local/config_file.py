@@ -32,6 +32,7 @@ unnoticed.
 
 from __future__ import annotations
 
+import difflib
 import sys
 import types
 import typing
@@ -136,19 +137,33 @@ def _kind(accepted: set[type]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in sorted(accepted, key=str))
 
 
+def _hint(key: str, section: str) -> str:
+    """`did you mean 'max_loaded_models'?`, looking in the other sections too; else where the
+    keys are listed."""
+    close = difflib.get_close_matches(key, _SCHEMA[section], n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    for other in SECTIONS:
+        if other != section and key in _SCHEMA[other]:
+            return f"{key!r} belongs in [{other}]"
+    return f"the keys of [{section}] are listed in the README under mme.toml"
+
+
 def _validate(raw: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
     config: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for section, values in raw.items():
         if section not in _SCHEMA:
+            close = difflib.get_close_matches(section, SECTIONS, n=1)
             known = ", ".join(f"[{s}]" for s in SECTIONS)
-            raise ConfigFileError(f"{path}: unknown section [{section}]; known sections: {known}")
+            hint = f"did you mean [{close[0]}]?" if close else f"known sections: {known}"
+            raise ConfigFileError(f"{path}: unknown section [{section}]; {hint}")
         if not isinstance(values, dict):
             raise ConfigFileError(f"{path}: {section} must be a [{section}] table")
         keys = _SCHEMA[section]
         for key, value in values.items():
             if key not in keys:
                 raise ConfigFileError(
-                    f"{path}: unknown key {key!r} in [{section}]; known keys: {', '.join(keys)}"
+                    f"{path}: unknown key {key!r} in [{section}]; {_hint(key, section)}"
                 )
             accepted, is_path = keys[key]
             # bool is an int subclass; `instance_count = true` must not pass as 1.
@@ -172,6 +187,28 @@ def _public(field: str) -> str:
 def env_variable(field: str) -> str:
     """`MME_LOCAL_MEMORY_LIMIT` for `memory_limit_bytes`, `MME_LOCAL_ENDPOINT_NAME`..."""
     return f"{ENV_PREFIX}{_public(field).upper()}"
+
+
+def setting_source(
+    model: type[BaseModel],
+    name: str,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    file: Path | None = None,
+    flag_names: Mapping[str, str] | None = None,
+) -> str:
+    """Where `load_settings` took field `name` from, worded as in its messages: the flag, the
+    MME_LOCAL_* variable, `[section] key in mme.toml`, or `the default`."""
+    if flags.get(name) is not None:
+        return (flag_names or {}).get(name, f"--{_public(name).replace('_', '-')}")
+    if env_variable(name) in env:
+        return env_variable(name)
+    places = {field: place for place, field in toml_fields(model).items()}
+    if name in places:
+        section, key = places[name]
+        if key in load_config(file)[section]:
+            return f"[{section}] {key} in {file if file is not None else DEFAULT_FILE}"
+    return "the default"
 
 
 def load_settings(

@@ -16,12 +16,20 @@ from mme_local.capacity.trace import TraceWriter
 from mme_local.cloudwatch import CloudWatchFile
 from mme_local.gateway.admin import AdminViews
 from mme_local.gateway.app import Gateway
-from mme_local.gateway.service import EndpointIdentity, EndpointService, ServiceOptions
+from mme_local.gateway.live_recorder import LiveRecorder
+from mme_local.gateway.live_views import LiveViews, StoreListing
+from mme_local.gateway.service import (
+    EndpointIdentity,
+    EndpointService,
+    InvocationRecord,
+    ServiceOptions,
+)
 from mme_local.loop_lag import LoopLagMonitor
 from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.factory import build_model_server
+from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.probes import ServerProbes
 from mme_local.runtime.supervisor import RuntimeSupervisor
 from mme_local.runtime.utilisation import UtilisationSampler
@@ -88,7 +96,7 @@ class Emulator:
                 settings.overwrite,
             )
 
-        cache_dir = self.cache_folder.open()
+        cache_dir = await self.cache_folder.open()
         self.server = server = build_model_server(
             settings, cache_dir, cache_dir / ".runtime", progress=self.progress
         )
@@ -155,9 +163,14 @@ class Emulator:
             settings.region,
             server.log_location,
         )
+        recorder = self._live_recorder(cache, probes, supervisor)
+        recorder.start()
+        self._background.append(recorder)
         if settings.trace_file is not None:
             self._trace = TraceWriter(settings.trace_file)
-        observer = self._trace.write if self._trace is not None else None
+        observer: Callable[[InvocationRecord], None] = recorder.observe
+        if self._trace is not None:
+            observer = _both(self._trace.write, recorder.observe)
         self._gateway = Gateway(
             service=EndpointService(
                 identity,
@@ -179,6 +192,32 @@ class Emulator:
                 cache_dir=cache_dir,
                 runtime_running=lambda: supervisor.running,
             ),
+            live=LiveViews(
+                endpoint_name=settings.endpoint_name,
+                runtime=settings.runtime,
+                cache=cache,
+                recorder=recorder,
+                listing=StoreListing(store),
+                open_port=lambda: server.open_port,
+                runtime_running=lambda: supervisor.running,
+            ),
+        )
+
+    def _live_recorder(
+        self, cache: ModelCache, probes: ServerProbes, supervisor: RuntimeSupervisor
+    ) -> LiveRecorder:
+        """The live page's timeline: it samples memory every period, in a thread."""
+        restarts = self.metrics.registry
+
+        def gpu_memory() -> list[int]:
+            return [gpu.memory_used_bytes for gpu in visible_gpus()]
+
+        return LiveRecorder(
+            cache,
+            restarts=lambda: restarts.get_sample_value("mme_runtime_restarts_total") or 0.0,
+            runtime_running=lambda: supervisor.running,
+            host_memory=probes.host_memory,
+            gpu_memory=gpu_memory if probes.measures_gpu else None,
         )
 
     def _host_memory_probe(self, probes: ServerProbes) -> Callable[[], int]:
@@ -228,3 +267,13 @@ class Emulator:
     @property
     def cache_dir(self) -> Path:
         return self.cache_folder.path
+
+
+def _both(
+    first: Callable[[InvocationRecord], None], second: Callable[[InvocationRecord], None]
+) -> Callable[[InvocationRecord], None]:
+    def observe(record: InvocationRecord) -> None:
+        first(record)
+        second(record)
+
+    return observe

@@ -7,6 +7,10 @@ and `variant_name`. Each emulator owns its own registry, so tests can run severa
 
 from __future__ import annotations
 
+import math
+import threading
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # From 0.1 ms (warm overhead) to minutes (cold loads of big models).
@@ -20,6 +24,50 @@ ENDPOINT_LABELS = ("endpoint_name", "variant_name")
 
 
 OTHER_MODELS = "other"
+
+
+@dataclass(frozen=True)
+class PeriodStatistics:
+    """One period's samples as PutMetricData's StatisticSet wants them."""
+
+    count: int
+    total: float
+    minimum: float
+    maximum: float
+
+
+class Timing:
+    """A latency histogram that also keeps the count, sum, minimum and maximum of the samples
+    since the last `take_period()`: Prometheus histograms have no extremes, and CloudWatch's
+    StatisticSet requires them."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self._lock = threading.Lock()  # observed on the event loop, taken from a worker thread
+        self._reset()
+
+    def _reset(self) -> None:
+        self._count = 0
+        self._total = 0.0
+        self._minimum = math.inf
+        self._maximum = -math.inf
+
+    def observe(self, seconds: float) -> None:
+        self.histogram.observe(seconds)
+        with self._lock:
+            self._count += 1
+            self._total += seconds
+            self._minimum = min(self._minimum, seconds)
+            self._maximum = max(self._maximum, seconds)
+
+    def take_period(self) -> PeriodStatistics | None:
+        """The samples since the previous call (None if there were none); one reader only."""
+        with self._lock:
+            if self._count == 0:
+                return None
+            taken = PeriodStatistics(self._count, self._total, self._minimum, self._maximum)
+            self._reset()
+            return taken
 
 
 class Metrics:
@@ -39,9 +87,9 @@ class Metrics:
         r = self.registry
         ids = (endpoint_name, variant_name)
 
-        def histogram(name: str, doc: str) -> Histogram:
+        def histogram(name: str, doc: str) -> Timing:
             family = Histogram(name, doc, ENDPOINT_LABELS, registry=r, buckets=_BUCKETS)
-            return family.labels(*ids)
+            return Timing(family.labels(*ids))
 
         def counter(name: str, doc: str) -> Counter:
             return Counter(name, doc, ENDPOINT_LABELS, registry=r).labels(*ids)
@@ -70,6 +118,18 @@ class Metrics:
             "mme_overhead_latency_seconds",
             "OverheadLatency: total time minus ModelLatency (waits for loads included).",
         )
+        # Triton's SageMaker front end runs loads and unloads inside an HTTP worker, and
+        # invocations on that worker wait (README, "Fidelity notes"): these show how often.
+        self.invocations_during_transitions = counter(
+            "mme_invocations_during_load_or_unload",
+            "Invocations answered by the container whose call overlapped a load or unload call "
+            "(any model's) in flight at the container: in flight when sent, when answered, or "
+            "sent in between. Such an invocation may have waited for it.",
+        )
+        self.model_latency_during_transitions = histogram(
+            "mme_model_latency_during_load_or_unload_seconds",
+            "ModelLatency of the invocations counted in mme_invocations_during_load_or_unload.",
+        )
         self.invocations = counter("mme_invocations", "Invocations: requests sent to the endpoint.")
         self.invocations_per_instance = counter(
             "mme_invocations_per_instance",
@@ -77,6 +137,11 @@ class Metrics:
         )
         self.model_cache_hit = counter(
             "mme_model_cache_hit", "ModelCacheHit: invocations whose model was already loaded."
+        )
+        self.model_cache_lookups = counter(
+            "mme_model_cache_lookups",
+            "Invocations that got their model, loaded or not: ModelCacheHit's sample count "
+            "(hit ratio = mme_model_cache_hit_total / this).",
         )
         self.invocation_4xx_errors = counter(
             "mme_invocation_4xx_errors",
@@ -166,6 +231,12 @@ class Metrics:
             "The largest event-loop lag measured since start.",
             registry=r,
         )
+
+    def count_cache_lookup(self, hit: bool) -> None:
+        """ModelCacheHit's per-request sample: 1 if the model was already loaded, else 0."""
+        self.model_cache_lookups.inc()
+        if hit:
+            self.model_cache_hit.inc()
 
     def count_model_invocation(self, target_model: str) -> None:
         """mme_model_invocations_total for this TargetModel, within the label bound."""

@@ -172,7 +172,8 @@ class EmulatorSettings(EndpointFields):
     model_error_body_limit_bytes: Size = Field(
         64 * 1024, json_schema_extra=_toml("local", "model_error_body_limit")
     )
-    """How much of a container's error body ModelError's Message and OriginalMessage quote."""
+    """How much of a container's error body the emulator's log keeps; ModelError's Message and
+    OriginalMessage quote at most 2048 characters of it, as SageMaker's service model allows."""
     metrics_period_s: float = Field(10.0, gt=0, json_schema_extra=_toml("local", "metrics_period"))
     """How often utilisation is measured and CloudWatch-style lines are written."""
     cloudwatch_file: Path | None = Field(None, json_schema_extra=_toml("local", "cloudwatch_file"))
@@ -186,11 +187,17 @@ class EmulatorSettings(EndpointFields):
     max_concurrency: int = Field(
         DEFAULT_MAX_CONCURRENCY, ge=1, json_schema_extra=_toml("local", "max_concurrency")
     )
-    """Most open connections (and requests in progress); past it a request gets 503."""
+    """Most requests in progress at once; past it a request gets 503. Idle connections don't
+    count: they are closed by the keep-alive and header timeouts instead."""
     keep_alive_timeout_s: float = Field(
         5.0, gt=0, json_schema_extra=_toml("local", "keep_alive_timeout")
     )
-    """An idle kept-alive connection is closed after this many seconds."""
+    """A connection with no request in progress (new, or kept alive) is closed after this many
+    seconds."""
+    header_timeout_s: float = Field(10.0, gt=0, json_schema_extra=_toml("local", "header_timeout"))
+    """A request's line and headers must arrive within this many seconds of its first byte
+    (else 408 and a close); its body may pause, and its client leave the answer unread, no
+    longer than this (else a close)."""
     require_sigv4: bool = Field(False, json_schema_extra=_toml("local", "require_sigv4"))
     """Refuse InvokeEndpoint calls not signed (SigV4) with the key pair below."""
     access_key_id: str = Field("local", json_schema_extra=_toml("local", "access_key_id"))

@@ -19,8 +19,10 @@ from mme_local.artifacts.rules import (
     REBUILD,
     ArchiveRejected,
     ArchiveRules,
+    Kind,
     SizeLimit,
     corrupt,
+    printable,
 )
 from mme_local.artifacts.tar_stream import read_members
 
@@ -31,6 +33,8 @@ DEFAULT_MAX_EXPANDED_BYTES: int = MAX_ARCHIVE_BYTES
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_CONFIG_BYTES = 1 << 20
+# Configs are held in memory until the layout is checked: many large ones would add up.
+_MAX_CONFIGS_BYTES = 16 << 20
 
 # The file each platform or backend loads from a version folder unless default_model_filename
 # names another one. Folders count too: model.savedmodel is one, model.onnx may be one.
@@ -63,41 +67,24 @@ class Problem:
 
 @dataclass
 class _Listing:
-    """What an archive would extract to, as normalized relative paths."""
+    """What an archive would extract to: the rules' own tree of the members they accepted."""
 
-    files: set[str] = field(default_factory=set)
-    dirs: set[str] = field(default_factory=set)
+    rules: ArchiveRules
     configs: dict[str, bytes] = field(default_factory=dict)
     """Model folder ("" for the archive root) -> bytes of its config.pbtxt."""
-
-    def add_file(self, path: str) -> None:
-        self.files.add(path)
-        self._add_parents(path)
-
-    def add_dir(self, path: str) -> None:
-        self.dirs.add(path)
-        self._add_parents(path)
-
-    def _add_parents(self, path: str) -> None:
-        parent = posixpath.dirname(path)
-        while parent:
-            self.dirs.add(parent)
-            parent = posixpath.dirname(parent)
+    config_bytes: int = 0
 
     def children(self, folder: str) -> tuple[list[str], list[str]]:
         """Names of the files and folders directly inside `folder` ("" for the root)."""
-
-        def inside(path: str) -> str | None:
-            if posixpath.dirname(path) == folder:
-                return posixpath.basename(path)
-            return None
-
-        files = sorted(n for p in self.files if (n := inside(p)) is not None)
-        dirs = sorted(n for p in self.dirs if (n := inside(p)) is not None)
+        node = self.rules.find(folder)
+        if node is None:
+            return [], []
+        files = sorted(n for n, c in node.children.items() if c.kind is not Kind.FOLDER)
+        dirs = sorted(n for n, c in node.children.items() if c.kind is Kind.FOLDER)
         return files, dirs
 
     def exists(self, path: str) -> bool:
-        return path in self.files or path in self.dirs
+        return self.rules.find(path) is not None
 
 
 class _Report:
@@ -106,10 +93,15 @@ class _Report:
         self.problems: list[Problem] = []
 
     def error(self, member: str | None, message: str) -> None:
-        self.problems.append(Problem(self.archive, member, message, "error"))
+        self.problems.append(Problem(self.archive, _shown(member), message, "error"))
 
     def warning(self, member: str | None, message: str) -> None:
-        self.problems.append(Problem(self.archive, member, message, "warning"))
+        self.problems.append(Problem(self.archive, _shown(member), message, "warning"))
+
+
+def _shown(member: str | None) -> str | None:
+    # Names may hold undecodable bytes or control characters: each problem prints as one line.
+    return printable(member) if member is not None else None
 
 
 def find_archives(paths: Iterable[Path]) -> list[Path]:
@@ -139,31 +131,52 @@ def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTE
     return report.problems
 
 
+def check_members(
+    path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES
+) -> list[Problem]:
+    """The member rules' verdicts alone, without the layout checks: the first error is the one
+    the emulator's extraction refuses the archive with (a gzip'd tar is assumed)."""
+    report = _Report(path)
+    _scan(path, max_expanded_bytes, report)
+    return report.problems
+
+
 def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | None:
-    listing = _Listing()
     rules = ArchiveRules(SizeLimit(max_expanded_bytes))
+    listing = _Listing(rules)
     try:
         with path.open("rb") as handle, closing(read_members(handle, rules)) as members:
             for tar, member, verdict in members:
                 if verdict is not None:
                     report.error(verdict.member, verdict.message)
                     continue
-                name = "/".join(part for part in member.name.split("/") if part not in ("", "."))
-                if not name:
-                    continue
-                if member.isdir():
-                    listing.add_dir(name)
-                    continue
-                listing.add_file(name)
-                if member.isfile() and posixpath.basename(name) == "config.pbtxt":
-                    listing.configs[posixpath.dirname(name)] = _read_member(tar, member)
+                names = [part for part in member.name.split("/") if part not in ("", ".")]
+                # Only the root's and the top-level folders' configs are models Triton loads.
+                if member.isfile() and names[-1:] == ["config.pbtxt"] and len(names) <= 2:
+                    _keep_config(listing, tar, member, "/".join(names[:-1]), report)
     except ArchiveRejected as error:
         report.error(error.member, error.message)
         return None
-    except OSError as error:
+    except (OSError, tarfile.TarError) as error:
+        # TarError: a config's data ends early inside a well-formed gzip stream.
         report.error(None, corrupt(error))
         return None
     return listing
+
+
+def _keep_config(
+    listing: _Listing, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: str, report: _Report
+) -> None:
+    text = _read_member(tar, member)
+    listing.config_bytes += len(text)
+    if listing.config_bytes > _MAX_CONFIGS_BYTES:
+        report.error(
+            member.name,
+            f"config.pbtxt files add up to more than {_MAX_CONFIGS_BYTES >> 20} MiB: keep a "
+            "few models per archive",
+        )
+        return
+    listing.configs[folder] = text
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -24,10 +24,12 @@ from mme_local.artifacts.rules import (
     MAX_TOTAL_HEADER_BYTES,
     ArchiveRejected,
     ArchiveRules,
-    ExtractionCancelled,
     Verdict,
+    check_cancelled,
     corrupt,
 )
+
+__all__ = ["check_cancelled", "read_members"]
 
 _CHUNK = 64 << 10
 _RECORD = tarfile.RECORDSIZE
@@ -37,11 +39,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _TAR_OVERHEAD = MAX_MEMBERS * 2 * tarfile.BLOCKSIZE + MAX_TOTAL_HEADER_BYTES + 2 * _RECORD
 # tarfile pulls whole records, so a phase may see up to two records of its neighbours' bytes.
 _SLACK = 4 * _RECORD
-
-
-def check_cancelled(cancelled: threading.Event | None) -> None:
-    if cancelled is not None and cancelled.is_set():
-        raise ExtractionCancelled("extraction cancelled")
 
 
 class _GuardedStream:
@@ -57,24 +54,18 @@ class _GuardedStream:
         self._input = b""
         self._finished = False
         self._position = 0
-        self._in_headers = True
-        self._phase_start = 0
-        self._phase_budget = MAX_HEADER_BYTES + _SLACK
+        self._headers_at = 0
+        """Where the next member's headers start in the tar stream (tarfile's own offset)."""
         self._header_total = 0
 
-    def headers_next(self, data_expected: int) -> None:
-        """tarfile is about to read the next member's headers, after skipping what the caller
-        left unread of `data_expected` bytes of the previous member's data."""
-        unread = max(0, data_expected - (self._position - self._phase_start))
-        self._in_headers = True
-        self._phase_start = self._position
-        self._phase_budget = MAX_HEADER_BYTES + _SLACK + unread
+    def member_read(self, member: tarfile.TarInfo, next_headers_at: int) -> None:
+        """tarfile returned `member`; the next member's headers start at `next_headers_at`.
 
-    def data_next(self) -> None:
-        """tarfile returned a member; what it reads now is that member's data."""
-        self._header_total += self._position - self._phase_start
-        self._in_headers = False
-        self._phase_start = self._position
+        Everything before that offset is this member's data, read or skipped (lint skips most
+        of it): only the blocks from a header's start to its member's data count as headers.
+        """
+        self._header_total += max(0, member.offset_data - self._headers_at)
+        self._headers_at = next_headers_at
 
     def read(self, size: int = -1, /) -> bytes:
         check_cancelled(self._cancelled)
@@ -83,12 +74,13 @@ class _GuardedStream:
         self._position += len(data)
         if self._position > self._rules.limit.max_bytes + _TAR_OVERHEAD:
             raise ArchiveRejected(self._rules.limit.refusal())
-        if self._in_headers:
-            phase = self._position - self._phase_start
-            if phase > self._phase_budget:
-                raise ArchiveRejected(HEADER_TOO_LARGE)
-            if self._header_total + phase > MAX_TOTAL_HEADER_BYTES:
-                raise ArchiveRejected(HEADERS_TOO_LARGE_IN_ALL)
+        # Checked while tarfile reads a header, before it can hold more than the caps: bytes past
+        # the next header's start are headers (give or take one read ahead, the slack).
+        pending = self._position - self._headers_at
+        if pending > MAX_HEADER_BYTES + _SLACK:
+            raise ArchiveRejected(HEADER_TOO_LARGE)
+        if self._header_total + pending > MAX_TOTAL_HEADER_BYTES + _SLACK:
+            raise ArchiveRejected(HEADERS_TOO_LARGE_IN_ALL)
         return data
 
     def _decompress(self, want: int) -> bytes:
@@ -145,14 +137,14 @@ def read_members(
     try:
         with tarfile.open(fileobj=stream, mode="r|", bufsize=_RECORD) as archive:
             while (member := archive.next()) is not None:
-                stream.data_next()
+                # tarfile's offset is where it will look for the next header once this member's
+                # data (whatever its type or sparse map) is read or skipped.
+                stream.member_read(member, archive.offset)
                 check_cancelled(cancelled)
                 verdict = rules.judge(member)
                 if verdict is not None and verdict.member is None:
                     raise verdict.rejected()
                 yield archive, member, verdict
-                expected = member.size if member.isreg() else 0
-                stream.headers_next(-(-expected // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
     except (tarfile.TarError, EOFError) as error:
         raise ArchiveRejected(corrupt(error)) from error
     final = rules.finish()

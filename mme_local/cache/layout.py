@@ -6,6 +6,7 @@ mounted at /opt/ml/models inside a container (Triton >= 2.70 refuses `-` in that
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import shutil
@@ -51,15 +52,20 @@ class CacheFolder:
         self.path = Path()
         self._temporary: Path | None = None
 
-    def open(self) -> Path:
+    async def open(self) -> Path:
+        """Make the folder ready. An earlier run may have left gigabytes of model folders:
+        deleting them is file-system work, done in a thread so the event loop stays free."""
+        self.path = await asyncio.to_thread(self._open)
+        return self.path
+
+    def _open(self) -> Path:
         if self.configured is None:
             self._temporary = Path(tempfile.mkdtemp(prefix="mme-local-cache-"))
-            self.path = self._temporary
-        else:
-            self.path = self.configured.resolve()
-            self.path.mkdir(parents=True, exist_ok=True)
-            clear_stale(self.path)
-        return self.path
+            return self._temporary
+        path = self.configured.resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        clear_stale(path)
+        return path
 
     def close(self) -> None:
         if self._temporary is not None:

@@ -241,8 +241,7 @@ class CacheMachine:
         """No other model is being loaded or unloaded (the model server's memory then changes
         for this model alone; downloads don't touch it)."""
         return not any(
-            e is not entry
-            and (e.state is UNLOADING or (e.state is LOADING and e.waiting is None))
+            e is not entry and (e.state is UNLOADING or (e.state is LOADING and e.waiting is None))
             for e in self.models.values()
         )
 
@@ -253,9 +252,7 @@ class CacheMachine:
         when it is LOADED (`entry.state`), else the request waits for an Answer."""
         entry = self.models.get(target_model)
         if entry is None:
-            entry = self.models[target_model] = ModelEntry(
-                target_model, self.name_of(target_model)
-            )
+            entry = self.models[target_model] = ModelEntry(target_model, self.name_of(target_model))
         entry.pins += 1
         state = entry.state
         if state is LOADED:
@@ -350,9 +347,7 @@ class CacheMachine:
             need = self._wanted_reserve[entry.target_model]
             short = self.disk_used + self.disk_reserved + need - budget
             if short > 0:
-                on_disk = list(
-                    self.policy.disk_victims(self._settled.values(), budget + short)
-                )
+                on_disk = list(self.policy.disk_victims(self._settled.values(), budget + short))
                 freed = sum(victim.disk_bytes for victim in on_disk)
                 coming = self.disk_reclaiming
                 loaded: list[ModelEntry] = []
@@ -485,7 +480,9 @@ class CacheMachine:
                     self._unload(victim, reason)
                     continue
                 self.over_budget_loads += 1
-                log.warning("%s loads over the %s: every model is in use", entry.target_model, reason)
+                log.warning(
+                    "%s loads over the %s: every model is in use", entry.target_model, reason
+                )
             elif reason is not None:
                 return  # unloads in flight free enough: wait for them
             queue.popleft()
@@ -577,7 +574,9 @@ class CacheMachine:
 
     def load_rejected_for_memory(self, entry: ModelEntry, error: BaseException) -> None:
         """The container answered 507: unload one idle model, then load once more."""
-        victim = None if entry.retry_after_unload else self.policy.victim(self._loaded.values(), entry)
+        victim = (
+            None if entry.retry_after_unload else self.policy.victim(self._loaded.values(), entry)
+        )
         if victim is None:
             entry.retry_after_unload = False
             self.load_failed(entry, error)

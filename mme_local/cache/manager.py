@@ -258,7 +258,9 @@ class ModelCache:
             elapsed = time.perf_counter() - started
             self._download_s[entry.name] = elapsed
             self.metrics.model_downloading_time.observe(elapsed)
-            log.info("downloaded %s (%d bytes) in %.2f s", entry.target_model, fetched.size, elapsed)
+            log.info(
+                "downloaded %s (%d bytes) in %.2f s", entry.target_model, fetched.size, elapsed
+            )
             self.machine.downloaded(entry, fetched.size, fetched.etag)
         self._dispatch()
 
@@ -269,9 +271,7 @@ class ModelCache:
         started = time.perf_counter()
         url = self.model_url(model_dir(self.cache_dir, entry.name))
         try:
-            await asyncio.wait_for(
-                self.client.load(entry.name, url, entry.target_model), remaining
-            )
+            await asyncio.wait_for(self.client.load(entry.name, url, entry.target_model), remaining)
         except ModelAlreadyLoaded:
             log.info("container already had %s loaded", entry.target_model)
         except InsufficientMemory as error:

@@ -82,7 +82,9 @@ class Instance:
         if self.machine.outbox:
             self._perform()
 
-    def _serve(self, entry: ModelEntry, index: int, model: int, start: float, service_s: float) -> None:
+    def _serve(
+        self, entry: ModelEntry, index: int, model: int, start: float, service_s: float
+    ) -> None:
         end = start + service_s
         if end > self.busy_until.get(model, 0.0):
             self.busy_until[model] = end

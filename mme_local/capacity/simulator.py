@@ -99,7 +99,7 @@ class SimResult:
         return count * 3600.0 / self.duration_s if self.duration_s > 0 else float(count)
 
 
-def _route(instances: list[Instance], model: int, t: float) -> Instance:
+def route(instances: list[Instance], model: int, t: float) -> Instance:
     for inst in instances:
         inst.advance(t)
     holding = [inst for inst in instances if inst.holds(model)]
@@ -128,7 +128,7 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
     only = instances[0] if config.count == 1 else None
     for i in range(len(times)):
         model, t = models[i], times[i]
-        inst = only if only is not None else _route(instances, model, t)
+        inst = only if only is not None else route(instances, model, t)
         inst.request(
             i, t, model, service[i] if service else latency[model], cold[i] if cold else -1.0
         )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from mme_local.cli import cloud_cmd, inspect_cmd, lint_cmd, package_cmd, runtime_cmd, up_cmd
+from mme_local.cli import (
+    cloud_cmd,
+    inspect_cmd,
+    invoke_cmd,
+    lint_cmd,
+    package_cmd,
+    runtime_cmd,
+    up_cmd,
+)
 from mme_local.cli.capacity_cmd import app as capacity_app
 from mme_local.cli.errors import run_app
 
@@ -16,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("up")(up_cmd.up)
-app.command("invoke")(inspect_cmd.invoke)
+app.command("invoke")(invoke_cmd.invoke)
 app.command("models")(inspect_cmd.models)
 app.command("stats")(inspect_cmd.stats)
 app.add_typer(runtime_cmd.app, name="runtime")

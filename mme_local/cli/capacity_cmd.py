@@ -26,7 +26,13 @@ def profile(
         str | None, typer.Option(help="S3 prefix of the artifacts, with --s3-endpoint or AWS.")
     ] = None,
     s3_endpoint: Annotated[
-        str | None, typer.Option(help="The S3 API holding the prefix (default: AWS).")
+        str | None,
+        typer.Option(
+            "--s3-endpoint",
+            "--s3-endpoint-url",
+            help="The S3 API holding the prefix.",
+            show_default="AWS",
+        ),
     ] = None,
     sample: Annotated[
         Path | None,
@@ -74,8 +80,12 @@ def profile(
     body = None if sample is None else Sample(sample.read_bytes(), content_type, repeats)
     result = profile_artifacts(settings, folder, body, lambda m: typer.echo(m, err=True))
     result.save(out)
+    from mme_local.cli.capacity_view import profile_lines
+
+    for line in profile_lines(result):
+        typer.echo(line)
     typer.echo(
-        f"wrote {out}: {len(result.artifacts)} distinct artifact(s); stub cost "
+        f"\nwrote {out}: {len(result.artifacts)} distinct artifact(s); stub cost "
         f"{result.stub_host_bytes >> 20} MiB host ({result.runtime} runtime)"
     )
 
@@ -111,10 +121,10 @@ def plan(
         float, typer.Option(help="Seconds a cold request waits before a 429.")
     ] = 60.0,
     parallel_loads: Annotated[
-        int | None, typer.Option(help="Loads at once per instance [default: its vCPUs].")
+        int | None, typer.Option(help="Loads at once per instance.", show_default="its vCPUs")
     ] = None,
     parallel_downloads: Annotated[
-        int | None, typer.Option(help="Downloads at once per instance [default: its vCPUs].")
+        int | None, typer.Option(help="Downloads at once per instance.", show_default="its vCPUs")
     ] = None,
     target_hit_ratio: Annotated[float | None, typer.Option(help="e.g. 0.95.")] = None,
     target_p99: Annotated[
@@ -123,6 +133,10 @@ def plan(
     prices: Annotated[Path | None, typer.Option(help="A price table overriding ours.")] = None,
     format: Annotated[str, typer.Option(help="table, json or markdown.")] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the plan (matplotlib).")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Write a self-contained page: candidates, the chosen one's timeline."),
+    ] = None,
 ) -> None:
     """Predict hit ratio, cold starts, latency and cost per candidate; pick the cheapest."""
     from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
@@ -147,24 +161,36 @@ def plan(
     spec = None
     if models is not None:
         spec = SyntheticSpec(models, requests, None if uniform else zipf, rate, seed, artifact)
-    result = make_plan(
-        PlanRequest(
-            profile=profile,
-            trace=trace,
-            spec=spec,
-            instances=[n.strip() for n in instances.split(",") if n.strip()] if instances else None,
-            counts=tuple(parse_counts(count)),
-            budgets=EmulatorBudgets(max_loaded_models, memory, disk),
-            targets=Targets(target_hit_ratio, target_p99),
-            prices=prices,
-            parallel=Parallelism(parallel_downloads, parallel_loads),
-            ready_timeout_s=model_ready_timeout,
-            cache_enabled=model_cache == "Enabled",
-        )
+    request = PlanRequest(
+        profile=profile,
+        trace=trace,
+        spec=spec,
+        instances=[n.strip() for n in instances.split(",") if n.strip()] if instances else None,
+        counts=tuple(parse_counts(count)),
+        budgets=EmulatorBudgets(max_loaded_models, memory, disk),
+        targets=Targets(target_hit_ratio, target_p99),
+        prices=prices,
+        parallel=Parallelism(parallel_downloads, parallel_loads),
+        ready_timeout_s=model_ready_timeout,
+        cache_enabled=model_cache == "Enabled",
     )
-    typer.echo(RENDERERS[format](result), nl=False)
+    result = make_plan(request)
+    rendered = RENDERERS[format](result)
+    if format != "json":
+        from mme_local.cli.capacity_view import with_verdict
+
+        rendered = with_verdict(rendered, result)
+    typer.echo(rendered, nl=False)
     if plot is not None:
         from mme_local.capacity.plot import write_plot
 
         write_plot(result, plot)
         typer.echo(f"wrote {plot}", err=True)
+    if html is not None:
+        from mme_local.capacity.api import workload_for
+        from mme_local.capacity.html_report import write_html
+        from mme_local.capacity.profile import load_profile
+
+        loaded = load_profile(request.profile)
+        write_html(result, workload_for(request, loaded), loaded, html)
+        typer.echo(f"wrote {html}", err=True)

@@ -220,7 +220,7 @@ def teardown(
 ) -> None:
     """Delete the endpoint, endpoint configs and models deploy made for it (tag-checked)."""
     from cloud.aws import Clients, make_session
-    from cloud.teardown import plan_teardown
+    from cloud.teardown import counted, plan_teardown
     from cloud.teardown import teardown as run_teardown
 
     settings = teardown_settings({"region": region, "profile": profile}, config_file)
@@ -239,6 +239,16 @@ def teardown(
     if dry_run:
         return
     if not yes:
-        typer.confirm(f"delete these {len(deletions)} resource(s)?", abort=True)
+        question = f"delete these {counted(plan.resource_count, plan.object_count)}?"
+        try:
+            confirmed = typer.confirm(question)
+        except typer.Abort:
+            # A closed stdin (a script, CI) or Ctrl-C at the question.
+            typer.echo("\nnothing was deleted: no answer (pass --yes to delete without asking)")
+            raise typer.Exit(1) from None
+        if not confirmed:
+            typer.echo("nothing was deleted")
+            raise typer.Exit(1)
     report = run_teardown(clients, endpoint_name, delete_artifacts, say=_echo, plan=plan)
-    typer.echo(f"deleted {len(report.deleted)} resource(s) for {endpoint_name} in {region_name}")
+    done = counted(report.resources_deleted, report.objects_deleted)
+    typer.echo(f"deleted {done} for {endpoint_name} in {region_name}")

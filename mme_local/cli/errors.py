@@ -11,6 +11,7 @@ from mme_local.artifacts.archive import ArchiveError
 from mme_local.artifacts.package import PackageError
 from mme_local.artifacts.templates import TemplateError
 from mme_local.capacity.errors import CapacityError
+from mme_local.cli.invoke_view import InvokeFailed
 from mme_local.config_file import ConfigFileError, SettingsError
 from mme_local.demo.config import DemoError
 from mme_local.runtime.backend_dir import StubNotFound
@@ -35,6 +36,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     DemoError,
     ArtifactChanged,
     CapacityError,
+    InvokeFailed,
 )
 
 

@@ -1,10 +1,9 @@
-"""`invoke`, `models` and `stats`: talk to a running endpoint and show what it says."""
+"""`models` and `stats`: read a running endpoint's views and show them."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
@@ -13,58 +12,16 @@ from rich.table import Table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 EndpointUrl = Annotated[
-    str, typer.Option("--endpoint-url", help="The local endpoint's gateway URL.")
+    str,
+    typer.Option(
+        "--endpoint-url", envvar="MME_LOCAL_ENDPOINT_URL", help="The local endpoint's gateway URL."
+    ),
 ]
 
 
 def _table_console() -> Console:
     """Tables go to stdout; piped, they keep full TargetModel names instead of 80 columns."""
     return Console(width=None if sys.stdout.isatty() else 240)
-
-
-def _read_body(body: str) -> bytes:
-    if body.startswith("@"):
-        return Path(body[1:]).read_bytes()
-    return body.encode()
-
-
-def invoke(
-    target_model: Annotated[str, typer.Argument(help="The TargetModel, e.g. model-0.tar.gz.")],
-    body: Annotated[str, typer.Option(help="The payload, or @file to read it from a file.")],
-    content_type: Annotated[str, typer.Option(help="Content-Type.")] = "application/octet-stream",
-    accept: Annotated[str | None, typer.Option(help="Accept.")] = None,
-    endpoint_name: Annotated[str, typer.Option(help="EndpointName.")] = "local-mme",
-    endpoint_url: EndpointUrl = DEFAULT_URL,
-    cloud: Annotated[
-        bool, typer.Option("--cloud", help="Invoke the real SageMaker endpoint instead.")
-    ] = False,
-    region: Annotated[str | None, typer.Option(help="AWS region (with --cloud).")] = None,
-    profile: Annotated[str | None, typer.Option(help="AWS profile (with --cloud).")] = None,
-) -> None:
-    """Send one InvokeEndpoint request through boto3 and print the answer."""
-    if cloud:
-        from cloud.invoke import runtime_client
-
-        client = runtime_client(region, profile)
-    else:
-        from mme_local.clients import local_runtime_client
-
-        client = local_runtime_client(endpoint_url, region or "us-east-1")
-    kwargs: dict[str, Any] = {
-        "EndpointName": endpoint_name,
-        "TargetModel": target_model,
-        "Body": _read_body(body),
-        "ContentType": content_type,
-    }
-    if accept:
-        kwargs["Accept"] = accept
-    response = client.invoke_endpoint(**kwargs)
-    payload = response["Body"].read()
-    Console(stderr=True, highlight=False).print(
-        f"[dim]{response['ContentType']}  variant {response.get('InvokedProductionVariant')}  "
-        f"request {response['ResponseMetadata'].get('RequestId')}[/dim]"
-    )
-    sys.stdout.buffer.write(payload + b"\n")
 
 
 def _get(url: str) -> httpx.Response:
@@ -76,24 +33,37 @@ def _get(url: str) -> httpx.Response:
     return response
 
 
-def _mib(value: int | None) -> str:
-    return "-" if not value else f"{value / 2**20:,.1f}"
+def _plain(console: Console, text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 def models(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
-    """List the prefix's models with state, size, last use and counts, least recent first."""
+    """The budgets, then the prefix's models with state, memory, last use and counts,
+    least recently used first."""
+    from datetime import datetime, timezone
+
+    from mme_local.cli.inspect_view import ago, budget_lines, size
+
+    status = _get(f"{endpoint_url}/_mme/status").json()
     rows = _get(f"{endpoint_url}/_mme/models").json()
-    table = Table(title=f"models at {endpoint_url}")
-    for column in (
+    console = _table_console()
+    _plain(console, f"endpoint {status.get('endpoint_name')} at {endpoint_url}")
+    for line in budget_lines(status):
+        _plain(console, f"  {line}")
+    now = datetime.now(timezone.utc)
+    table = Table(title=None)
+    columns = (
         "TargetModel",
         "state",
-        "size MiB",
-        "memory MiB",
+        "size",
+        "memory",
         "last used",
         "calls",
         "loads",
         "unloads",
-    ):
+        "evictions",
+    )
+    for column in columns:
         table.add_column(
             column,
             justify="left" if column in ("TargetModel", "state", "last used") else "right",
@@ -103,31 +73,52 @@ def models(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
         table.add_row(
             row["target_model"],
             row["state"],
-            _mib(row["size_bytes"]),
-            _mib(row["memory_bytes"]),
-            row["last_used"] or "-",
+            size(row["size_bytes"]),
+            size(row["memory_bytes"]),
+            ago(row["last_used"], now),
             str(row["invocations"]),
             str(row["loads"]),
             str(row["unloads"]),
+            str(row.get("evictions", 0)),
         )
-    _table_console().print(table)
+    console.print(table)
 
 
 def stats(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
-    """Show the endpoint's CloudWatch-named metrics as a table."""
-    from mme_local.metrics_reader import read_rows
+    """The endpoint's CloudWatch-named metrics: counts with the cache hit ratio, latencies
+    with p50 and p99, and the gauges in their units."""
+    from mme_local.cli.inspect_view import gauge_value, read_stats, seconds
 
-    text = _get(f"{endpoint_url}/metrics").text
-    table = Table(title=f"metrics at {endpoint_url}")
-    for column in ("metric", "count / value", "mean", "total"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for row in read_rows(text):
-        if row.kind == "histogram":
-            total = row.total or 0.0
-            mean = f"{1000 * total / row.value:,.2f} ms" if row.value else "-"
-            table.add_row(row.name, f"{row.value:,.0f}", mean, f"{total:,.3f} s")
-            continue
-        label = ",".join(f"{k}={v}" for k, v in row.labels.items())
-        name = f"{row.name}{{{label}}}" if label else row.name
-        table.add_row(name, f"{row.value:,.0f}", "", "")
-    _table_console().print(table)
+    read = read_stats(_get(f"{endpoint_url}/metrics").text)
+    console = _table_console()
+
+    counts = Table(title=f"counts at {endpoint_url}", title_justify="left")
+    counts.add_column("counter")
+    counts.add_column("total", justify="right")
+    for sample in read.counters:
+        counts.add_row(sample.label, f"{sample.value:,.0f}")
+    ratio = read.hit_ratio
+    counts.add_row("cache hit ratio", "-" if ratio is None else f"{ratio:.1%}")
+    console.print(counts)
+
+    latency = Table(
+        title="latencies (p50 and p99 estimated from the buckets)", title_justify="left"
+    )
+    for column in ("histogram", "count", "mean", "p50", "p99"):
+        latency.add_column(column, justify="left" if column == "histogram" else "right")
+    for histogram in read.histograms:
+        latency.add_row(
+            histogram.name,
+            f"{histogram.count:,.0f}",
+            seconds(histogram.mean),
+            seconds(histogram.quantile(0.5)),
+            seconds(histogram.quantile(0.99)),
+        )
+    console.print(latency)
+
+    now = Table(title="now", title_justify="left")
+    now.add_column("gauge")
+    now.add_column("value", justify="right")
+    for sample in read.gauges:
+        now.add_row(sample.label, gauge_value(sample))
+    console.print(now)

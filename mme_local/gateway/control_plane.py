@@ -11,6 +11,7 @@ local endpoint is configured by `mme-local up`'s settings, not through this API.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,9 @@ IMAGE_TRITON_VERSION = "24.09"
 # When the SageMaker SDK (the `cloud` extra) is absent: the account that serves the
 # sagemaker-tritonserver images in most regions, as the SDK's own image list records it.
 FALLBACK_IMAGE = "763104351884.dkr.ecr.{region}.amazonaws.com/sagemaker-tritonserver:{version}-py3"
+
+# The role deploy would pass is the user's; locally there is none, so a plausible one.
+LOCAL_ROLE_NAME = "mme-local"
 
 READ_OPERATIONS = (
     "DescribeEndpoint",
@@ -76,6 +80,17 @@ def triton_image(region: str, instance_type: str) -> str:
         return FALLBACK_IMAGE.format(region=region, version=IMAGE_TRITON_VERSION)
 
 
+def resolved_image(image: str) -> str:
+    """`registry/repository@sha256:<digest>`, the form SageMaker reports as `ResolvedImage`.
+
+    The digest cannot be looked up offline: it is the SHA-256 of the image URI, shaped like
+    a real one and stable for one image, but not the image's own digest.
+    """
+    name, _, tag = image.rpartition(":")
+    repository = name if name and "/" not in tag else image
+    return f"{repository}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
 def _environment(triton: TritonSettings) -> dict[str, str]:
     try:
         return sagemaker_environment(triton)
@@ -115,6 +130,10 @@ class LocalEndpoint:
             created=created,
             environment=_environment(settings.triton),
         )
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{LOCAL_ROLE_NAME}"
 
     def arn(self, kind: str, name: str | None = None) -> str:
         # SageMaker writes resource names in lower case in its ARNs.
@@ -189,7 +208,13 @@ class ControlPlane:
             "ProductionVariants": [
                 {
                     "VariantName": e.variant_name,
-                    "DeployedImages": [{"SpecifiedImage": self.image}],
+                    "DeployedImages": [
+                        {
+                            "SpecifiedImage": self.image,
+                            "ResolvedImage": resolved_image(self.image),
+                            "ResolutionTime": e.created,
+                        }
+                    ],
                     "CurrentWeight": 1.0,
                     "DesiredWeight": 1.0,
                     "CurrentInstanceCount": e.instance_count,
@@ -220,6 +245,7 @@ class ControlPlane:
         e = self.endpoint
         return {
             **self._model_summary(),
+            "ExecutionRoleArn": e.role_arn,
             "PrimaryContainer": {
                 "Image": self.image,
                 "Mode": "MultiModel",

@@ -3,6 +3,9 @@
 botocore reads the error code from `x-amzn-ErrorType` (the text before `:`), the message from
 the body's `Message`, and ModelError's extra members from body keys of the same names; the
 HTTP status never picks the exception class. So every error goes out with all three.
+
+`Message` and `OriginalMessage` are the service model's `Message` shape (at most 2048
+characters); longer texts are cut here, where every error is serialized.
 """
 
 from __future__ import annotations
@@ -13,6 +16,27 @@ from typing import Any, ClassVar
 from starlette.responses import Response
 
 _ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.sagemaker/"
+
+MESSAGE_MAX_CHARS = 2048
+"""botocore's sagemaker-runtime model: `Message` and `OriginalMessage` have shape `Message`,
+`max: 2048` (a length in characters, as botocore's validation counts it)."""
+
+_TEXT_MEMBERS = ("Message", "OriginalMessage")
+
+
+def cut_text(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
+    """`text` if it fits in `limit` characters; else its start and a note of how many
+    characters were cut, `limit` characters in all (the start of a container's answer usually
+    says what went wrong; the whole of it is in the emulator's log)."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    while True:  # the note's own length depends on the count it states
+        note = f"... [{cut} more characters in the mme-local log]"
+        kept = max(0, limit - len(note))
+        if len(text) - kept == cut:
+            return (text[:kept] + note)[:limit]
+        cut = len(text) - kept
 
 
 class SageMakerError(Exception):
@@ -31,6 +55,9 @@ class SageMakerError(Exception):
             body["ErrorCode"] = self.error_code
         body["Message"] = self.message
         body.update(self.extra)
+        for member in _TEXT_MEMBERS:
+            if isinstance(body.get(member), str):
+                body[member] = cut_text(body[member])
         return body
 
     def to_response(self, request_id: str) -> Response:

@@ -35,6 +35,13 @@ _HEADERS_READ = {
     b"x-amzn-sagemaker-inference-component",
     b"x-amzn-sagemaker-target-container-hostname",
     b"x-amzn-sagemaker-enable-explanations",
+    b"x-amzn-sagemaker-prefix-aware-id",
+}
+
+# SageMaker Runtime's other operations on an endpoint; a multi-model endpoint serves neither.
+OTHER_OPERATIONS = {
+    "/invocations-response-stream": "InvokeEndpointWithResponseStream",
+    "/async-invocations": "InvokeEndpointAsync",
 }
 
 
@@ -45,6 +52,24 @@ def endpoint_name_of(path: str) -> str | None:
         if name and "/" not in name:
             return name
     return None
+
+
+def other_operation_of(path: str) -> tuple[str, str] | None:
+    """`/endpoints/{name}/async-invocations` -> (name, "InvokeEndpointAsync"), and likewise
+    for response streaming; anything else -> None."""
+    for suffix, operation in OTHER_OPERATIONS.items():
+        if path.startswith(PREFIX) and path.endswith(suffix):
+            name = path[len(PREFIX) : -len(suffix)]
+            if name and "/" not in name:
+                return name, operation
+    return None
+
+
+async def refuse_other_operation(
+    service: EndpointService, endpoint_name: str, operation: str, send: Send
+) -> None:
+    """Answered from the path alone: the body is never read (nor invoked)."""
+    await _send_error(send, service.refuse_operation(endpoint_name, operation), str(uuid.uuid4()))
 
 
 class ClientDisconnected(Exception):
@@ -145,6 +170,7 @@ async def handle_invocations(
             inference_component=header(b"x-amzn-sagemaker-inference-component"),
             target_container_hostname=header(b"x-amzn-sagemaker-target-container-hostname"),
             enable_explanations=header(b"x-amzn-sagemaker-enable-explanations"),
+            prefix_aware_id=header(b"x-amzn-sagemaker-prefix-aware-id"),
         )
         result = await service.invoke(request)
     except ClientDisconnected:

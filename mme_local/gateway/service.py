@@ -11,6 +11,7 @@ from mme_local.cache.extract import ArchiveRejected
 from mme_local.cache.manager import Lease, ModelCache, ModelLoadTimeout, ModelNotReady
 from mme_local.gateway import validation
 from mme_local.gateway.errors import (
+    MESSAGE_MAX_CHARS,
     InternalDependencyException,
     InternalFailure,
     ModelError,
@@ -18,6 +19,7 @@ from mme_local.gateway.errors import (
     SageMakerError,
     ServiceUnavailable,
     ValidationError,
+    cut_text,
 )
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient, InvokeResult
@@ -58,6 +60,8 @@ class InvokeRequest:
     inference_component: str | None = None
     target_container_hostname: str | None = None
     enable_explanations: str | None = None
+    prefix_aware_id: str | None = None
+    """A routing hint among instances: validated, then kept by the platform (one instance)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ class ServiceOptions:
     deadline_s: float = 60.0
     """One limit for the whole request: the wait for the model and the container's answer."""
     error_body_limit_bytes: int = DEFAULT_ERROR_BODY_LIMIT
-    """How much of a container's error body ModelError quotes; the rest is cut and counted."""
+    """How much of a container's error body the emulator's log keeps (ModelError itself quotes
+    at most MESSAGE_MAX_CHARS of it, as the service model allows)."""
 
     @classmethod
     def from_settings(cls, settings: EmulatorSettings) -> ServiceOptions:
@@ -133,6 +138,25 @@ class EndpointService:
         self.options = options or ServiceOptions()
         self.observer = observer
 
+    def refuse_operation(self, endpoint_name: str, operation: str) -> SageMakerError:
+        """The answer to a SageMaker Runtime operation a multi-model endpoint does not serve
+        (response streaming, asynchronous inference), after the endpoint name is checked."""
+        try:
+            self._check_endpoint(endpoint_name)
+        except SageMakerError as error:
+            return error
+        return ValidationError(
+            f"Endpoint {endpoint_name} is a multi-model endpoint, which does not support "
+            f"{operation}. Call InvokeEndpoint with a TargetModel."
+        )
+
+    def _check_endpoint(self, endpoint_name: str) -> None:
+        validation.check_endpoint_name(endpoint_name)
+        if endpoint_name != self.identity.name:
+            raise ValidationError(
+                f"Endpoint {endpoint_name} of account {self.identity.account_id} not found."
+            )
+
     async def invoke(self, request: InvokeRequest) -> InvokeResponse:
         started = time.perf_counter()
         arrived = time.time() if self.observer is not None else 0.0
@@ -186,11 +210,7 @@ class EndpointService:
         self, request: InvokeRequest, deadline: float, leases: list[Lease]
     ) -> tuple[InvokeResponse, float]:
         identity = self.identity
-        validation.check_endpoint_name(request.endpoint_name)
-        if request.endpoint_name != identity.name:
-            raise ValidationError(
-                f"Endpoint {request.endpoint_name} of account {identity.account_id} not found."
-            )
+        self._check_endpoint(request.endpoint_name)
         target = validation.check_target_model(request.target_model, request.request_id)
         validation.check_body_size(len(request.body))
         validation.check_optional_headers(
@@ -200,6 +220,7 @@ class EndpointService:
             content_type=request.content_type,
             accept=request.accept,
             session_id=request.session_id,
+            prefix_aware_id=request.prefix_aware_id,
         )
         validation.check_not_multi_model_features(
             identity.name,
@@ -220,7 +241,12 @@ class EndpointService:
         except SageMakerError:
             raise
         except Exception as error:
-            raise self._translate(error, target) from error
+            translated = self._translate(error, target)
+            if not leases and not isinstance(error, ModelNotReady):
+                # No lease: the download, extraction or load failed, which the `up` console
+                # should show (the client only sees its own error).
+                log.warning("%s could not be loaded: %s", target, _one_line(translated.message))
+            raise translated from error
 
     async def _forward(
         self, target: str, request: InvokeRequest, deadline: float, leases: list[Lease]
@@ -230,9 +256,10 @@ class EndpointService:
         wait_s = min(self.cache.ready_timeout_s, max(0.0, deadline - time.perf_counter()))
         async with self.cache.acquire(target, timeout_s=wait_s) as lease:
             leases.append(lease)
-            if lease.cache_hit:
-                self.metrics.model_cache_hit.inc()
+            self.metrics.count_cache_lookup(lease.cache_hit)
             self.metrics.count_model_invocation(target)
+            control = self.client.control_calls
+            busy_at_send, started_before = control.in_flight, control.started
             sent = time.perf_counter()
             try:
                 result = await self._call_container(lease, target, request, deadline)
@@ -244,7 +271,12 @@ class EndpointService:
             except ModelNotFound:
                 self.cache.mark_not_loaded(lease)
                 raise
-            return self._success(result), time.perf_counter() - sent
+            model_s = time.perf_counter() - sent
+            if busy_at_send or control.in_flight or control.started != started_before:
+                # Triton may have held this call behind the load/unload (README, fidelity).
+                self.metrics.invocations_during_transitions.inc()
+                self.metrics.model_latency_during_transitions.observe(model_s)
+            return self._success(result), model_s
 
     async def _call_container(
         self, lease: Lease, target: str, request: InvokeRequest, deadline: float
@@ -273,32 +305,46 @@ class EndpointService:
             closed_session_id=result.closed_session_id,
         )
 
-    def _verbatim(self, error: ContainerError) -> str:
-        """The container's body as sent (SageMaker quotes full JSON and HTML pages), capped."""
+    def _verbatim(self, error: ContainerError, target: str) -> str:
+        """The container's body as sent (SageMaker quotes full JSON and HTML pages); the log
+        gets it whole (up to `error_body_limit_bytes`), the error its first 2048 characters."""
         if not error.body:
             return error.message
         limit = self.options.error_body_limit_bytes
         text = error.body[:limit].decode(errors="replace")
+        logged = text
         if len(error.body) > limit:
-            text += f"... [{len(error.body) - limit} more bytes cut by mme-local]"
+            logged += f"... [{len(error.body) - limit} more bytes not kept]"
+        log.info(
+            "%s: the container answered %d with %d bytes: %s",
+            target,
+            error.status_code,
+            len(error.body),
+            logged,
+        )
         return text
 
     def _model_error(self, status: int, message: str) -> ModelError:
         kind = "client" if 400 <= status < 500 else "server"
         code = "CLIENT_ERROR_FROM_MODEL" if kind == "client" else "INTERNAL_FAILURE_FROM_MODEL"
+        head = f'Received {kind} error ({status}) from model with message "'
+        tail = (
+            f'". See {self.identity.log_location} in account {self.identity.account_id} '
+            "for more information."
+        )
+        # Cut inside the quotes so the frame (status, where the log is) survives the cap.
+        room = max(0, MESSAGE_MAX_CHARS - len(head) - len(tail))
         return ModelError(
-            f'Received {kind} error ({status}) from model with message "{message}". '
-            f"See {self.identity.log_location} in account {self.identity.account_id} "
-            "for more information.",
+            head + cut_text(message, room) + tail,
             error_code=code,
             original_status=status,
-            original_message=message,
+            original_message=cut_text(message),
             log_stream_arn=self.identity.log_stream_arn,
         )
 
     def _translate(self, error: Exception, target: str) -> SageMakerError:
         if isinstance(error, ContainerError):
-            return self._model_error(error.status_code, self._verbatim(error))
+            return self._model_error(error.status_code, self._verbatim(error, target))
         if isinstance(error, ModelNotReady):
             return ModelNotReadyException(str(error))
         if isinstance(error, ModelLoadTimeout):
@@ -329,3 +375,9 @@ class EndpointService:
             return InternalFailure(f"An I/O error occurred while preparing {target}: {error}")
         log.exception("unexpected error serving %s", target)
         return InternalFailure(f"An internal error occurred: {type(error).__name__}: {error}")
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """A log line: whitespace collapsed, cut at `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."

@@ -5,7 +5,8 @@ method, the raw path and query, the headers the client named in `SignedHeaders`,
 SHA-256 and the client's `X-Amz-Date`, with the configured key pair, and compared in constant
 time. Failures are answered as AWS answers them: `MissingAuthenticationToken` without an
 `Authorization` header, `UnrecognizedClientException` for another access key, and
-`InvalidSignatureException` for a wrong or stale signature (all 403).
+`InvalidSignatureException` for a wrong or stale signature, or one that leaves out an
+`X-Amzn-SageMaker-*` header the request carries (all 403).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from mme_local.gateway.validation import MAX_BODY_BYTES
 SIGNING_NAME = "sagemaker"
 # AWS refuses signatures dated more than 15 minutes from its clock.
 MAX_CLOCK_SKEW = datetime.timedelta(minutes=15)
+# Headers that pick what runs (TargetModel, TargetVariant, TargetContainerHostname, ...) must be
+# signed when sent, or a captured request could be replayed with another target inside the
+# 15-minute window. botocore signs every header it sends, these included.
+MUST_SIGN_PREFIX = "x-amzn-sagemaker-"
 
 _AUTHORIZATION = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*"
@@ -106,6 +111,14 @@ class SigV4Verifier:
         if "host" not in signed or any(name not in headers for name in signed):
             raise InvalidSignatureException(
                 "SignedHeaders must include host and name sent headers."
+            )
+        unsigned = sorted(
+            name for name in headers if name.startswith(MUST_SIGN_PREFIX) and name not in signed
+        )
+        if unsigned:
+            raise InvalidSignatureException(
+                f"SignedHeaders must include {', '.join(unsigned)}: a signature that leaves "
+                "out the SageMaker headers could be replayed against another model."
             )
         body_hash = hashlib.sha256(request.body).hexdigest()
         if headers.get("x-amz-content-sha256", body_hash) != body_hash:

@@ -63,6 +63,18 @@ def _check_ascii(value: str | None, member: str) -> None:
         raise _constraint(value[:64], member, "Member must be at most 1024 ASCII characters")
 
 
+def _check_printable_id(value: str | None, member: str) -> None:
+    r"""1-64 characters, `\A\S[\p{Print}]*\z` (InferenceId, PrefixAwareId)."""
+    if value is None:
+        return
+    if not 1 <= len(value) <= 64:
+        raise _constraint(value[:64], member, "Member must have length between 1 and 64")
+    if not _TARGET_MODEL.match(value):
+        raise _constraint(
+            value, member, r"Member must satisfy regular expression pattern: \A\S[\p{Print}]*\z"
+        )
+
+
 def check_optional_headers(
     custom_attributes: str | None,
     inference_id: str | None,
@@ -70,21 +82,13 @@ def check_optional_headers(
     content_type: str | None = None,
     accept: str | None = None,
     session_id: str | None = None,
+    prefix_aware_id: str | None = None,
 ) -> None:
     _check_ascii(custom_attributes, "customAttributes")
     _check_ascii(content_type, "contentType")
     _check_ascii(accept, "accept")
-    if inference_id is not None:
-        if not 1 <= len(inference_id) <= 64:
-            raise _constraint(
-                inference_id[:64], "inferenceId", "Member must have length between 1 and 64"
-            )
-        if not _TARGET_MODEL.match(inference_id):
-            raise _constraint(
-                inference_id,
-                "inferenceId",
-                r"Member must satisfy regular expression pattern: \A\S[\p{Print}]*\z",
-            )
+    _check_printable_id(inference_id, "inferenceId")
+    _check_printable_id(prefix_aware_id, "prefixAwareId")
     if target_variant is not None:
         if len(target_variant) > 63:
             raise _constraint(

@@ -32,7 +32,8 @@ async def wait_for_ping(url: str, timeout_s: float, check_alive: Callable[[], No
                     return True
             except httpx.TransportError:
                 pass
-            await asyncio.sleep(0.1)
+            # Triton answers about 0.2 s after it starts; a restart waits on this poll.
+            await asyncio.sleep(0.02)
     return False
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +45,27 @@ class InvokeResult:
     custom_attributes: str | None
     new_session_id: str | None = None
     closed_session_id: str | None = None
+
+
+@dataclass
+class ControlCalls:
+    """Load and unload calls this client has sent the container: Triton's SageMaker front end
+    runs them inside an HTTP worker, and invocations on that worker wait for them (README,
+    "Fidelity notes"). Read on the event loop, the only writer."""
+
+    in_flight: int = 0
+    """Sent and not yet answered."""
+    started: int = 0
+    """Sent since the client was made (never decreases)."""
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        self.in_flight += 1
+        self.started += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
 
 
 def _error_message(body: bytes) -> str:
@@ -86,6 +109,7 @@ class ContainerClient:
         self._session: aiohttp.ClientSession | None = None
         self.base_url = base_url.rstrip("/")
         self._invoke_pool = _pool_for(self.base_url)
+        self.control_calls = ControlCalls()
 
     def rebase(self, base_url: str) -> None:
         """Follow a model server that came back on another address after a restart."""
@@ -138,21 +162,23 @@ class ContainerClient:
         return status == 200
 
     async def load(self, model_name: str, url: str, target_model: str) -> None:
-        await self._send(
-            "POST",
-            "/models",
-            self.load_timeout_s,
-            json.dumps({"model_name": model_name, "url": url}).encode(),
-            {TARGET_MODEL_HEADER: target_model, "Content-Type": "application/json"},
-        )
+        with self.control_calls.track():
+            await self._send(
+                "POST",
+                "/models",
+                self.load_timeout_s,
+                json.dumps({"model_name": model_name, "url": url}).encode(),
+                {TARGET_MODEL_HEADER: target_model, "Content-Type": "application/json"},
+            )
 
     async def unload(self, model_name: str, target_model: str) -> None:
-        await self._send(
-            "DELETE",
-            f"/models/{model_name}",
-            self.load_timeout_s,
-            headers={TARGET_MODEL_HEADER: target_model},
-        )
+        with self.control_calls.track():
+            await self._send(
+                "DELETE",
+                f"/models/{model_name}",
+                self.load_timeout_s,
+                headers={TARGET_MODEL_HEADER: target_model},
+            )
 
     async def list_models(self) -> list[dict[str, Any]]:
         _, content, _ = await self._send("GET", "/models", self.invoke_timeout_s)

@@ -8,9 +8,9 @@ the container runs on the engine's bridge network with the port published on the
 127.0.0.1 only. An engine without a bridge (`dockerd --bridge=none`) leaves only the host's
 network, where the port is open to anyone who can reach the host; that is logged as a warning.
 
-Each container is labelled with its controller's host name, pid and start time. A controller
-that is SIGKILLed or OOM-killed cannot remove its container, so every start first removes
-containers whose controller is gone.
+A controller that is SIGKILLed or OOM-killed cannot remove its container, so every start first
+removes containers whose controller is provably gone: each container names a lock file its
+controller holds (see docker_owner).
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ from mme_local.runtime.base import (
     TritonSettings,
     free_port,
 )
-from mme_local.runtime.docker_owner import (
-    owner_labels,
-    remove_leftovers,
-)
+from mme_local.runtime.docker_owner import OwnerLock, remove_leftovers
 from mme_local.runtime.docker_spec import (
     CONTAINER_MODELS_DIR,
     DEFAULT_ENGINE,
@@ -165,6 +162,8 @@ class DockerTriton(LocalTriton):
         self._returncode: int | None = None
         self._log_thread: threading.Thread | None = None
         self._log_stream: Any | None = None
+        self.owner = OwnerLock(self.work_dir)
+        """Held from before a container is made until it is removed."""
 
     @property
     def container_id(self) -> str | None:
@@ -187,7 +186,7 @@ class DockerTriton(LocalTriton):
             ulimits=self.ulimits,
             name=f"mme-local-{self.endpoint_name}-{port}",
             network=network,
-            owner=owner_labels(),
+            owner=self.owner.labels(),
         )
 
     async def start(self) -> None:
@@ -197,6 +196,8 @@ class DockerTriton(LocalTriton):
             await self.stop()  # the old container ended on its own; clear it away first
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._fresh_log()
+        self.owner.acquire()
         # A restart keeps the port, so clients made for the first start still reach it.
         self._port = self.settings.port or self._port or free_port()
         self._stopping.clear()
@@ -303,9 +304,8 @@ class DockerTriton(LocalTriton):
         if self._container is None or self._stopping.is_set():
             return
         if self._exited.is_set():
-            # The log thread may still be writing the last lines.
-            if self._log_thread is not None:
-                self._log_thread.join(timeout=1.0)
+            # The log thread sets the flag after its last write: the log is complete, and
+            # nothing here waits for a thread on the event loop.
             raise RuntimeExited(self._returncode, self.log_tail())
 
     @property
@@ -342,15 +342,21 @@ class DockerTriton(LocalTriton):
         container = self._container
         self._stopping.set()
         if container is None:
+            self.owner.release()
             return
-        await asyncio.to_thread(self._remove, container)
+        removed = await asyncio.to_thread(self._remove, container)
         thread = self._log_thread
         if thread is not None:
             await asyncio.to_thread(thread.join, 5.0)
         self._container = None
         self._log_thread = None
+        if removed:
+            self.owner.release()
+        # Else the container may still exist: the lock stays held so no one takes it for a
+        # leftover of a dead controller while this one lives (the kernel drops it at exit).
 
-    def _remove(self, container: Any) -> None:
+    def _remove(self, container: Any) -> bool:
+        """Stop and remove the container; False if it may still exist."""
         try:
             container.stop(timeout=max(1, round(self.settings.stop_grace_s)))
         except docker.errors.NotFound:
@@ -368,6 +374,8 @@ class DockerTriton(LocalTriton):
             pass
         except (docker.errors.DockerException, requests.RequestException) as error:
             log.warning("removing container %s failed: %r", container.id, error)
+            return False
+        return True
 
 
 def _pids_from_top(top: Mapping[str, Any]) -> Iterator[int]:

@@ -21,7 +21,7 @@ from mme_local.runtime.base import (
 from mme_local.runtime.errors import RuntimeExited
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.local_triton import LocalTriton
-from mme_local.runtime.logs import VERSION_LINE
+from mme_local.runtime.logs import read_version
 from mme_local.runtime.procs import (
     descendants,
     die_with_parent,
@@ -46,6 +46,7 @@ class EmbeddedTriton(LocalTriton):
         self.work_dir = work_dir
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self._probed = False
 
     @property
     def pid(self) -> int | None:
@@ -64,14 +65,18 @@ class EmbeddedTriton(LocalTriton):
     async def start(self) -> None:
         if self._process is not None and self._process.poll() is None:
             return
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / "placeholder-repository").mkdir(exist_ok=True)
-        backend_dir = prepare_backend_dir(self.install, self.work_dir / "backends")
+        if self._version is None and not self._probed:
+            # Nothing recorded what this binary is (a Triton on PATH or in
+            # $MME_LOCAL_TRITON_HOME without TRITON_VERSION): ask the binary itself, once.
+            self._probed = True
+            self._version = await asyncio.to_thread(probe_version, self.install)
+        self._check_version()
+        backend_dir = await asyncio.to_thread(self._prepare_work_dir)
         self._port = self.settings.port or free_port()
         command = [*self.command(self._port), f"--backend-directory={backend_dir}"]
         log.info("starting %s", " ".join(command))
         self._stopping = False
-        with self.log_path.open("ab") as log_file:
+        with self.log_path.open("wb") as log_file:
             self._process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -87,6 +92,13 @@ class EmbeddedTriton(LocalTriton):
         except BaseException:
             await self.stop()
             raise
+
+    def _prepare_work_dir(self) -> Path:
+        """The folders Triton runs with, and a fresh log; file copies, so run in a thread."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        (self.work_dir / "placeholder-repository").mkdir(exist_ok=True)
+        self._fresh_log()
+        return prepare_backend_dir(self.install, self.work_dir / "backends")
 
     def _check_version(self) -> None:
         # A Triton found on PATH or in $MME_LOCAL_TRITON_HOME may only say its version here.
@@ -126,59 +138,79 @@ class EmbeddedTriton(LocalTriton):
         if process is None:
             return
         self._stopping = True
-        group = process.pid
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + self.settings.stop_grace_s
             while process.poll() is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-        await self._end_group(group)
+        # Scanning /proc and reaping are blocking system calls: a thread does them.
+        await asyncio.to_thread(_end_group, process, _GROUP_END_TIMEOUT_S)
         self._process = None
 
-    async def _end_group(self, group: int) -> None:
-        for _ in range(100):
-            if not processes_in_group(group):
-                break
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
-        if self._process is not None:
-            self._process.wait()
+
+# SIGKILL takes effect at once; this only bounds a process stuck in the kernel (D state).
+_GROUP_END_TIMEOUT_S = 5.0
+
+
+def _end_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGKILL the process group `process` leads until none of it is left, then reap the leader.
+
+    Backend stubs are Triton's children, not ours, so they can't be waited for: /proc says
+    when they are gone. Gives up (with a warning) after `timeout_s`, never blocks for ever.
+    """
+    group = process.pid
+    deadline = time.monotonic() + timeout_s
+    while left := processes_in_group(group):
+        if time.monotonic() > deadline:
+            log.warning("processes %s of tritonserver's group outlived SIGKILL", left)
+            break
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    try:
+        process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        log.warning("tritonserver (pid %d) could not be reaped", group)
 
 
 def probe_version(install: TritonInstall, timeout_s: float = 30.0) -> str | None:
-    """Start the binary with no front ends just long enough to read its version banner."""
+    """Start the binary with no front ends just long enough to read its version banner.
+
+    Triton 2.51 has no `--version` flag; the banner of a start of its own, written to a fresh
+    scratch log, is the binary's own word. Blocking (up to `timeout_s`): call it from a thread.
+    """
     with tempfile.TemporaryDirectory(prefix="mme-local-probe-") as scratch:
         library_path = os.pathsep.join(
             [*(str(path) for path in install.library_dirs), os.environ.get("LD_LIBRARY_PATH", "")]
         )
+        repository = Path(scratch) / "repository"
+        repository.mkdir()
         command = [
-            str(install.binary), f"--model-repository={scratch}", "--allow-http=false",
+            str(install.binary), f"--model-repository={repository}", "--allow-http=false",
             "--allow-grpc=false", "--allow-metrics=false", "--model-control-mode=explicit",
             "--exit-on-error=false",
         ]  # fmt: skip
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LD_LIBRARY_PATH": library_path},
-            start_new_session=True,
-        )
+        log_path = Path(scratch) / "probe.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "LD_LIBRARY_PATH": library_path},
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         found: str | None = None
         try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                match = VERSION_LINE.search(line)
-                if match:
-                    found = match.group(1).decode()
+            while found is None and time.monotonic() < deadline:
+                exited = process.poll() is not None
+                found = read_version(log_path)
+                if exited:
                     break
-                if time.monotonic() > deadline:
-                    break
+                time.sleep(0.02)
         finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _end_group(process, _GROUP_END_TIMEOUT_S)
         return found

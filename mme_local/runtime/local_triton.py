@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 from mme_local.runtime.base import wait_for_ping
 from mme_local.runtime.errors import RuntimeFailure
-from mme_local.runtime.logs import read_log_tail, read_version
+from mme_local.runtime.logs import read_log_tail, read_version, rotate_log
 from mme_local.runtime.triton_config import TritonSettings
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,16 @@ class LocalTriton:
     def _check_version(self) -> None:
         """Refuse a Triton this tool can't drive, once its version is known (default: any)."""
 
+    def _fresh_log(self) -> None:
+        """Called before each start: what the log says from now on is this start's."""
+        rotate_log(self.log_path)
+
     async def _wait_ready(self) -> None:
         timeout_s = self.settings.startup_timeout_s
         if await wait_for_ping(self.url, timeout_s, self.check_alive):
-            self._version = read_version(self.log_path) or self._version
+            # This start's own banner (the log is fresh), read in a thread.
+            banner = await asyncio.to_thread(read_version, self.log_path)
+            self._version = banner or self._version
             self._check_version()
             log.info("tritonserver %s ready at %s", self._version, self.url)
             return

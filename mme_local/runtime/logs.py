@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -21,10 +22,28 @@ def read_log_tail(path: Path, lines: int) -> str:
     return b"\n".join(data.splitlines()[-lines:]).decode(errors="replace")
 
 
+# Triton prints its start-up table within its first lines; a log is never read whole.
+_BANNER_BYTES = 1024 * 1024
+
+
 def read_version(path: Path) -> str | None:
-    """The `server_version` Triton prints in its start-up table, if it is in the log yet."""
+    """The `server_version` Triton prints in its start-up table, if it is in the log yet.
+
+    Blocking file I/O: call it from a thread. Each start writes a fresh log
+    (`rotate_log`), so the banner found is this start's.
+    """
     try:
-        match = VERSION_LINE.search(path.read_bytes())
+        with path.open("rb") as handle:
+            head = handle.read(_BANNER_BYTES)
     except OSError:
         return None
+    match = VERSION_LINE.search(head)
     return match.group(1).decode() if match else None
+
+
+def rotate_log(path: Path) -> None:
+    """Make room for a start's own log: the previous start's is kept as `<name>.1` (the one
+    before it is dropped), so neither grows without end nor speaks for another start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, path.with_name(path.name + ".1"))

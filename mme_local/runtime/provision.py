@@ -149,7 +149,8 @@ def inspect(home: Path, source: str) -> TritonInstall:
     )
 
 
-def _installed_copy() -> Path:
+def installed_copy() -> Path:
+    """Where `runtime install` puts the pinned Triton."""
     return runtime_cache_dir() / f"pytriton-{PYTRITON_VERSION}"
 
 
@@ -164,7 +165,7 @@ def locate(explicit: Path | None = None) -> TritonInstall | None:
     if on_path:
         # NVIDIA's containers put the binary in <home>/bin.
         return inspect(Path(on_path).resolve().parent.parent, "PATH")
-    copy = _installed_copy()
+    copy = installed_copy()
     if (copy / _MARKER).is_file():
         return inspect(copy, "provisioned")
     return None
@@ -210,7 +211,7 @@ def install(
     the end, so an interrupted install leaves nothing half-made.
     """
     say = progress or (lambda message: None)
-    target = _installed_copy()
+    target = installed_copy()
     if (target / _MARKER).is_file() and not force:
         return inspect(target, "provisioned")
     target.parent.mkdir(parents=True, exist_ok=True)

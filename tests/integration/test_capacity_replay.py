@@ -51,6 +51,10 @@ def profile_file(copies: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     )
     assert done.returncode == 0, done.stderr
     assert f"wrote {path}: 1 distinct artifact(s)" in done.stdout
+    # Each distinct artifact's figures are printed, not only the file's name.
+    header, _, row = done.stdout.splitlines()[:3]
+    assert header.split()[:6] == ["artifact", "models", "platform", "archive", "MiB", "extracted"]
+    assert row.split()[:3] == ["model-0.tar.gz", str(COPIES), "python"]
     return path
 
 

@@ -28,8 +28,10 @@ from mme_local.runtime.base import TritonSettings
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.docker_owner import (
     OWNER_HOST_LABEL,
+    OWNER_LOCK_LABEL,
     OWNER_PID_LABEL,
     OWNER_STARTED_LABEL,
+    OWNER_TOKEN_LABEL,
 )
 from mme_local.runtime.docker_runtime import (
     ENDPOINT_LABEL,
@@ -291,23 +293,50 @@ async def test_gpus_without_a_gpu_runtime_is_one_clear_line(
 async def test_a_dead_controllers_container_is_removed_at_start(
     engine: Any, standin_image: str, triton_install: provision.TritonInstall, tmp_path: Path
 ) -> None:
+    # Both leftovers claim this host and a pid that names no process here, as a controller in
+    # another PID namespace would; only the lock file tells the dead owner from the live one.
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    leftover = engine.containers.create(
-        standin_image,
-        command=["tritonserver", "--help"],
-        labels={
-            OWNER_HOST_LABEL: socket.gethostname(),
-            OWNER_PID_LABEL: str(child.pid),
-            OWNER_STARTED_LABEL: "1",
-        },
-    )
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    owners = {"dead": "dead0", "live": "live0"}
+    for token in owners.values():
+        (locks / f"owner-{token}.lock").write_text(token)
+    leftovers = {
+        name: engine.containers.create(
+            standin_image,
+            command=["tritonserver", "--help"],
+            labels={
+                OWNER_HOST_LABEL: socket.gethostname(),
+                OWNER_PID_LABEL: str(child.pid),
+                OWNER_STARTED_LABEL: "1",
+                OWNER_LOCK_LABEL: str(locks / f"owner-{token}.lock"),
+                OWNER_TOKEN_LABEL: token,
+            },
+        )
+        for name, token in owners.items()
+    }
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'r+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)",
+            str(locks / "owner-live0.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     server = _standin_triton(standin_image, triton_install, tmp_path)
     try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         await server.start()
         with pytest.raises(docker.errors.NotFound):
-            engine.containers.get(leftover.id)
+            engine.containers.get(leftovers["dead"].id)
+        assert engine.containers.get(leftovers["live"].id).id == leftovers["live"].id
     finally:
+        holder.kill()
+        holder.wait()
         await server.stop()
-        with contextlib.suppress(docker.errors.NotFound):
-            leftover.remove(force=True)
+        for leftover in leftovers.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                leftover.remove(force=True)

@@ -222,6 +222,13 @@ def test_hostile_archives_are_refused_and_nothing_escapes(
             "link",
         ),
         "not-gzip.tar.gz": (b"this is not a gzip file at all", "not a valid gzip-compressed tar"),
+        # A link that only a later link would turn outward, and folders past os.makedirs'
+        # recursion: both a 400, as `lint` says, never a 500.
+        "later-link.tar.gz": (
+            tar_gz_bytes({}, links={"m/d/a": "c/../../../etc/passwd", "m/d/c": "../.."}),
+            "after a folder name",
+        ),
+        "deep.tar.gz": (tar_gz_bytes({"d/" * 500 + "x": b"x"}), "deeper than 32 folders"),
     }
     for name, (data, expected) in cases.items():
         _put(running, name, data)

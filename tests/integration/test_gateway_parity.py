@@ -159,10 +159,58 @@ def test_metrics_utilisation_and_cloudwatch_lines(
     assert 0.0 < measured.disk_percent <= 100.0
     assert lines.flush() > 0
     records = {
-        r["MetricName"]: r
+        r["MetricData"][0]["MetricName"]: r["MetricData"][0]
         for r in map(json.loads, (tmp_path / "cloudwatch.jsonl").read_text().splitlines())
     }
-    assert records["Invocations"]["Value"] >= 5
+    assert records["Invocations"]["StatisticValues"]["Sum"] >= 5
     assert records["CPUUtilization"]["Value"] == measured.cpu_percent
     assert records["ModelLatency"]["Unit"] == "Microseconds"
     assert {"Name": "EndpointName", "Value": "local-mme"} in records["Invocations"]["Dimensions"]
+
+
+def test_streaming_and_async_calls_raise_boto3s_usual_client_error(
+    running: RunningEmulator,
+) -> None:
+    client = running.runtime_client()
+    streamed = _error(
+        lambda: client.invoke_endpoint_with_response_stream(
+            EndpointName="local-mme", Body=b"{}", ContentType="application/json"
+        )
+    )
+    assert streamed.response["Error"]["Code"] == "ValidationError"
+    assert "InvokeEndpointWithResponseStream" in streamed.response["Error"]["Message"]
+    queued = _error(
+        lambda: client.invoke_endpoint_async(
+            EndpointName="local-mme", InputLocation="s3://mme-local/in.json"
+        )
+    )
+    assert queued.response["Error"]["Code"] == "ValidationError"
+    assert queued.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "InvokeEndpointAsync" in queued.response["Error"]["Message"]
+
+
+def test_a_prefix_aware_id_is_accepted(running: RunningEmulator, artifacts: Path) -> None:
+    target = _upload(running, doubler_archive(artifacts, "prefix-aware.tar.gz"))
+    _warm(running, target)
+    response = _invoke(running, target, [1.0], PrefixAwareId="app-1")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_a_long_container_error_is_cut_to_the_message_shape(
+    running: RunningEmulator, artifacts: Path
+) -> None:
+    client = running.runtime_client()
+    target = _upload(running, doubler_archive(artifacts, "long-error.tar.gz"))
+    _warm(running, target)
+    name = "n" * 3000  # Triton's error names the unknown input, so its body passes 2048
+    bad_input = json.dumps(
+        {"inputs": [{"name": name, "shape": [1], "datatype": "FP32", "data": [1]}]}
+    ).encode()
+    error = _error(
+        lambda: client.invoke_endpoint(EndpointName="local-mme", TargetModel=target, Body=bad_input)
+    )
+    original = error.response["OriginalMessage"]
+    assert len(original) == 2048
+    assert original.endswith(" more characters in the mme-local log]")
+    assert len(error.response["Error"]["Message"]) <= 2048
+    assert error.response["Error"]["Message"].endswith("for more information.")

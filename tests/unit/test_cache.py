@@ -12,6 +12,7 @@ from typing import IO
 
 import pytest
 
+from mme_local.artifacts.rules import ENTRY_BYTES
 from mme_local.cache.entry import ModelState
 from mme_local.cache.manager import ModelCache, ModelNotReady
 from mme_local.cache.policy import Budgets
@@ -190,7 +191,8 @@ async def test_disabled_model_cache_unloads_and_deletes_after_each_call(tmp_path
 
 
 async def test_disk_budget_deletes_idle_artifacts(tmp_path: Path) -> None:
-    one_model = 100 + len("backend: 'python'")
+    # Data plus one file-system block for each of m/, m/config.pbtxt, m/1/ and m/1/model.py.
+    one_model = 100 + len("backend: 'python'") + 4 * ENTRY_BYTES
     cache, store, _ = _cache(tmp_path, ["a", "b", "c"], max_loaded=1, disk=2 * one_model)
     for target in ("a", "b", "c"):
         await _use(cache, target)

@@ -88,6 +88,32 @@ async def test_memory_probes_run_off_the_event_loop(tmp_path: Path) -> None:
     assert time.monotonic() - started < 4, "the probe waited for the loop: it ran on the loop"
 
 
+async def test_disk_budget_pass_is_linear(tmp_path: Path) -> None:
+    """20,000 on-disk models and one more download: one pass over them, not one per victim."""
+    from mme_local.cache.entry import ModelEntry
+
+    budget = 20_000  # the new model (~16 KB with its entries) makes room by deleting thousands
+    cache, _ = _make(tmp_path, FakeStore(["new"]), budgets=Budgets(None, None, budget, 1 << 20))
+    machine = cache.machine
+    for index in range(20_000):
+        entry = machine.models[f"m{index}"] = ModelEntry(f"m{index}", f"h{index}")
+        entry.state, entry.disk_bytes, entry.downloads = ModelState.ON_DISK, 1, 1
+        machine._settled[entry.target_model] = entry
+        machine.disk_used += 1
+    passes = 0
+    real = machine.policy.disk_victims
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal passes
+        passes += 1
+        return real(*args, **kwargs)
+
+    machine.policy.disk_victims = counting  # type: ignore[method-assign]
+    await _use(cache, "new")
+    assert passes <= 3
+    assert cache.disk_bytes() <= budget
+
+
 async def test_event_loop_lag_is_measured() -> None:
     from mme_local.loop_lag import LoopLagMonitor
 
@@ -198,7 +224,9 @@ async def test_a_probe_that_raises_during_a_load_leaves_the_model_usable(tmp_pat
 
 
 async def test_an_unload_cancelled_midway_leaves_no_stale_transition(tmp_path: Path) -> None:
-    cache, container = _make(tmp_path, FakeStore(["a", "b"]), budgets=Budgets(1, None, None, 1 << 20))
+    cache, container = _make(
+        tmp_path, FakeStore(["a", "b"]), budgets=Budgets(1, None, None, 1 << 20)
+    )
     await _use(cache, "a")
     container.unload_gate.clear()
     await _use(cache, "b")

@@ -316,10 +316,14 @@ def test_missing_required_input_names_flag_and_file_key(
 ) -> None:
     forbid_aws(monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     result = run_cli(["deploy", "--dry-run", "--endpoint-name", "x"])
-    assert str(result.exception) == (
-        "--role-arn is required (or set role_arn in [deploy] of mme.toml)"
-    )
+    assert str(result.exception).splitlines() == [
+        "3 problems with the inputs:",
+        "  --role-arn is required (or set role_arn in [deploy] of mme.toml)",
+        "  --model-data-url is required (or set model_data_url in [endpoint] of mme.toml)",
+        "  --instance-type is required (or set instance_type in [endpoint] of mme.toml)",
+    ]
 
 
 def test_environment_feeds_deploy_between_flags_and_file(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cloud.parity import CLOUD_ONLY, argv_differences, cloud_argv, local_argv
+from cloud.parity import CLOUD_ONLY, argv_differences, argv_verdict, cloud_argv, local_argv
 from cloud.plan import DeployRequest, build_plan
-from cloud.serve_script import RULES, ping_mode, serve_argv
+from cloud.serve_script import RULES, ServeScriptExit, inference_type, ping_mode, serve_argv
 from mme_local.runtime.docker_runtime import container_environment
 from mme_local.runtime.triton_config import (
     TritonSettings,
@@ -37,11 +37,61 @@ def test_serve_defaults_when_the_environment_is_empty() -> None:
         "--model-control-mode=explicit",
         "--model-repository=/tmp/sagemaker",
         "--model-namespacing=true",
+        "--allow-grpc=false",
+        "--allow-metrics=false",
         "--log-verbose=true",
         "--backend-config=python,shm-default-byte-size=16777216",
         "--backend-config=python,shm-growth-byte-size=1048576",
     ]
     assert ping_mode({"SAGEMAKER_MULTI_MODEL": "true"}) == "ready"
+
+
+@pytest.mark.parametrize(
+    ("environment", "mode"),
+    [
+        # Unexported, serve's computed value never reaches tritonserver: its default wins.
+        ({"SAGEMAKER_MULTI_MODEL": "true"}, "ready"),
+        ({"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_TRITON_OVERRIDE_PING_MODE": "live"}, "ready"),
+        # Exported (set in the container's environment), serve overwrites it: live for MME...
+        ({"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_TRITON_PING_MODE": "ready"}, "live"),
+        ({"SAGEMAKER_TRITON_PING_MODE": "live"}, "ready"),
+        # ...unless the override is set, which wins in both modes.
+        (
+            {
+                "SAGEMAKER_MULTI_MODEL": "true",
+                "SAGEMAKER_TRITON_PING_MODE": "live",
+                "SAGEMAKER_TRITON_OVERRIDE_PING_MODE": "ready",
+            },
+            "ready",
+        ),
+        (
+            {"SAGEMAKER_TRITON_PING_MODE": "x", "SAGEMAKER_TRITON_OVERRIDE_PING_MODE": "live"},
+            "live",
+        ),
+    ],
+)
+def test_ping_mode_as_serve_leaves_it_for_tritonserver(
+    environment: dict[str, str], mode: str
+) -> None:
+    assert ping_mode(environment) == mode
+
+
+def test_serve_checks_the_inference_type_and_tritonserver_reads_it() -> None:
+    base = {"SAGEMAKER_MULTI_MODEL": "true"}
+    assert inference_type(base) == "infer"
+    for value in ("infer", "generate", "generate_stream"):
+        environment = {**base, "SAGEMAKER_TRITON_INFERENCE_TYPE": value}
+        assert inference_type(environment) == value
+        assert serve_argv(environment) == serve_argv(base), "read by tritonserver, not a flag"
+    with pytest.raises(ServeScriptExit, match="Invalid SAGEMAKER_TRITON_INFERENCE_TYPE 'embed'"):
+        serve_argv({**base, "SAGEMAKER_TRITON_INFERENCE_TYPE": "embed"})
+
+
+def test_grpc_and_metrics_stay_off_unless_asked_for() -> None:
+    argv = serve_argv({"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_TRITON_ALLOW_METRICS": "true"})
+    assert "--allow-grpc=false" in argv
+    assert "--allow-metrics=true" in argv
+    assert "--allow-metrics=false" not in argv
 
 
 def test_serve_turns_each_variable_into_its_flag() -> None:
@@ -109,3 +159,13 @@ def test_readme_lists_every_remaining_difference() -> None:
     text = README.read_text()
     for flag in CLOUD_ONLY:
         assert flag in text
+
+
+def test_a_different_inference_type_is_a_flag_difference() -> None:
+    environment = {
+        **sagemaker_environment(TritonSettings()),
+        "SAGEMAKER_TRITON_INFERENCE_TYPE": "generate",
+    }
+    verdict = argv_verdict(TritonSettings(), environment)
+    assert verdict.outcome == "warning"
+    assert "inference type generate (local infer)" in verdict.detail

@@ -150,9 +150,12 @@ def test_a_failure_says_what_was_left_behind(stubbed: tuple[Any, Stubber]) -> No
     assert str(raised.value) == (
         "sagemaker CreateEndpoint failed (ResourceLimitExceeded: The account-level service limit "
         "is 0): an account quota is exhausted; request an increase in Service Quotas (SageMaker, "
-        "'<instance type> for endpoint usage') or use fewer instances [already done: created "
-        f"model {new.model_name}; created endpoint config {new.config_name}; run deploy again to "
-        "finish, or `mme-local teardown demo-mme` to remove it]"
+        "'<instance type> for endpoint usage') or use fewer instances\n"
+        "this run already did:\n"
+        f"  created model {new.model_name}\n"
+        f"  created endpoint config {new.config_name}\n"
+        "to finish: fix the cause and run the same deploy again (it carries on)\n"
+        "to remove what it made: mme-local teardown demo-mme"
     )
 
 

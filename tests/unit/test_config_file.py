@@ -45,7 +45,20 @@ def test_artifacts_are_relative_to_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[endpoint]\nnmae = "x"\n', "unknown key 'nmae' in [endpoint]; known keys: name,"),
+        ('[endpoint]\nnmae = "x"\n', "unknown key 'nmae' in [endpoint]; did you mean 'name'?"),
+        (
+            "[local]\nmax_loaded_modles = 2\n",
+            "unknown key 'max_loaded_modles' in [local]; did you mean 'max_loaded_models'?",
+        ),
+        (
+            '[local]\nrole_arn = "x"\n',
+            "unknown key 'role_arn' in [local]; 'role_arn' belongs in [deploy]",
+        ),
+        (
+            "[local]\nzzz = 1\n",
+            "unknown key 'zzz' in [local]; the keys of [local] are listed in the README",
+        ),
+        ("[loacl]\nport = 1\n", "unknown section [loacl]; did you mean [local]?"),
         (
             "[cloud]\nx = 1\n",
             "unknown section [cloud]; known sections: [endpoint], [deploy], [local]",

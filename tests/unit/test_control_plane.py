@@ -3,6 +3,8 @@ validator for the `sagemaker` service model: the requests botocore sends, the an
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sys
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -26,6 +28,11 @@ from mme_local.settings import EmulatorSettings
 SERVICE = botocore.session.get_session().get_service_model("sagemaker")
 CREATED = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 IMAGE = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-tritonserver:24.09-py3"
+# registry/repository@digest, as DeployedImage documents ResolvedImage (the digest is made up).
+RESOLVED = (
+    "763104351884.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-tritonserver@sha256:"
+    + hashlib.sha256(IMAGE.encode()).hexdigest()
+)
 SETTINGS = EmulatorSettings(
     endpoint_name="Shop-MME",
     region="eu-west-1",
@@ -76,7 +83,13 @@ async def test_describe_endpoint_is_in_service_with_its_variant() -> None:
     assert answer["ProductionVariants"] == [
         {
             "VariantName": "AllTraffic",
-            "DeployedImages": [{"SpecifiedImage": IMAGE}],
+            "DeployedImages": [
+                {
+                    "SpecifiedImage": IMAGE,
+                    "ResolvedImage": RESOLVED,
+                    "ResolutionTime": utc(CREATED),
+                }
+            ],
             "CurrentWeight": 1.0,
             "DesiredWeight": 1.0,
             "CurrentInstanceCount": 1,
@@ -108,6 +121,7 @@ async def test_describe_model_is_the_multi_model_container_deploy_would_create()
         plane(SETTINGS.model_copy(update={"triton": triton})),
     )
     assert answer["ModelArn"] == "arn:aws:sagemaker:eu-west-1:123456789012:model/shop-mme"
+    assert answer["ExecutionRoleArn"] == "arn:aws:iam::123456789012:role/mme-local"
     container = answer["PrimaryContainer"]
     assert container["Image"] == IMAGE
     assert container["Mode"] == "MultiModel"
@@ -250,3 +264,11 @@ def test_botocore_refuses_a_describe_without_a_name() -> None:
         validate_parameters({}, model.input_shape)
     with pytest.raises(control_plane.ValidationException, match="Value null at 'endpointName'"):
         plane().handle("DescribeEndpoint", {})
+
+
+def test_the_resolved_image_is_shaped_like_ecrs_digest_form() -> None:
+    resolved = control_plane.resolved_image(IMAGE)
+    repository, _, digest = resolved.partition("@")
+    assert repository == IMAGE.rsplit(":", 1)[0]
+    assert re.fullmatch(SERVICE.shape_for("ImageDigest").metadata["pattern"], digest)
+    assert control_plane.resolved_image(IMAGE + "x") != resolved

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno
+import logging
 from pathlib import Path
 
+import botocore.loaders
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mme_local.cache.extract import ArchiveRejected
 from mme_local.cache.manager import ModelNotReady
-from mme_local.gateway.errors import SageMakerError
+from mme_local.gateway.errors import MESSAGE_MAX_CHARS, SageMakerError, cut_text
 from mme_local.gateway.service import EndpointIdentity, EndpointService, ServiceOptions
 from mme_local.metrics import Metrics
 from mme_local.runtime.errors import (
@@ -90,7 +94,57 @@ def test_model_error_quotes_the_containers_body_verbatim() -> None:
     assert f'with message "{body.decode()}"' in error.message
 
 
-def test_model_error_body_is_capped_and_says_so() -> None:
+def _message_max() -> int:
+    """botocore's own figure: sagemaker-runtime's `Message` shape."""
+    model = botocore.loaders.Loader().load_service_model("sagemaker-runtime", "service-2")
+    return int(model["shapes"]["Message"]["max"])
+
+
+def test_model_error_texts_fit_the_service_models_message_shape() -> None:
+    body = ("x" * 100 + "\n") * 100  # 10,100 characters
+    error = _service()._translate(ContainerError("long", 500, body.encode()), "m.tar.gz")
+    limit = _message_max()
+    assert limit == MESSAGE_MAX_CHARS == 2048
+    original = error.extra["OriginalMessage"]
+    assert len(original) == limit
+    assert original.startswith(body[:1500])
+    assert original.endswith(" more characters in the mme-local log]")
+    assert len(error.message) <= limit
+    assert error.message.startswith('Received server error (500) from model with message "xxx')
+    assert error.message.endswith('". See /x.log in account 123456789012 for more information.'), (
+        "the cut falls inside the quoted body, so the frame stays whole"
+    )
+    assert len(error.body()["Message"]) <= limit
+
+
+def test_a_body_that_fits_is_not_cut() -> None:
+    body = "y" * 2048
+    error = _service()._translate(ContainerError("fits", 500, body.encode()), "m.tar.gz")
+    assert error.extra["OriginalMessage"] == body
+
+
+def test_every_error_message_is_capped_where_it_is_serialized() -> None:
+    error = SageMakerError("z" * 5000)
+    assert len(error.body()["Message"]) == MESSAGE_MAX_CHARS
+
+
+def test_cut_says_how_much_was_cut() -> None:
+    text = "a" * 3000
+    cut = cut_text(text, 100)
+    assert len(cut) == 100
+    kept, _, note = cut.partition("... [")
+    assert note == f"{3000 - len(kept)} more characters in the mme-local log]"
+    assert cut_text("short", 100) == "short"
+
+
+def test_the_full_body_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    body = b"<html>" + b"q" * 5000 + b"</html>"
+    with caplog.at_level(logging.INFO, logger="mme_local.gateway.service"):
+        _service()._translate(ContainerError("bad gateway", 502, body), "m.tar.gz")
+    assert any(body.decode() in record.getMessage() for record in caplog.records)
+
+
+def test_the_log_keeps_at_most_the_configured_bytes(caplog: pytest.LogCaptureFixture) -> None:
     service = EndpointService(
         IDENTITY,
         cache=None,  # type: ignore[arg-type]
@@ -99,7 +153,20 @@ def test_model_error_body_is_capped_and_says_so() -> None:
         options=ServiceOptions(error_body_limit_bytes=10),
     )
     html = b"<html><body>502 Bad Gateway</body></html>"
-    error = service._translate(ContainerError("bad gateway", 502, html), "m.tar.gz")
-    assert error.extra["OriginalMessage"] == (
-        f"<html><bod... [{len(html) - 10} more bytes cut by mme-local]"
-    )
+    with caplog.at_level(logging.INFO, logger="mme_local.gateway.service"):
+        error = service._translate(ContainerError("bad gateway", 502, html), "m.tar.gz")
+    assert error.extra["OriginalMessage"] == "<html><bod"
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert f"<html><bod... [{len(html) - 10} more bytes not kept]" in logged
+
+
+@given(st.text(max_size=3000), st.integers(min_value=0, max_value=2500))
+def test_cut_text_never_passes_its_limit_and_counts_exactly(text: str, limit: int) -> None:
+    cut = cut_text(text, limit)
+    assert len(cut) <= limit
+    if len(text) <= limit:
+        assert cut == text
+    elif limit >= 64:
+        kept, marker, note = cut.rpartition("... [")
+        assert marker and text.startswith(kept)
+        assert note == f"{len(text) - len(kept)} more characters in the mme-local log]"

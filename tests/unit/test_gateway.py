@@ -11,7 +11,13 @@ import pytest
 
 from mme_local.gateway.app import Gateway, create_app
 from mme_local.gateway.errors import ModelError, SageMakerError, ValidationError
-from mme_local.gateway.service import InvokeRequest, InvokeResponse
+from mme_local.gateway.service import (
+    EndpointIdentity,
+    EndpointService,
+    InvokeRequest,
+    InvokeResponse,
+)
+from mme_local.metrics import Metrics
 
 
 class FakeService:
@@ -148,3 +154,54 @@ async def test_other_paths_are_not_invocations() -> None:
     response = await client.post("/endpoints/a/b/invocations", content=b"{}")
     assert response.status_code == 404
     assert service.requests == []
+
+
+def _real_service_client() -> httpx.AsyncClient:
+    """The real service (its refusals need no cache or container) behind the real routes."""
+    identity = EndpointIdentity("local-mme", "AllTraffic", "123456789012", "us-east-1", "/x.log")
+    service = EndpointService(identity, None, None, Metrics())  # type: ignore[arg-type]
+    gateway = Gateway(service, FakeAdmin())  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=create_app(lambda: gateway))
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "operation"),
+    [
+        ("invocations-response-stream", "InvokeEndpointWithResponseStream"),
+        ("async-invocations", "InvokeEndpointAsync"),
+    ],
+)
+async def test_the_other_runtime_operations_get_an_aws_shaped_refusal(
+    suffix: str, operation: str
+) -> None:
+    client = _real_service_client()
+    response = await client.post(
+        f"/endpoints/local-mme/{suffix}",
+        content=b"{}",
+        headers={"X-Amzn-SageMaker-Target-Model": "m.tar.gz"},
+    )
+    assert response.status_code == 400
+    assert response.headers["x-amzn-errortype"].startswith("ValidationError:")
+    assert response.headers["x-amzn-requestid"]
+    message = response.json()["Message"]
+    assert operation in message
+    assert "multi-model endpoint" in message
+
+    other = await client.post(f"/endpoints/other-mme/{suffix}", content=b"{}")
+    assert other.status_code == 400
+    assert other.json()["Message"] == "Endpoint other-mme of account 123456789012 not found."
+
+
+async def test_the_prefix_aware_id_header_reaches_the_service() -> None:
+    client, service = _client(InvokeResponse(b"{}", None, None, "AllTraffic"))
+    response = await client.post(
+        "/endpoints/local-mme/invocations",
+        content=b"{}",
+        headers={
+            "X-Amzn-SageMaker-Target-Model": "m.tar.gz",
+            "X-Amzn-SageMaker-Prefix-Aware-Id": "a1",
+        },
+    )
+    assert response.status_code == 200
+    assert service.requests[0].prefix_aware_id == "a1"

@@ -3,7 +3,7 @@ CloudWatch error counts and latencies, and the members an MME refuses or passes 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,8 @@ from mme_local.gateway.service import (
 )
 from mme_local.metrics import Metrics
 from mme_local.metrics_reader import read_samples
-from mme_local.runtime.client import InvokeResult
-from mme_local.runtime.errors import ContainerError, RuntimeTimeout
+from mme_local.runtime.client import ContainerClient, ControlCalls, InvokeResult
+from mme_local.runtime.errors import ContainerError, RuntimeTimeout, RuntimeUnavailable
 
 IDENTITY = EndpointIdentity("local-mme", "AllTraffic", "123456789012", "us-east-1", Path("/x.log"))
 
@@ -74,9 +74,12 @@ class FakeClient:
         self.model_s = model_s
         self.outcome = outcome
         self.calls: list[dict[str, Any]] = []
+        self.control_calls = ControlCalls()
+        self.during_call: Callable[[], None] = lambda: None
 
     async def invoke(self, *args: Any, **kwargs: Any) -> InvokeResult:
         self.calls.append(kwargs)
+        self.during_call()
         limit = kwargs["timeout_s"]
         if self.model_s > limit:
             self.clock.now += limit
@@ -199,6 +202,8 @@ async def test_session_ids_pass_through(monkeypatch: pytest.MonkeyPatch) -> None
         ("content_type", "text/é", "at 'contentType'"),
         ("accept", "x" * 1025, "at 'accept'"),
         ("target_variant", "Bad_Variant", "at 'targetVariant'"),
+        ("prefix_aware_id", " leading-space", "at 'prefixAwareId'"),
+        ("prefix_aware_id", "p" * 65, "at 'prefixAwareId'"),
     ],
 )
 async def test_members_an_mme_refuses(
@@ -210,3 +215,64 @@ async def test_members_an_mme_refuses(
     assert words in raised.value.message
     assert client.calls == []
     assert _count(metrics, "mme_invocation_4xx_errors_total") == 1
+
+
+async def test_a_prefix_aware_id_is_accepted_and_stays_with_the_platform(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A routing hint (botocore: "applies only to endpoints configured with a RoutingStrategy
+    of PREFIX_AWARE", and only among two or more instances): validated, then not sent on."""
+    service, _, client, _ = _service(monkeypatch)
+    await service.invoke(_request(prefix_aware_id="app-7"))
+    assert "prefix_aware_id" not in client.calls[0]
+
+
+async def test_an_invocation_sent_while_a_load_runs_is_counted_with_its_latency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, _, client, metrics = _service(monkeypatch, model_s=1.5)
+    client.control_calls.in_flight = 1  # another model's load or unload, at the container
+    await service.invoke(_request())
+    samples = read_samples(metrics.render().decode())
+    assert samples["mme_invocations_during_load_or_unload_total"] == 1
+    assert samples["mme_model_latency_during_load_or_unload_seconds_count"] == 1
+    assert samples["mme_model_latency_during_load_or_unload_seconds_sum"] == pytest.approx(1.5)
+
+
+async def test_an_invocation_a_load_started_and_ended_under_is_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, _, client, metrics = _service(monkeypatch)
+    client.during_call = lambda: setattr(client.control_calls, "started", 1)
+    await service.invoke(_request())
+    assert _count(metrics, "mme_invocations_during_load_or_unload_total") == 1
+
+
+async def test_an_invocation_on_a_quiet_instance_is_not_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, _, _, metrics = _service(monkeypatch)
+    await service.invoke(_request())
+    assert _count(metrics, "mme_invocations_during_load_or_unload_total") == 0
+    assert _count(metrics, "mme_model_latency_during_load_or_unload_seconds_count") == 0
+    assert _count(metrics, "mme_model_latency_seconds_count") == 1
+
+
+async def test_the_client_counts_its_load_and_unload_calls_while_they_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = ContainerClient("http://127.0.0.1:1")
+    seen: list[tuple[int, int]] = []
+
+    async def send(*args: Any, **kwargs: Any) -> Any:
+        seen.append((client.control_calls.in_flight, client.control_calls.started))
+        raise RuntimeUnavailable("refused")
+
+    monkeypatch.setattr(client, "_send", send)
+    with pytest.raises(RuntimeUnavailable):
+        await client.load("m", "/models/m", "m.tar.gz")
+    with pytest.raises(RuntimeUnavailable):
+        await client.unload("m", "m.tar.gz")
+    assert seen == [(1, 1), (1, 2)]
+    assert client.control_calls.in_flight == 0, "a failed call is no longer in flight"
+    await client.aclose()

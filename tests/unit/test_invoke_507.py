@@ -12,7 +12,7 @@ from mme_local.cache.policy import Budgets
 from mme_local.gateway.errors import ModelError
 from mme_local.gateway.service import EndpointIdentity, EndpointService, InvokeRequest
 from mme_local.metrics import Metrics
-from mme_local.runtime.client import InvokeResult
+from mme_local.runtime.client import ControlCalls, InvokeResult
 from mme_local.runtime.errors import InsufficientMemory
 from tests.unit.test_cache import FakeContainer, FakeStore
 
@@ -24,6 +24,7 @@ class OutOfMemoryOnce(FakeContainer):
         super().__init__()
         self.failures = failures
         self.invokes: list[str] = []
+        self.control_calls = ControlCalls()
 
     async def invoke(self, name: str, target_model: str, *args: Any, **kwargs: Any) -> InvokeResult:
         self.invokes.append(target_model)

@@ -263,3 +263,13 @@ def test_cli_reports_and_exits_1_on_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [str(tmp_path / "good.tar.gz")])
     assert result.exit_code == 0
     assert result.output.strip() == "1 archive(s) checked: 0 error(s), 0 warning(s)"
+
+
+def test_odd_names_print_on_one_line(tmp_path: Path) -> None:
+    entries = torch_entries() | {"bert/a\nb": b"x", "bert/\udcff.bin": b"x"}
+    problems = lint_archive(make_archive(tmp_path / "a.tar.gz", entries))
+    assert errors(problems) == []
+    assert sorted(str(p.member) for p in problems) == ["bert/\\udcff.bin", "bert/a\\nb"]
+    for problem in problems:
+        str(problem).encode("utf-8")
+        assert "\n" not in str(problem)

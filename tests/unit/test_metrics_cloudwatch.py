@@ -6,6 +6,11 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
 
 from mme_local.cloudwatch import CloudWatchFile, CloudWatchLines
 from mme_local.metrics import Metrics
@@ -14,38 +19,153 @@ from mme_local.runtime.utilisation import CpuMeter, UtilisationSampler, disk_per
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-def _by_name(records: list[dict[str, object]]) -> dict[str, dict[str, object]]:
-    return {str(r["MetricName"]): r for r in records}
+def _by_name(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each line is one PutMetricData request holding one datum: the datum, with Namespace."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for record in records:
+        (datum,) = record["MetricData"]
+        by_name[datum["MetricName"]] = {"Namespace": record["Namespace"], **datum}
+    return by_name
 
 
-def test_lines_give_each_periods_sums_and_averages_with_cloudwatch_dimensions() -> None:
+def _traffic(metrics: Metrics) -> None:
+    """Four invocations: one 4xx, three model answers of 2, 4 and 9 ms, two cache hits in
+    three lookups, one unload, and every gauge (GPU included) set."""
+    metrics.invocations.inc(4)
+    metrics.invocations_per_instance.inc(4)
+    metrics.invocation_4xx_errors.inc()
+    for hit in (True, True, False):
+        metrics.count_cache_lookup(hit)
+    for seconds in (0.002, 0.004, 0.009):
+        metrics.model_latency.observe(seconds)
+    metrics.model_unloading_time.observe(2.0)
+    metrics.loaded_model_count.set(2)
+    metrics.cpu_utilization.set(12.5)
+    metrics.memory_utilization.set(40.0)
+    metrics.disk_utilization.set(3.0)
+    metrics.set_gpu_utilization(150.0, 40.0)
+
+
+def test_every_line_is_a_put_metric_data_request_botocore_accepts() -> None:
+    metrics = Metrics("shop-mme", "AllTraffic")
+    lines = CloudWatchLines(metrics)
+    _traffic(metrics)
+    records = lines.records(NOW)
+    assert len(records) == 14
+    client = boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+    )
+    with Stubber(client) as stubber:
+        for record in records:
+            line = json.loads(json.dumps(record))  # as read back from the file
+            stubber.add_response("put_metric_data", {}, line)
+            client.put_metric_data(**line)  # botocore's parameter validation runs here
+            (datum,) = line["MetricData"]
+            # CloudWatch refuses a datum with both (and the BYOC metrics page says so).
+            assert ("Value" in datum) != ("StatisticValues" in datum), datum
+        stubber.assert_no_pending_responses()
+
+
+def test_per_request_metrics_average_to_their_rates() -> None:
+    metrics = Metrics("shop-mme", "AllTraffic")
+    lines = CloudWatchLines(metrics)
+    _traffic(metrics)
+    records = _by_name(lines.records(NOW))
+    # AWS: 1 for each 4xx (5xx) response, otherwise 0, so Average is the error rate.
+    assert records["Invocation4XXErrors"]["StatisticValues"] == {
+        "SampleCount": 4.0,
+        "Sum": 1.0,
+        "Minimum": 0.0,
+        "Maximum": 1.0,
+    }
+    assert records["Invocation5XXErrors"]["StatisticValues"] == {
+        "SampleCount": 4.0,
+        "Sum": 0.0,
+        "Minimum": 0.0,
+        "Maximum": 0.0,
+    }
+    # ModelCacheHit: its Average is the hit ratio.
+    assert records["ModelCacheHit"]["StatisticValues"] == {
+        "SampleCount": 3.0,
+        "Sum": 2.0,
+        "Minimum": 0.0,
+        "Maximum": 1.0,
+    }
+    invocations = records["Invocations"]["StatisticValues"]
+    assert invocations == {"SampleCount": 4.0, "Sum": 4.0, "Minimum": 1.0, "Maximum": 1.0}
+    assert "Value" not in records["Invocations"]
+
+
+def test_latency_lines_carry_the_periods_minimum_and_maximum() -> None:
+    metrics = Metrics("shop-mme", "AllTraffic")
+    lines = CloudWatchLines(metrics)
+    _traffic(metrics)
+    latency = _by_name(lines.records(NOW))["ModelLatency"]
+    assert latency["Unit"] == "Microseconds"
+    assert latency["StatisticValues"] == pytest.approx(
+        {"SampleCount": 3.0, "Sum": 15000.0, "Minimum": 2000.0, "Maximum": 9000.0}
+    )
+    assert "Value" not in latency
+    metrics.model_latency.observe(0.001)
+    again = _by_name(lines.records(NOW))["ModelLatency"]
+    assert again["StatisticValues"] == pytest.approx(
+        {"SampleCount": 1.0, "Sum": 1000.0, "Minimum": 1000.0, "Maximum": 1000.0}
+    ), "each period has its own extremes"
+
+
+# "Monitor Amazon SageMaker AI with Amazon CloudWatch": invocation and model-loading metrics in
+# AWS/SageMaker; the multi-model instance metrics (LoadedModelCount) and utilisation in
+# /aws/sagemaker/Endpoints.
+NAMESPACES = {
+    "Invocations": "AWS/SageMaker",
+    "InvocationsPerInstance": "AWS/SageMaker",
+    "Invocation4XXErrors": "AWS/SageMaker",
+    "Invocation5XXErrors": "AWS/SageMaker",
+    "ModelCacheHit": "AWS/SageMaker",
+    "ModelLatency": "AWS/SageMaker",
+    "ModelUnloadingTime": "AWS/SageMaker",
+    "LoadedModelCount": "/aws/sagemaker/Endpoints",
+    "CPUUtilization": "/aws/sagemaker/Endpoints",
+    "MemoryUtilization": "/aws/sagemaker/Endpoints",
+    "DiskUtilization": "/aws/sagemaker/Endpoints",
+    "GPUUtilization": "/aws/sagemaker/Endpoints",
+    "GPUMemoryUtilization": "/aws/sagemaker/Endpoints",
+}
+
+
+def test_each_metric_is_in_the_namespace_aws_lists_it_under() -> None:
+    metrics = Metrics("shop-mme", "AllTraffic")
+    lines = CloudWatchLines(metrics)
+    _traffic(metrics)
+    records = _by_name(lines.records(NOW))
+    assert {name: records[name]["Namespace"] for name in NAMESPACES} == NAMESPACES
+    assert records["LoadedModelCount"]["Value"] == 2
+
+
+def test_lines_give_each_period_with_cloudwatch_dimensions() -> None:
     metrics = Metrics("shop-mme", "AllTraffic")
     lines = CloudWatchLines(metrics)
     metrics.invocations.inc(3)
     metrics.invocation_5xx_errors.inc()
-    metrics.model_latency.observe(0.002)
-    metrics.model_latency.observe(0.004)
     metrics.loaded_model_count.set(2)
     records = _by_name(lines.records(NOW))
-    assert records["Invocations"]["Value"] == 3
-    assert records["Invocation5XXErrors"]["Value"] == 1
-    assert records["Invocation4XXErrors"]["Value"] == 0
-    latency = records["ModelLatency"]
-    assert latency["Unit"] == "Microseconds"
-    assert latency["Value"] == 3000.0
-    assert latency["StatisticValues"] == {"SampleCount": 2.0, "Sum": 6000.0}
-    assert latency["Dimensions"] == [
+    assert records["Invocations"]["StatisticValues"]["Sum"] == 3
+    assert records["Invocation5XXErrors"]["StatisticValues"]["Sum"] == 1
+    assert records["Invocation4XXErrors"]["StatisticValues"]["Sum"] == 0
+    assert records["Invocations"]["Dimensions"] == [
         {"Name": "EndpointName", "Value": "shop-mme"},
         {"Name": "VariantName", "Value": "AllTraffic"},
     ]
-    assert latency["Timestamp"] == "2026-01-02T03:04:05Z"
-    assert records["LoadedModelCount"]["Value"] == 2
-    assert records["CPUUtilization"]["Namespace"] == "/aws/sagemaker/Endpoints"
+    assert records["Invocations"]["Timestamp"] == "2026-01-02T03:04:05Z"
     assert "GPUUtilization" not in records
+    assert "ModelCacheHit" not in records, "no lookup, no sample"
 
     metrics.invocations.inc()
     again = _by_name(lines.records(NOW))
-    assert again["Invocations"]["Value"] == 1, "each period counts only its own invocations"
+    assert again["Invocations"]["StatisticValues"]["Sum"] == 1, "each period counts its own"
     assert "ModelLatency" not in again, "no latency line for a period without samples"
 
 
@@ -56,7 +176,8 @@ def test_file_appends_one_json_object_per_line(tmp_path: Path) -> None:
     written = writer.flush()
     rows = [json.loads(line) for line in (tmp_path / "cw.jsonl").read_text().splitlines()]
     assert len(rows) == written
-    assert {"Timestamp", "Namespace", "MetricName", "Dimensions", "Unit", "Value"} <= set(rows[0])
+    assert set(rows[0]) == {"Namespace", "MetricData"}
+    assert {"Timestamp", "MetricName", "Dimensions", "Unit"} <= set(rows[0]["MetricData"][0])
 
 
 def test_utilisation_gauges_from_this_process(tmp_path: Path) -> None:

@@ -32,15 +32,17 @@ def _signed(
     key: str = "AKIDLOCAL",
     secret: str = "s3cret",
     region: str = "us-east-1",
+    sign: dict[str, str] | None = None,
+    add_after: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    request = AWSRequest(
-        method="POST",
-        url=f"http://127.0.0.1:8080{PATH}",
-        data=body,
-        headers={"X-Amzn-SageMaker-Target-Model": "m.tar.gz", "Content-Type": "application/json"},
-    )
+    """Headers of a request botocore signed with `sign` (default: a TargetModel and a content
+    type), plus `add_after` added once the signature was made (so not covered by it)."""
+    if sign is None:
+        sign = {"X-Amzn-SageMaker-Target-Model": "m.tar.gz", "Content-Type": "application/json"}
+    request = AWSRequest(method="POST", url=f"http://127.0.0.1:8080{PATH}", data=body, headers=sign)
     SigV4Auth(Credentials(key, secret), "sagemaker", region).add_auth(request)
     headers = {name.lower(): value for name, value in request.headers.items()}
+    headers.update({name.lower(): value for name, value in (add_after or {}).items()})
     headers["host"] = "127.0.0.1:8080"
     return headers
 
@@ -86,6 +88,32 @@ def test_a_changed_signed_header_is_refused() -> None:
     headers["x-amzn-sagemaker-target-model"] = "other.tar.gz"
     with pytest.raises(InvalidSignatureException):
         VERIFIER.verify(_request(headers))
+
+
+def test_botocore_signs_the_target_model_header() -> None:
+    signed_headers = _signed()["authorization"].split("SignedHeaders=")[1].split(",")[0]
+    assert "x-amzn-sagemaker-target-model" in signed_headers.split(";")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "X-Amzn-SageMaker-Target-Model",
+        "X-Amzn-SageMaker-Target-Variant",
+        "X-Amzn-SageMaker-Target-Container-Hostname",
+    ],
+)
+def test_an_unsigned_routing_header_is_refused(header: str) -> None:
+    # A signature made without the header can't be replayed against another model (or
+    # variant, or container) by adding it: the header must be among the signed ones.
+    headers = _signed(sign={"Content-Type": "application/json"}, add_after={header: "other"})
+    with pytest.raises(InvalidSignatureException, match=header.lower()):
+        VERIFIER.verify(_request(headers))
+
+
+def test_headers_outside_the_sagemaker_family_may_go_unsigned() -> None:
+    # botocore itself leaves some out (User-Agent, X-Amzn-Trace-Id); proxies add others.
+    VERIFIER.verify(_request(_signed(add_after={"User-Agent": "x", "X-Amzn-Trace-Id": "t"})))
 
 
 def _verifier_ahead_by(minutes: int) -> SigV4Verifier:

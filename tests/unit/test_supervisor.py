@@ -1,8 +1,10 @@
-"""The supervisor with a fake model server: a failed restart is retried until one works."""
+"""The supervisor with a fake model server: a crash is restarted at once, a failed restart is
+retried with backoff until one works, and a crash loop backs off."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
@@ -18,7 +20,7 @@ class FlakyServer:
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.process = "exited"
+        self.process: str | None = "exited"
         self.starts = 0
         self.url = "http://127.0.0.1:1"
 
@@ -84,3 +86,82 @@ async def test_requests_see_the_runtime_down_until_the_restart_succeeds() -> Non
     assert supervisor.running is False
     assert server.starts > 3, "it keeps trying"
     await supervisor.stop()
+
+
+class CrashLoop:
+    """Every start works, and every started server dies at once (a crash loop)."""
+
+    def __init__(self) -> None:
+        self.alive = True  # the first start, the emulator's, happened before supervision
+        self.starts = 0
+        self.url = "http://127.0.0.1:1"
+
+    def check_alive(self) -> None:
+        if self.alive:
+            self.alive = False
+            raise RuntimeExited(-9, "killed")
+
+    async def stop(self) -> None:
+        pass
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.alive = True
+
+    def model_url(self, model_dir: Path) -> str:
+        return str(model_dir)
+
+
+def _recording_sleep(waits: list[float]) -> Callable[[float], Awaitable[None]]:
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    return sleep
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the supervisor never got there")
+
+
+async def test_a_crash_is_restarted_at_once() -> None:
+    server = FlakyServer(failures=0)
+    waits: list[float] = []
+    ups: list[str] = []
+    supervisor = RuntimeSupervisor(
+        server,  # type: ignore[arg-type]
+        on_down=lambda: None,
+        on_up=ups.append,
+        poll_s=0.01,
+        backoff_s=60.0,
+        sleep=_recording_sleep(waits),
+    )
+    supervisor.start()
+    await _until(lambda: bool(ups))
+    await supervisor.stop()
+    assert server.starts == 1
+    assert waits == [], "no backoff before the first restart"
+
+
+async def test_a_crash_loop_backs_off_more_and_more() -> None:
+    server = CrashLoop()
+    waits: list[float] = []
+    supervisor = RuntimeSupervisor(
+        server,  # type: ignore[arg-type]
+        on_down=lambda: None,
+        on_up=lambda url: None,
+        poll_s=0.001,
+        backoff_s=0.5,
+        max_backoff_s=4.0,
+        stable_s=3600.0,
+        sleep=_recording_sleep(waits),
+    )
+    supervisor.start()
+    await _until(lambda: server.starts >= 6)
+    await supervisor.stop()
+    # The first crash restarts at once; each repeat waits longer, up to the cap.
+    assert waits[:5] == [0.5, 1.0, 2.0, 4.0, 4.0]

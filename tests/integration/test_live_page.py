@@ -1,0 +1,237 @@
+"""The live page in a real browser: headless Chromium renders /_mme/ from a running emulator.
+
+Chromium (Debian's `chromium`, installed by .ci/run) loads the page, runs its scripts under a
+virtual-time budget (so its one-second polling runs several times without real waiting) and
+dumps the DOM it built; the test reads the rendered model table, eviction log and timeline
+marks from it and compares them with `/_mme/models`. A screenshot is saved beside; set
+MME_LOCAL_LIVE_SCREENSHOT to a path to keep it (docs/live-page.png is made that way).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mme_local.background import RunningEmulator, run_in_thread
+from mme_local.runtime.embedded import EmbeddedTriton
+from mme_local.settings import EmulatorSettings
+from tests.support import doubler_archive, kserve_body
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class RenderedPage(HTMLParser):
+    """Model rows (field -> value), eviction rows (field -> text) and timeline mark titles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: dict[str, dict[str, str]] = {}
+        self.evictions: list[dict[str, str]] = []
+        self.marks: list[tuple[str, str]] = []
+        self.renders = 0
+        self._model: str | None = None
+        self._eviction: dict[str, str] | None = None
+        self._field: str | None = None
+        self._mark: str | None = None
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "body":
+            self.renders = int(a.get("data-renders") or 0)
+        elif tag == "tr" and "data-model" in a:
+            self._model = a["data-model"]
+            self.models[self._model] = {}
+        elif tag == "tr" and "data-eviction" in a:
+            self._eviction = {}
+            self.evictions.append(self._eviction)
+        elif tag == "td" and self._model is not None:
+            self.models[self._model][a["data-field"]] = a["data-value"]
+        elif tag == "td" and self._eviction is not None:
+            self._field = a["data-field"]
+        elif tag == "g" and a.get("class") == "mark":
+            self._mark = a.get("data-kind", "")
+        elif tag == "title" and self._mark is not None:
+            self._in_title = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr":
+            self._model = self._eviction = None
+        elif tag == "td":
+            self._field = None
+        elif tag == "title":
+            self._in_title = False
+        elif tag == "g":
+            self._mark = None
+
+    def handle_data(self, data: str) -> None:
+        if self._eviction is not None and self._field is not None:
+            self._eviction[self._field] = self._eviction.get(self._field, "") + data
+        if self._in_title and self._mark is not None:
+            self.marks.append((self._mark, data))
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None, "install chromium (.ci/run does: apt-get install chromium)"
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",  # CI runs as root; the page is our own, on loopback
+            "--disable-gpu",
+            "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
+            "--no-first-run",
+            "--disable-extensions",
+            "--window-size=1400,1200",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    settings = EmulatorSettings(
+        port=0, cache_dir=tmp_path_factory.mktemp("cache") / "models", max_loaded_models=1
+    )
+    with run_in_thread(settings) as emulator:
+        yield emulator
+
+
+def _invoke(running: RunningEmulator, target: str) -> None:
+    running.runtime_client().invoke_endpoint(
+        EndpointName="local-mme", TargetModel=target, Body=kserve_body([1.0])
+    )
+
+
+def _wait_for_mark(url: str, kind: str, target: str | None) -> dict[str, Any]:
+    """The recorder samples once a second; wait until the mark is in the timeline."""
+    deadline = time.monotonic() + 30
+    while True:
+        state: dict[str, Any] = httpx.get(f"{url}/_mme/live/state").json()
+        if any(e["kind"] == kind and e["target_model"] == target for e in state["events"]):
+            return state
+        assert time.monotonic() < deadline, state["events"]
+        time.sleep(0.2)
+
+
+def test_page_shows_models_eviction_and_numbers_of_models_view(
+    running: RunningEmulator, tmp_path: Path
+) -> None:
+    s3 = running.s3_client()
+    for name, factor in (("first.tar.gz", 2), ("second.tar.gz", 3), ("untouched.tar.gz", 4)):
+        archive = doubler_archive(tmp_path, name, factor)
+        s3.upload_file(str(archive), running.model_data.bucket, running.model_data.prefix + name)
+    _invoke(running, "first.tar.gz")
+    _invoke(running, "first.tar.gz")
+    # One model at most: loading the second evicts the first.
+    _invoke(running, "second.tar.gz")
+    running.settle()
+    _wait_for_mark(running.url, "eviction", "first.tar.gz")
+
+    dom = _chromium("--virtual-time-budget=8000", "--dump-dom", f"{running.url}/_mme/").stdout
+    page = RenderedPage()
+    page.feed(dom)
+    expected = httpx.get(f"{running.url}/_mme/models").json()
+
+    assert page.renders >= 1, dom[:2000]
+    assert set(page.models) == {row["target_model"] for row in expected}
+    for row in expected:
+        shown = page.models[row["target_model"]]
+        for field in ("state", "invocations", "loads", "unloads", "disk_bytes", "memory_bytes"):
+            if row[field] is None:  # held by no model that is not loaded: blank or 0
+                assert shown[field] in ("", "0"), (row["target_model"], field, shown)
+            else:
+                assert shown[field] == str(row[field]), (row["target_model"], field, shown)
+    assert page.models["first.tar.gz"]["cold_starts"] == "1"
+    assert page.models["second.tar.gz"]["state"] == "loaded"
+
+    evictions = httpx.get(f"{running.url}/_mme/evictions").json()
+    assert [e["target_model"] for e in page.evictions] == [
+        e["target_model"] for e in reversed(evictions)
+    ]
+    assert page.evictions[0]["reason"] == "max loaded models (1)"
+    hover = [text for kind, text in page.marks if kind == "eviction"]
+    assert any("first.tar.gz" in text and "max loaded models (1)" in text for text in hover)
+    assert any(kind == "load" for kind, _ in page.marks)
+
+    # Sorted and filtered as a link asks (the same state the heading clicks and the box set).
+    dom = _chromium(
+        "--virtual-time-budget=4000", "--dump-dom", f"{running.url}/_mme/?sort=-invocations"
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert list(page.models) == ["first.tar.gz", "second.tar.gz", "untouched.tar.gz"]
+    dom = _chromium(
+        "--virtual-time-budget=4000", "--dump-dom", f"{running.url}/_mme/?filter=SECOND"
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert list(page.models) == ["second.tar.gz"]
+
+    screenshot = tmp_path / "live-page.png"
+    _chromium("--virtual-time-budget=8000", f"--screenshot={screenshot}", f"{running.url}/_mme/")
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keep = os.environ.get("MME_LOCAL_LIVE_SCREENSHOT")
+    if keep:
+        shutil.copyfile(screenshot, keep)
+
+
+def test_page_and_views_are_read_only_gets(running: RunningEmulator) -> None:
+    page = httpx.get(f"{running.url}/_mme/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    # Self-contained: no stylesheet, script or image is fetched from anywhere.
+    assert "<link" not in page.text and " src=" not in page.text
+    assert httpx.get(f"{running.url}/_mme", follow_redirects=False).status_code == 308
+    assert httpx.post(f"{running.url}/_mme/live/state").status_code == 405
+
+
+def test_capacity_report_renders_offline_with_the_chosen_candidate(tmp_path: Path) -> None:
+    from mme_local.capacity.html_report import write_html
+    from tests.unit.test_capacity_html import _plan
+
+    plan, workload, prof = _plan()
+    path = tmp_path / "plan.html"
+    write_html(plan, workload, prof, path)
+    dom = _chromium("--virtual-time-budget=3000", "--dump-dom", path.as_uri()).stdout
+    assert 'data-rendered="yes"' in dom
+    chosen = re.findall(r'<tr data-candidate="([^"]+)" class="chosen">', dom)
+    assert plan.cheapest is not None
+    assert chosen == [plan.cheapest.candidate.label]
+    assert dom.count("<tr data-candidate=") == len(plan.outcomes)
+    assert 'data-chart="timeline"' in dom and 'class="mark" data-kind="eviction"' in dom
+
+
+def test_a_runtime_restart_shows_in_the_page(tmp_path: Path) -> None:
+    settings = EmulatorSettings(port=0, cache_dir=tmp_path / "cache")
+    with run_in_thread(settings) as running:
+        archive = doubler_archive(tmp_path, "steady.tar.gz")
+        running.s3_client().upload_file(
+            str(archive), running.model_data.bucket, running.model_data.prefix + "steady.tar.gz"
+        )
+        _invoke(running, "steady.tar.gz")
+        server = running.emulator.server
+        assert isinstance(server, EmbeddedTriton) and server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        state = _wait_for_mark(running.url, "runtime restart", None)
+        assert state["restarts"][0]["kind"] in ("runtime down", "runtime restart")
+        dom = _chromium("--virtual-time-budget=4000", "--dump-dom", f"{running.url}/_mme/").stdout
+    restarts = re.search(r'<ul class="plain" id="restarts">(.*?)</ul>', dom, re.S)
+    assert restarts is not None and "runtime restart: 1 restart attempt(s)" in restarts.group(1)

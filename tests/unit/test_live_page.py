@@ -1,0 +1,313 @@
+"""The live page's recorder, views and routes, in-process with a stand-in cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mme_local.cache.entry import ModelEntry, ModelState
+from mme_local.cache.policy import Budgets
+from mme_local.cache.records import Eviction
+from mme_local.gateway.app import Gateway, create_app
+from mme_local.gateway.live_recorder import OUTCOMES, LiveRecorder, outcome_of
+from mme_local.gateway.live_views import MODEL_FIELDS, LiveViews, StoreListing
+from mme_local.gateway.service import InvocationRecord
+from mme_local.gateway.sigv4 import SigV4Verifier, require_sigv4
+from mme_local.store.source import StoredModel
+from tests.unit.test_gateway import FakeAdmin, FakeService
+
+
+@dataclass
+class FakeCache:
+    """What the recorder and views read of the cache, and nothing else."""
+
+    models: list[ModelEntry] = field(default_factory=list)
+    evictions: deque[Eviction] = field(default_factory=lambda: deque(maxlen=3))
+    budgets: Budgets = field(default_factory=lambda: Budgets(2, 8 << 30, 100 << 20, 1 << 30))
+
+    def entries(self) -> list[ModelEntry]:
+        return list(self.models)
+
+    def disk_bytes(self) -> int:
+        return sum(e.disk_bytes for e in self.models)
+
+
+class FakeStore:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.listings = 0
+
+    def list_models(self) -> list[StoredModel]:
+        self.listings += 1
+        return [StoredModel(n, 100, None, None) for n in self.names]  # type: ignore[arg-type]
+
+
+def _record(target: str, status: int, hit: bool | None, model_s: float = 0.001) -> InvocationRecord:
+    return InvocationRecord(time.time(), target, status, hit, 0.0, model_s)
+
+
+def _recorder(cache: FakeCache, running: list[bool] | None = None) -> LiveRecorder:
+    flags = running if running is not None else [True]
+    restarts = [0.0]
+    recorder = LiveRecorder(
+        cache,  # type: ignore[arg-type]
+        restarts=lambda: restarts[0],
+        runtime_running=lambda: flags[0],
+        period_s=1.0,
+        keep_s=5.0,
+    )
+    recorder.restarts_counter = restarts  # type: ignore[attr-defined]
+    return recorder
+
+
+def _entry(name: str, state: ModelState = ModelState.LOADED, loads: int = 1) -> ModelEntry:
+    entry = ModelEntry(name, name)
+    entry.state, entry.loads, entry.invocations = state, loads, 1
+    return entry
+
+
+def test_outcomes_split_hits_cold_starts_429s_and_errors() -> None:
+    assert outcome_of(_record("a", 200, True)) == "hit"
+    assert outcome_of(_record("a", 200, False)) == "cold"
+    assert outcome_of(_record("a", 429, None)) == "not_ready"
+    assert outcome_of(_record("a", 424, True)) == "error"
+    assert outcome_of(_record("a", 400, None)) == "error"
+
+
+records = st.lists(
+    st.tuples(
+        st.sampled_from(["m1", "m2", "m3", "junk"]),
+        st.sampled_from([200, 400, 424, 429, 500, 503]),
+        st.sampled_from([True, False, None]),
+        st.integers(0, 3),  # samples taken before this record
+    ),
+    max_size=60,
+)
+
+
+@given(records)
+def test_every_request_is_counted_once_in_some_sample(steps: list[Any]) -> None:
+    recorder = _recorder(FakeCache())
+    recorder.samples = deque()  # keep them all for the check
+    expected = dict.fromkeys(OUTCOMES, 0)
+    for target, status, hit, samples_before in steps:
+        for _ in range(samples_before):
+            recorder.sample(time.time())
+        record = _record(target, status, hit)
+        recorder.observe(record)
+        expected[outcome_of(record)] += 1
+    recorder.sample(time.time())
+    totals = [sum(s.requests[i] for s in recorder.samples) for i in range(len(OUTCOMES))]
+    assert totals == [expected[o] for o in OUTCOMES]
+    # Per model: only what reached the cache (a lease, or a 429 while it loads).
+    for target, calls in recorder.calls.items():
+        leased = [s for s in steps if s[0] == target and (s[2] is not None or s[1] == 429)]
+        assert calls.cold_starts == sum(1 for s in leased if s[1] == 200 and s[2] is False)
+        assert calls.not_ready == sum(1 for s in leased if s[1] == 429)
+
+
+def test_per_model_calls_are_bounded_and_warm_percentiles_follow_hits() -> None:
+    recorder = LiveRecorder(
+        FakeCache(),  # type: ignore[arg-type]
+        restarts=lambda: 0.0,
+        runtime_running=lambda: True,
+        max_models=2,
+    )
+    for name in ("a", "b", "a", "c"):
+        recorder.observe(_record(name, 200, False))
+    assert list(recorder.calls) == ["a", "c"]  # the least recently called is dropped
+    for ms in range(1, 101):
+        recorder.observe(_record("c", 200, True, ms / 1000))
+    p50, p99 = recorder.calls["c"].warm_percentiles() or (0, 0)
+    assert (round(p50 * 1000), round(p99 * 1000)) == (50, 100)
+    assert recorder.calls["a"].warm_percentiles() is None
+
+
+def test_loads_evictions_and_restarts_become_marks_once() -> None:
+    cache = FakeCache()
+    running = [True]
+    recorder = _recorder(cache, running)
+    recorder.sample(1.0)
+    cache.models.append(_entry("a"))
+    recorder.sample(2.0)
+    cache.evictions.append(Eviction("a", "max loaded models (1)", 3.5, 2.5, 10 << 20, False))
+    cache.evictions.append(Eviction("b", "disk budget", 9.0, 2.6, 0, True))
+    recorder.sample(3.0)
+    recorder.sample(4.0)  # nothing new: no repeated marks
+    running[0] = False
+    recorder.restarts_counter[0] = 1.0  # type: ignore[attr-defined]
+    recorder.sample(5.0)
+    running[0] = True
+    recorder.sample(6.0)
+    marks = [(e.kind, e.target_model, e.reason) for e in recorder.events]
+    assert marks == [
+        ("load", "a", "requested"),
+        ("eviction", "a", "max loaded models (1); idle 3.5 s"),
+        ("deleted from disk", "b", "disk budget; idle 9.0 s; deleted from disk"),
+        ("runtime down", None, "the model server died; nothing is loaded"),
+        ("runtime restart", None, "1 restart attempt(s)"),
+        ("runtime up", None, "the model server answers again"),
+    ]
+    assert [e.kind for e in recorder.restart_log] == [
+        "runtime down",
+        "runtime restart",
+        "runtime up",
+    ]
+    # The eviction log is a ring: a full one that moves on still gives only the new records.
+    for i in range(3):
+        cache.evictions.append(Eviction(f"x{i}", "host memory budget", 1.0, 7.0, 1, False))
+    recorder.sample(7.0)
+    assert [e.target_model for e in recorder.events][-4:] == [None, "x0", "x1", "x2"]
+    assert len(recorder.samples) == 5  # keep_s / period_s
+
+
+def test_failed_load_is_marked_with_its_error() -> None:
+    cache = FakeCache()
+    recorder = _recorder(cache)
+    entry = _entry("bad", ModelState.ON_DISK, loads=0)
+    cache.models.append(entry)
+    recorder.sample(1.0)
+    entry.last_error = "container answered 400: bad config"
+    recorder.sample(2.0)
+    assert [(e.kind, e.reason) for e in recorder.events] == [
+        ("load failed", "container answered 400: bad config")
+    ]
+
+
+def _objects(document: bytes) -> list[dict[str, Any]]:
+    table = json.loads(document)
+    assert table["fields"] == list(MODEL_FIELDS)
+    return [dict(zip(table["fields"], row, strict=True)) for row in table["rows"]]
+
+
+def _views(cache: FakeCache, store: FakeStore, recorder: LiveRecorder) -> LiveViews:
+    return LiveViews(
+        endpoint_name="local-mme",
+        runtime="embedded",
+        cache=cache,  # type: ignore[arg-type]
+        recorder=recorder,
+        listing=StoreListing(store),  # type: ignore[arg-type]
+        open_port=lambda: 9999,
+        runtime_running=lambda: True,
+    )
+
+
+async def test_models_rows_join_cache_recorder_and_store_listing_once() -> None:
+    cache = FakeCache()
+    loaded = _entry("a")
+    loaded.disk_bytes, loaded.memory_bytes, loaded.artifact_changed = 50, 70, True
+    loading = _entry("b", ModelState.LOADING, loads=0)
+    cache.models += [loaded, loading]
+    store = FakeStore(["a", "b", "c"])
+    recorder = _recorder(cache)
+    recorder.observe(_record("a", 200, False))
+    recorder.observe(_record("a", 200, True, 0.004))
+    views = _views(cache, store, recorder)
+    rows = {r["target_model"]: r for r in _objects(await views.models_json())}
+    await views.models_json()
+    assert store.listings == 1  # cached: an open page costs no S3 listing per refresh
+    assert rows["a"]["cold_starts"] == 1 and rows["a"]["warm_p50_ms"] == 4.0
+    assert rows["a"]["memory_bytes"] == 70 and rows["a"]["size_bytes"] == 100
+    assert rows["c"]["state"] == "remote" and rows["c"]["invocations"] == 0
+    recorder.sample(time.time())
+    state = views.state()
+    budgets = {b["name"]: b for b in state["budgets"]}
+    assert budgets["loaded models"] == {
+        "name": "loaded models",
+        "unit": "count",
+        "used": 1,
+        "reserved": 1,
+        "limit": 2,
+    }
+    assert budgets["disk"]["used"] == 50 and budgets["disk"]["limit"] == 100 << 20
+    assert any("9999" in w for w in state["warnings"])
+    assert any("changed in s3" in w.lower() and "a" in w for w in state["warnings"])
+    assert len(state["samples"][0]) == len(state["sample_fields"])
+
+
+def _app(views: LiveViews | None, signed: bool = False) -> httpx.AsyncClient:
+    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=views)  # type: ignore[arg-type]
+    app = create_app(lambda: gateway)
+    if signed:
+        app = require_sigv4(app, SigV4Verifier("local", "secret", "us-east-1"))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+
+
+async def test_page_and_views_need_no_signature_under_require_sigv4() -> None:
+    cache = FakeCache([_entry("a")])
+    views = _views(cache, FakeStore(["a"]), _recorder(cache))
+    async with _app(views, signed=True) as client:
+        page = await client.get("/_mme/")
+        assert page.status_code == 200 and "MMECharts" in page.text
+        assert "/*SCRIPT*/" not in page.text and "/*STYLE*/" not in page.text
+        state = await client.get("/_mme/live/state")
+        assert state.status_code == 200 and state.json()["endpoint_name"] == "local-mme"
+        models = await client.get("/_mme/live/models")
+        assert [r["target_model"] for r in _objects(models.content)] == ["a"]
+        assert models.headers["cache-control"] == "no-store"
+        # Invocations still need a signature: only the read-only views are open.
+        refused = await client.post("/endpoints/local-mme/invocations", content=b"x")
+        assert refused.status_code == 403
+
+
+async def test_no_views_no_page() -> None:
+    async with _app(None) as client:
+        assert (await client.get("/_mme/")).status_code == 404
+        assert (await client.get("/_mme/live/state")).status_code == 404
+
+
+async def test_many_models_encode_in_chunks_in_order() -> None:
+    cache = FakeCache([_entry(f"known-{i:04d}") for i in range(600)])
+    listed = [f"known-{i:04d}" for i in range(0, 600, 2)] + [f"new-{i:04d}" for i in range(300)]
+    views = _views(cache, FakeStore(listed), _recorder(cache))
+    rows = _objects(await views.models_json())
+    names = [r["target_model"] for r in rows]
+    assert names == [f"known-{i:04d}" for i in range(600)] + [f"new-{i:04d}" for i in range(300)]
+    assert rows[0]["size_bytes"] == 100 and rows[1]["size_bytes"] is None
+
+
+async def test_each_measured_gpu_gets_its_budget_bar_and_memory_in_the_timeline() -> None:
+    cache = FakeCache([_entry("a")])
+    cache.budgets = Budgets(None, 8 << 30, None, 1 << 30, gpu_memory_bytes=24 << 30)
+    recorder = LiveRecorder(
+        cache,  # type: ignore[arg-type]
+        restarts=lambda: 0.0,
+        runtime_running=lambda: True,
+        host_memory=lambda: 3 << 30,
+        gpu_memory=lambda: [5 << 30, 7 << 30],
+    )
+    await recorder.measure()
+    recorder.sample(time.time())
+    state = _views(cache, FakeStore([]), recorder).state()
+    bars = {b["name"]: (b["used"], b["limit"]) for b in state["budgets"]}
+    assert bars["GPU 0 memory"] == (5 << 30, 24 << 30)
+    assert bars["GPU 1 memory"] == (7 << 30, 24 << 30)
+    assert bars["host memory"] == (3 << 30, 8 << 30)
+    assert bars["loaded models"] == (1, None) and bars["disk"] == (0, None)
+    fields = state["sample_fields"]
+    assert state["samples"][-1][fields.index("gpu_bytes")] == [5 << 30, 7 << 30]
+
+
+async def test_marks_are_numbered_and_sent_once() -> None:
+    cache = FakeCache()
+    recorder = _recorder(cache)
+    views = _views(cache, FakeStore([]), recorder)
+    cache.models.append(_entry("a"))
+    recorder.sample(1.0)
+    cache.evictions.append(Eviction("a", "max loaded models (1)", 1.0, 1.5, 1, False))
+    recorder.sample(2.0)
+    first = views.state()
+    assert [e["seq"] for e in first["events"]] == [1, 2] and first["last_seq"] == 2
+    assert views.state(after=1)["events"] == first["events"][1:]
+    assert views.state(after=2)["events"] == []
+    async with _app(views) as client:
+        answer = await client.get("/_mme/live/state?after=1")
+        assert [e["seq"] for e in answer.json()["events"]] == [2]
+        assert (await client.get("/_mme/live/state?after=x")).status_code == 400
