@@ -62,6 +62,12 @@ class RunningEmulator:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self.emulator.cache.settle(), self._loop).result(timeout_s)
 
+    def check_artifacts(self, timeout_s: float = 60.0) -> None:
+        """Run the periodic changed-artifact check once, now."""
+        assert self._loop is not None and self.emulator.artifact_watcher is not None
+        check = self.emulator.artifact_watcher.check()
+        asyncio.run_coroutine_threadsafe(check, self._loop).result(timeout_s)
+
     @property
     def url(self) -> str:
         return self._server.url

@@ -68,6 +68,7 @@ class Emulator:
         self._gateway: Gateway | None = None
         self._background: list[BackgroundTask] = []
         self._trace: TraceWriter | None = None
+        self.artifact_watcher: ArtifactWatcher | None = None
 
     async def start(self) -> None:
         try:
@@ -131,9 +132,10 @@ class Emulator:
             max_parallel_downloads=settings.parallel_downloads(),
             max_parallel_loads=settings.parallel_loads(),
         )
+        self.artifact_watcher = ArtifactWatcher(store, cache, settings.artifact_check_interval_s)
         self._background = [
             LoopLagMonitor(self.metrics),
-            ArtifactWatcher(store, cache, settings.artifact_check_interval_s),
+            self.artifact_watcher,
             UtilisationSampler(
                 self.metrics, server.process_ids, cache_dir, settings.metrics_period_s
             ),

@@ -28,8 +28,19 @@ def _iso(timestamp: float) -> str:
 _RESIDENT = frozenset({"loaded", "unloading"})
 
 
-def model_row(entry: ModelEntry, size_bytes: int | None, evictions: int = 0) -> dict[str, Any]:
+def model_row(
+    entry: ModelEntry, size_bytes: int | None, evictions: int = 0, stored_etag: str | None = None
+) -> dict[str, Any]:
+    """One model as the views show it. `stored_etag`: the object's ETag in S3 now, if listed;
+    a difference from the downloaded one shows as changed without flagging the cache (a view
+    changes nothing; the periodic artifact check does that)."""
     resident = entry.state.value in _RESIDENT
+    changed = entry.artifact_changed or (
+        stored_etag is not None
+        and entry.etag is not None
+        and entry.disk_bytes > 0
+        and stored_etag != entry.etag
+    )
     return {
         "target_model": entry.target_model,
         "state": entry.state.value,
@@ -47,7 +58,7 @@ def model_row(entry: ModelEntry, size_bytes: int | None, evictions: int = 0) -> 
         "evictions": evictions,
         "in_flight": entry.pins,
         "last_error": entry.last_error,
-        "artifact_changed": entry.artifact_changed,
+        "artifact_changed": changed,
     }
 
 
@@ -75,8 +86,8 @@ class AdminViews:
     async def models(self) -> list[dict[str, Any]]:
         """Every object under the prefix with its state, least recently used first."""
         stored = await asyncio.to_thread(self.store.list_models)
-        self.cache.note_stored_etags({item.target_model: item.etag for item in stored})
         sizes = {item.target_model: item.size for item in stored}
+        etags = {item.target_model: item.etag for item in stored}
         entries = self.cache.entries()
         known = {entry.target_model for entry in entries}
         # Objects never requested show as fresh entries: remote, all counts zero.
@@ -87,7 +98,12 @@ class AdminViews:
         ]
         evicted = Counter(e.target_model for e in self.cache.evictions)
         return [
-            model_row(entry, sizes.get(entry.target_model), evicted[entry.target_model])
+            model_row(
+                entry,
+                sizes.get(entry.target_model),
+                evicted[entry.target_model],
+                etags.get(entry.target_model),
+            )
             for entry in entries
         ]
 

@@ -58,5 +58,12 @@ def test_a_changed_object_keeps_serving_old_bytes_and_is_flagged(tmp_path: Path)
         s3.upload_file(str(second), prefix.bucket, prefix.prefix + "m.tar.gz")
         rows = httpx.get(f"{running.url}/_mme/models", timeout=30).json()
         assert [row["artifact_changed"] for row in rows] == [True]
+        # The view compares without changing anything: the cache is flagged, and the change
+        # counted, by the periodic check alone.
+        (entry,) = running.emulator.cache.entries()
+        assert not entry.artifact_changed
+        assert running.metrics().get("mme_model_artifact_changes_total", 0) == 0
         assert _invoke(client, "m.tar.gz") == [2.0], "the loaded bytes keep serving"
+        running.check_artifacts()
+        assert entry.artifact_changed
         assert running.metrics()["mme_model_artifact_changes_total"] == 1
