@@ -557,6 +557,13 @@ class CacheMachine:
         if self.base_gpu is not None and gpu is not None:
             self.base_gpu = max(0, gpu)
 
+    def _enforce_count(self) -> None:
+        while reason := self.policy.count_full(self.occupying - 1):
+            victim = self.policy.victim(self._loaded.values())
+            if victim is None:
+                return
+            self._unload(victim, reason)
+
     def _enforce_memory(self, keep: ModelEntry | None) -> None:
         while reason := self._memory_short(0, 0, leaving=True):
             victim = self.policy.victim(self._loaded.values(), keep)
@@ -697,8 +704,13 @@ class CacheMachine:
             self.models.pop(entry.target_model, None)
             self.forgotten += 1
             return
-        if state is LOADED and self._memory_queue:
-            self._grant_memory()
+        if state is LOADED:
+            if self._memory_queue:
+                self._grant_memory()
+            # A load over a budget while every model was in use: the models it could not
+            # displace then go as soon as they are idle.
+            self._enforce_count()
+            self._enforce_memory(entry)
         if (state is LOADED or state is ON_DISK) and self._room_queue:
             if self._room_short is not None:
                 self._room_short -= entry.disk_bytes
