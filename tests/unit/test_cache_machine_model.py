@@ -328,7 +328,8 @@ class CacheMachineModel(RuleBasedStateMachine):
             self.the_machine_sees_what_the_container_and_disk_hold()
         assert not self.waiting, f"requests never answered: {sorted(self.waiting)}"
         assert len(self.answered) == self.issued
-        stuck = [(e.target_model, e.state, e.waiting) for e in self.machine.models.values() if e.busy]
+        entries = self.machine.models.values()
+        stuck = [(e.target_model, e.state, e.waiting) for e in entries if e.busy]
         assert not stuck, f"models left in a transition with no work in flight: {stuck}"
         assert self.machine.disk_reserved == 0
         budget = self.budgets.host_memory_bytes
