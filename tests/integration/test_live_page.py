@@ -193,6 +193,63 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
         shutil.copyfile(screenshot, keep)
 
 
+@pytest.fixture
+def thousand_models() -> Iterator[str]:
+    """A gateway whose live views show 1,000 models (a real `CacheMachine` holding them),
+    served by uvicorn on loopback; no Triton or S3 needed to render them."""
+    import threading
+
+    import uvicorn
+
+    from mme_local.gateway.app import Gateway, create_app
+    from tests.unit.test_gateway import FakeAdmin, FakeService
+    from tests.unit.test_live_page import FakeStore, _thousand, _views
+
+    cache, recorder = _thousand(1000)
+    recorder.sample(time.time())
+    views = _views(cache, FakeStore([]), recorder)
+    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=views)  # type: ignore[arg-type]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(lambda: gateway), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_a_thousand_models_render_one_page_of_rows(thousand_models: str) -> None:
+    """Sorting and filtering run over every row; only one page of 100 reaches the DOM."""
+    dom = _chromium(
+        "--virtual-time-budget=4000", "--dump-dom", f"{thousand_models}/_mme/?sort=target_model"
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert page.renders >= 1, dom[:2000]
+    assert list(page.models) == [f"tenant-{i:05d}/bert-base-uncased.tar.gz" for i in range(100)]
+    info = re.search(r'<span id="page-info" class="muted">([^<]*)</span>', dom)
+    assert info is not None and info.group(1) == "1\u2013100 of 1000"
+    assert re.search(r'data-render-ms="[0-9.]+"', dom)
+    dom = _chromium(
+        "--virtual-time-budget=4000",
+        "--dump-dom",
+        f"{thousand_models}/_mme/?filter=tenant-0099&sort=-target_model",
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert list(page.models) == [
+        f"tenant-{i:05d}/bert-base-uncased.tar.gz" for i in range(999, 989, -1)
+    ]
+
+
 def test_page_and_views_are_read_only_gets(running: RunningEmulator) -> None:
     page = httpx.get(f"{running.url}/_mme/")
     assert page.status_code == 200

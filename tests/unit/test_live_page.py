@@ -19,7 +19,7 @@ from mme_local.cache.policy import Budgets
 from mme_local.cache.records import Eviction
 from mme_local.gateway.app import Gateway, create_app
 from mme_local.gateway.live_recorder import OUTCOMES, LiveRecorder, outcome_of
-from mme_local.gateway.live_views import MODEL_FIELDS, LiveViews, StoreListing
+from mme_local.gateway.live_views import EVICTIONS_SHOWN, MODEL_FIELDS, LiveViews, StoreListing
 from mme_local.gateway.service import InvocationRecord
 from mme_local.gateway.sigv4 import SigV4Verifier, require_sigv4
 from mme_local.store.source import StoredModel
@@ -434,3 +434,45 @@ def test_gpu_reservations_go_on_the_fullest_gpu_and_gpu_memory_is_hidden_without
 
 def await_(work: Coroutine[Any, Any, bytes]) -> bytes:
     return asyncio.run(work)
+
+
+# ----- 1,000 models: what one refresh carries stays small ---------------------------------------
+
+
+def _thousand(count: int) -> tuple[FakeCache, LiveRecorder]:
+    """`count` loaded models with every per-model field filled in, and a full eviction log."""
+    cache = FakeCache(keep_evictions=1000)
+    recorder = _recorder(cache)
+    for i in range(count):
+        entry = _entry(f"tenant-{i:05d}/bert-base-uncased.tar.gz")
+        entry.disk_bytes, entry.memory_bytes = 420 << 20, 450 << 20
+        entry.last_used_wall, entry.artifact_changed = time.time(), True
+        entry.last_error = "container answered 400: failed to load the model: " + "x" * 100
+        cache.add(entry)
+        for ms in (3, 4, 5):
+            recorder.observe(_record(entry.target_model, 200, True, ms / 1000))
+    for i in range(1000):
+        cache.evictions.append(
+            Eviction(f"tenant-{i:05d}", "host memory budget", 1.0, 1.0, 1, False)
+        )
+    return cache, recorder
+
+
+async def test_a_thousand_models_cost_a_few_hundred_bytes_each_and_leave_the_state_alone() -> None:
+    sizes, states, first = {}, {}, {}
+    for count in (1, 1000):
+        cache, recorder = _thousand(count)
+        recorder.sample(time.time())
+        views = _views(cache, FakeStore([]), recorder)
+        sizes[count] = len(await views.models_json())
+        # A refresh asks only for marks it hasn't got; the first one gets the ring's.
+        states[count] = len(json.dumps(views.state(after=recorder.last_seq)))
+        opening = views.state()
+        first[count] = len(opening["events"])
+        assert len(opening["evictions"]) == EVICTIONS_SHOWN
+    # Rows are arrays under one list of names: about 350 bytes for a row with an error text.
+    assert (sizes[1000] - sizes[1]) / 999 < 400
+    # A refresh's state (budgets, timeline, logs, warnings) doesn't grow with the models: the
+    # changed-in-S3 warning names ten, the eviction log sends its newest EVICTIONS_SHOWN.
+    assert abs(states[1000] - states[1]) < 1000
+    assert first[1000] <= 2000  # the ring of marks
