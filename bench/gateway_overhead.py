@@ -9,7 +9,7 @@ interpreter with the gateway. Rounds alternate direct/gateway to spread out mach
 
 `--write` appends the result, with the machine and the command, to docs/benchmarks.md.
 `--live-page N` publishes N more objects (each requested once, so the cache holds N + 1
-models; they are refused as bad archives) and measures the gateway twice more:
+models; their loads fail, so they stay on disk) and measures the gateway twice more:
 with the live page `/_mme/` open in headless Chromium (on the same machine, so the browser's
 own CPU counts too), and with only the page's requests sent by a separate polling process (the
 gateway's share). Each round starts with the next target; the report adds, for those two, the
@@ -218,27 +218,34 @@ def _page_requests(base: str) -> Iterator[None]:
 
 
 def _publish_extra(running: Any, count: int) -> None:
-    """`count` more objects, each requested once so the cache knows every one of them (each
-    is refused as a bad archive: the page's rows cost the same for any state)."""
+    """`count` more objects, each requested once so the cache holds every one of them: each is
+    a well-formed archive whose model names a backend Triton lacks, so it is downloaded and
+    extracted, its load fails at once, and it stays on disk with its error (the page's rows
+    cost the same for any state; an error text makes them the largest a model can have)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from botocore.exceptions import ClientError
 
+    from tests.support import tar_gz_bytes
+
     s3 = running.s3_client()
     runtime = running.runtime_client()
     names = [f"page/model-{index:04d}.tar.gz" for index in range(count)]
+    body = tar_gz_bytes(
+        {"m/config.pbtxt": b'backend: "mme_bench_missing"\n', "m/1/placeholder.txt": b"-"}
+    )
 
     def publish_and_request(name: str) -> None:
         s3.put_object(
-            Bucket=running.model_data.bucket,
-            Key=running.model_data.prefix + name,
-            Body=b"not an archive",
+            Bucket=running.model_data.bucket, Key=running.model_data.prefix + name, Body=body
         )
         with contextlib.suppress(ClientError):
             runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=name, Body=BODY)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(publish_and_request, names))
+    known = len(running.emulator.cache.entries())
+    assert known == count + 1, f"the cache holds {known} models, not {count + 1}"
 
 
 def _page_costs(base: str) -> list[str]:
