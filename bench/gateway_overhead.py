@@ -453,7 +453,8 @@ def main() -> None:
             title,
             f"{args.requests} sequential requests per round for latency, {args.seconds:.0f} s "
             f"at concurrency {args.concurrency} for throughput, {args.rounds} rounds alternating "
-            "targets; the load generator is a separate aiohttp process.",
+            "targets (each round starting with the next one); the load generator is a separate "
+            "aiohttp process, and so is the page's poller.",
             report,
         )
 
