@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -41,6 +42,7 @@ class RenderedPage(HTMLParser):
         self.models: dict[str, dict[str, str]] = {}
         self.evictions: list[dict[str, str]] = []
         self.marks: list[tuple[str, str]] = []
+        self.budgets: dict[str, dict[str, str]] = {}
         self.renders = 0
         self._model: str | None = None
         self._eviction: dict[str, str] | None = None
@@ -52,6 +54,8 @@ class RenderedPage(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "body":
             self.renders = int(a.get("data-renders") or 0)
+        elif tag == "div" and "data-budget" in a:
+            self.budgets[a["data-budget"]] = a
         elif tag == "tr" and "data-model" in a:
             self._model = a["data-model"]
             self.models[self._model] = {}
@@ -161,6 +165,13 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
                 assert shown[field] == str(row[field]), (row["target_model"], field, shown)
     assert page.models["first.tar.gz"]["cold_starts"] == "1"
     assert page.models["second.tar.gz"]["state"] == "loaded"
+    # The budget bars: used and reserved (nothing in flight once settled) against the limit.
+    status = httpx.get(f"{running.url}/_mme/status").json()
+    count = page.budgets["loaded models"]
+    assert (count["data-used"], count["data-reserved"], count["data-limit"]) == ("1", "0", "1")
+    disk = page.budgets["disk"]
+    assert (disk["data-used"], disk["data-reserved"]) == (str(status["disk_bytes"]), "0")
+    assert page.budgets["host memory"]["data-reserved"] == "0"
 
     evictions = httpx.get(f"{running.url}/_mme/evictions").json()
     assert [e["target_model"] for e in page.evictions] == [
@@ -193,12 +204,53 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
         shutil.copyfile(screenshot, keep)
 
 
+def test_budgets_show_what_a_load_in_flight_reserves(tmp_path: Path) -> None:
+    """A model reloading holds the memory it measured at its last load, and counts against the
+    count budget, until its load ends; the model it replaces is being unloaded meanwhile."""
+    settings = EmulatorSettings(port=0, cache_dir=tmp_path / "cache", max_loaded_models=1)
+    with run_in_thread(settings) as running:
+        s3 = running.s3_client()
+        for name in ("slow.tar.gz", "other.tar.gz"):
+            # `slow` takes 3 s to load: long enough to watch its load from outside.
+            archive = doubler_archive(tmp_path, name, load_delay_s=3.0 if name[0] == "s" else 0)
+            s3.upload_file(
+                str(archive), running.model_data.bucket, running.model_data.prefix + name
+            )
+        _invoke(running, "slow.tar.gz")
+        _invoke(running, "other.tar.gz")  # `slow` is evicted
+        running.settle()
+        slow = next(
+            row
+            for row in httpx.get(f"{running.url}/_mme/models").json()
+            if row["target_model"] == "slow.tar.gz"
+        )
+        assert slow["state"] == "on disk" and slow["last_memory_bytes"] > 0
+        reloading = threading.Thread(target=_invoke, args=(running, "slow.tar.gz"))
+        reloading.start()
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                state = httpx.get(f"{running.url}/_mme/live/state").json()
+                bars = {b["name"]: b for b in state["budgets"]}
+                if bars["loaded models"]["reserved"] == 1:
+                    break
+                assert time.monotonic() < deadline, bars
+                time.sleep(0.05)
+        finally:
+            reloading.join(timeout=60)
+        assert bars["loaded models"]["limit"] == 1
+        assert bars["host memory"]["reserved"] == slow["last_memory_bytes"]
+        settled = {
+            b["name"]: b for b in httpx.get(f"{running.url}/_mme/live/state").json()["budgets"]
+        }
+        assert (settled["loaded models"]["used"], settled["loaded models"]["reserved"]) == (1, 0)
+        assert settled["host memory"]["reserved"] == 0
+
+
 @pytest.fixture
 def thousand_models() -> Iterator[str]:
     """A gateway whose live views show 1,000 models (a real `CacheMachine` holding them),
     served by uvicorn on loopback; no Triton or S3 needed to render them."""
-    import threading
-
     import uvicorn
 
     from mme_local.gateway.app import Gateway, create_app
