@@ -9,6 +9,8 @@ MME_LOCAL_LIVE_SCREENSHOT to a path to keep it (docs/live-page.png is made that 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -172,6 +174,8 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
     disk = page.budgets["disk"]
     assert (disk["data-used"], disk["data-reserved"]) == (str(status["disk_bytes"]), "0")
     assert page.budgets["host memory"]["data-reserved"] == "0"
+    assert 'data-key="gpu_memory_bytes"' not in dom  # no GPU measured here: no GPU column
+    assert not any(name.startswith("GPU") for name in page.budgets)
 
     evictions = httpx.get(f"{running.url}/_mme/evictions").json()
     assert [e["target_model"] for e in page.evictions] == [
@@ -247,19 +251,14 @@ def test_budgets_show_what_a_load_in_flight_reserves(tmp_path: Path) -> None:
         assert settled["host memory"]["reserved"] == 0
 
 
-@pytest.fixture
-def thousand_models() -> Iterator[str]:
-    """A gateway whose live views show 1,000 models (a real `CacheMachine` holding them),
-    served by uvicorn on loopback; no Triton or S3 needed to render them."""
+@contextlib.contextmanager
+def _serving(views: Any) -> Iterator[str]:
+    """A gateway whose only real part is `views`, served by uvicorn on loopback."""
     import uvicorn
 
     from mme_local.gateway.app import Gateway, create_app
     from tests.unit.test_gateway import FakeAdmin, FakeService
-    from tests.unit.test_live_page import FakeStore, _thousand, _views
 
-    cache, recorder = _thousand(1000)
-    recorder.sample(time.time())
-    views = _views(cache, FakeStore([]), recorder)
     gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=views)  # type: ignore[arg-type]
     server = uvicorn.Server(
         uvicorn.Config(create_app(lambda: gateway), host="127.0.0.1", port=0, log_level="warning")
@@ -276,6 +275,52 @@ def thousand_models() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def thousand_models() -> Iterator[str]:
+    """The live views of 1,000 models (a real `CacheMachine` holding them); no Triton or S3
+    needed to render them."""
+    from tests.unit.test_live_page import FakeStore, _thousand, _views
+
+    cache, recorder = _thousand(1000)
+    recorder.sample(time.time())
+    with _serving(_views(cache, FakeStore([]), recorder)) as url:
+        yield url
+
+
+def test_gpu_memory_shows_per_model_and_per_gpu_where_gpus_are_measured() -> None:
+    """No GPU here: the cache's state machine tracks GPU memory as it would with one, and the
+    recorder's GPU probe answers two GPUs."""
+    from mme_local.cache.policy import Budgets
+    from mme_local.gateway.live_recorder import LiveRecorder
+    from tests.unit.test_live_page import MIB, FakeCache, FakeStore, _drive_to_loaded, _views
+
+    cache = FakeCache(budgets=Budgets(None, None, None, 1 << 30, 24 << 30), track_gpu=True)
+    _drive_to_loaded(cache.machine, 1, "big.tar.gz", MIB, 300 * MIB, 5 << 30)
+    _drive_to_loaded(cache.machine, 2, "small.tar.gz", MIB, 200 * MIB, 700 * MIB)
+    recorder = LiveRecorder(
+        cache,  # type: ignore[arg-type]
+        restarts=lambda: 0.0,
+        runtime_running=lambda: True,
+        host_memory=lambda: 2 << 30,
+        gpu_memory=lambda: [6 << 30, 1 << 30],
+    )
+    asyncio.run(recorder.measure())
+    recorder.sample(time.time())
+    with _serving(_views(cache, FakeStore([]), recorder)) as url:
+        dom = _chromium("--virtual-time-budget=4000", "--dump-dom", f"{url}/_mme/").stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert page.models["big.tar.gz"]["gpu_memory_bytes"] == str(5 << 30)
+    assert page.models["small.tar.gz"]["gpu_memory_bytes"] == str(700 * MIB)
+    assert 'data-key="gpu_memory_bytes"' in dom  # the column is shown
+    gpus = {name: bar for name, bar in page.budgets.items() if name.startswith("GPU")}
+    assert {name: bar["data-used"] for name, bar in gpus.items()} == {
+        "GPU 0 memory": str(6 << 30),
+        "GPU 1 memory": str(1 << 30),
+    }
+    assert gpus["GPU 0 memory"]["data-limit"] == str(24 << 30)
 
 
 def test_a_thousand_models_render_one_page_of_rows(thousand_models: str) -> None:
