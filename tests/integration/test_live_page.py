@@ -215,8 +215,8 @@ def test_budgets_show_what_a_load_in_flight_reserves(tmp_path: Path) -> None:
     with run_in_thread(settings) as running:
         s3 = running.s3_client()
         for name in ("slow.tar.gz", "other.tar.gz"):
-            # `slow` takes 3 s to load: long enough to watch its load from outside.
-            archive = doubler_archive(tmp_path, name, load_delay_s=3.0 if name[0] == "s" else 0)
+            # `slow` takes 2 s to load: long enough to watch its load from outside.
+            archive = doubler_archive(tmp_path, name, load_delay_s=2.0 if name[0] == "s" else 0)
             s3.upload_file(
                 str(archive), running.model_data.bucket, running.model_data.prefix + name
             )

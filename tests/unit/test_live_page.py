@@ -373,6 +373,10 @@ def test_budget_bars_show_what_downloads_and_loads_in_flight_reserve() -> None:
     host = {b["name"]: b for b in views.state()["budgets"]}["host memory"]
     assert host["reserved"] == 0
     assert host["note"] == "200.0 MiB being freed by unloads in flight"
+    # As /_mme/models: an unloading model still holds its memory until its unload ends.
+    rows = {r["target_model"]: r for r in _objects(await_(views.models_json()))}
+    assert (rows["cold"]["state"], rows["cold"]["memory_bytes"]) == ("unloading", 200 * MIB)
+    assert rows["cold"]["gpu_memory_bytes"] == 400 * MIB
     machine.unloaded(cold)
     # `cold` again: the load holds the memory measured at its last load until it ends.
     machine.request(3, "cold")
