@@ -480,3 +480,23 @@ async def test_a_thousand_models_cost_a_few_hundred_bytes_each_and_leave_the_sta
     # changed-in-S3 warning names ten, the eviction log sends its newest EVICTIONS_SHOWN.
     assert abs(states[1000] - states[1]) < 1000
     assert first[1000] <= 2000  # the ring of marks
+
+
+def test_bar_captions_name_queued_work() -> None:
+    cache = FakeCache(budgets=Budgets(None, None, 1 << 30, 1 << 30))
+    cache.machine = CacheMachine(
+        cache.budgets, max_parallel_downloads=1, max_parallel_loads=1, keep_evictions=3
+    )
+    machine = cache.machine
+    for request, name in enumerate(("a", "b", "c")):
+        machine.probed(machine.request(request, name), MIB)
+    views = _views(cache, FakeStore([]), _recorder(cache))
+    bars = {b["name"]: b for b in views.state()["budgets"]}
+    assert bars["disk"]["note"] == "2 downloads queued"
+    assert bars["disk"]["reserved"] == 3 * (MIB + MIB // 4 + MIB)  # reserved before the slot
+    for name in ("a", "b"):
+        machine.downloaded(machine.models[name], MIB, etag="e")
+    bars = {b["name"]: b for b in views.state()["budgets"]}
+    assert bars["loaded models"]["note"] == "1 load queued"
+    assert (bars["loaded models"]["used"], bars["loaded models"]["reserved"]) == (0, 2)
+    assert bars["disk"]["note"] is None and bars["disk"]["reserved"] == MIB + MIB // 4 + MIB
