@@ -9,7 +9,7 @@
   var COLUMNS = [
     { key: "target_model", label: "TargetModel" },
     { key: "state", label: "state" },
-    { key: "memory_bytes", label: "memory", num: true, fmt: C.fmtBytes },
+    { key: "memory_bytes", label: "host memory", num: true, fmt: C.fmtBytes },
     { key: "gpu_memory_bytes", label: "GPU memory", num: true, fmt: C.fmtBytes, gpu: true },
     { key: "disk_bytes", label: "disk", num: true, fmt: C.fmtBytes },
     { key: "invocations", label: "calls", num: true },
