@@ -9,10 +9,12 @@ interpreter with the gateway. Rounds alternate direct/gateway to spread out mach
 
 `--write` appends the result, with the machine and the command, to docs/benchmarks.md.
 `--live-page N` publishes N more objects (each requested once, so the cache holds N + 1
-models; they are refused as bad archives) and measures the gateway twice more:
+models; their loads fail, so they stay on disk) and measures the gateway twice more:
 with the live page `/_mme/` open in headless Chromium (on the same machine, so the browser's
-own CPU counts too), and with only the page's requests sent by a thread (the gateway's share);
-the report adds what one refresh costs the gateway and the browser.
+own CPU counts too), and with only the page's requests sent by a separate polling process (the
+gateway's share). Each round starts with the next target; the report adds, for those two, the
+difference from the gateway alone in the same round (median and range over rounds), and what
+one refresh costs the gateway and the browser.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ async def _throughput(url: str, headers: dict[str, str], concurrency: int, secon
 
 def client_main(spec: str) -> None:
     job = json.loads(spec)
+    if job["kind"] == "poll":
+        _poll(job["base"])
+        return
     if job["kind"] == "latency":
         result: object = asyncio.run(_latency(job["url"], job["headers"], job["requests"]))
     else:
@@ -180,55 +185,67 @@ async def _read_page(port: int) -> tuple[float, int]:
     raise RuntimeError("no answer from the page")
 
 
-@contextlib.contextmanager
-def _page_requests(base: str) -> Iterator[None]:
-    """The page's polling alone (state every second, models every other), from a thread."""
-    import threading
-
+def _poll(base: str) -> None:
+    """The page's polling without a browser, as its script does it: the state every second
+    (asking only for marks it hasn't got), the models every other second; until killed."""
     import httpx
 
-    stop = threading.Event()
+    with httpx.Client() as client:
+        tick, last = 0, 0
+        while True:
+            last = client.get(f"{base}/_mme/live/state?after={last}").json()["last_seq"]
+            if tick % 2 == 0:
+                client.get(base + "/_mme/live/models").raise_for_status()
+            tick += 1
+            time.sleep(1.0)
 
-    def poll() -> None:
-        with httpx.Client() as client:
-            tick = 0
-            while not stop.wait(0 if tick == 0 else 1.0):
-                client.get(base + "/_mme/live/state")
-                if tick % 2 == 0:
-                    client.get(base + "/_mme/live/models")
-                tick += 1
 
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
+@contextlib.contextmanager
+def _page_requests(base: str) -> Iterator[None]:
+    """`_poll` in its own process: a poller in the gateway's process would take the gateway's
+    interpreter lock and be counted against the page."""
+    poller = subprocess.Popen(
+        [sys.executable, __file__, "--client", json.dumps({"kind": "poll", "base": base})]
+    )
     try:
+        time.sleep(1)  # the first answers
+        assert poller.poll() is None, "the page's poller died"
         yield
+        assert poller.poll() is None, "the page's poller died"
     finally:
-        stop.set()
-        thread.join(timeout=10)
+        poller.terminate()
+        poller.wait(timeout=30)
 
 
 def _publish_extra(running: Any, count: int) -> None:
-    """`count` more objects, each requested once so the cache knows every one of them (each
-    is refused as a bad archive: the page's rows cost the same for any state)."""
+    """`count` more objects, each requested once so the cache holds every one of them: each is
+    a well-formed archive whose model names a backend Triton lacks, so it is downloaded and
+    extracted, its load fails at once, and it stays on disk with its error (the page's rows
+    cost the same for any state; an error text makes them the largest a model can have)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from botocore.exceptions import ClientError
 
+    from tests.support import tar_gz_bytes
+
     s3 = running.s3_client()
     runtime = running.runtime_client()
     names = [f"page/model-{index:04d}.tar.gz" for index in range(count)]
+    body = tar_gz_bytes(
+        {"m/config.pbtxt": b'backend: "mme_bench_missing"\n', "m/1/placeholder.txt": b"-"}
+    )
 
     def publish_and_request(name: str) -> None:
         s3.put_object(
-            Bucket=running.model_data.bucket,
-            Key=running.model_data.prefix + name,
-            Body=b"not an archive",
+            Bucket=running.model_data.bucket, Key=running.model_data.prefix + name, Body=body
         )
         with contextlib.suppress(ClientError):
             runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=name, Body=BODY)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(publish_and_request, names))
+    known = len(running.emulator.cache.entries())
+    assert known == count + 1, f"the cache holds {known} models, not {count + 1}"
 
 
 def _page_costs(base: str) -> list[str]:
@@ -268,42 +285,54 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _rounds(
-    args: argparse.Namespace,
-    targets: list[Target],
-    latencies: dict[str, list[float]],
-    throughputs: dict[str, list[float]],
-) -> None:
+Rounds = dict[str, list[tuple[list[float], float]]]
+"""Per target, per round: the latency samples (c=1) and the throughput (c=concurrency)."""
+
+
+def _rounds(args: argparse.Namespace, targets: list[Target], results: Rounds) -> None:
     for round_index in range(args.rounds):
-        for target in targets:
+        # Each round starts with the next target, so no target always follows the same one.
+        shift = round_index % len(targets)
+        for target in targets[shift:] + targets[:shift]:
             page: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
             if target.page:
                 page = _page_open(target.page)
             elif target.page_requests:
                 page = _page_requests(target.page_requests)
             with page:
-                _measure(args, target, latencies, throughputs)
+                results[target.label].append(_measure(args, target))
             print(f"round {round_index + 1}: {target.label}: done", file=sys.stderr)
 
 
-def _measure(
-    args: argparse.Namespace,
-    target: Target,
-    latencies: dict[str, list[float]],
-    throughputs: dict[str, list[float]],
-) -> None:
+def _measure(args: argparse.Namespace, target: Target) -> tuple[list[float], float]:
     samples = _run_client(
         {"kind": "latency", "url": target.url, "headers": target.headers,
          "requests": args.requests}
     )  # fmt: skip
     assert isinstance(samples, list)
-    latencies[target.label].extend(samples)
     rate = _run_client(
         {"kind": "throughput", "url": target.url, "headers": target.headers,
          "concurrency": args.concurrency, "seconds": args.seconds}
     )  # fmt: skip
     assert isinstance(rate, float)
-    throughputs[target.label].append(rate)
+    return samples, rate
+
+
+def _paired(results: Rounds, label: str, baseline: str) -> str:
+    """A target against the baseline measured in the same round: the median and range over
+    rounds of the p50 and p99 differences and of the throughput ratio."""
+
+    def spread(values: list[float], fmt: str) -> str:
+        return (
+            f"{format(statistics.median(values), fmt)} "
+            f"[{format(min(values), fmt)}, {format(max(values), fmt)}]"
+        )
+
+    pairs = list(zip(results[label], results[baseline], strict=True))
+    p50 = [1000 * (_percentile(a[0], 0.5) - _percentile(b[0], 0.5)) for a, b in pairs]
+    p99 = [1000 * (_percentile(a[0], 0.99) - _percentile(b[0], 0.99)) for a, b in pairs]
+    ratio = [a[1] / b[1] for a, b in pairs]
+    return f"{spread(p50, '+.3f')} | {spread(p99, '+.3f')} | {spread(ratio, '.2f')}x"
 
 
 def main() -> None:
@@ -369,19 +398,19 @@ def main() -> None:
                     page_requests=running.url,
                 ),
             ]
-        latencies: dict[str, list[float]] = {t.label: [] for t in targets}
-        throughputs: dict[str, list[float]] = {t.label: [] for t in targets}
-        _rounds(args, targets, latencies, throughputs)
+        results: Rounds = {t.label: [] for t in targets}
+        _rounds(args, targets, results)
         page_notes = _page_costs(running.url) if args.live_page is not None else []
 
     rows = []
     for label in (t.label for t in targets):
+        pooled = [sample for samples, _ in results[label] for sample in samples]
         rows.append(
             (
                 label,
-                1000 * _percentile(latencies[label], 0.50),
-                1000 * _percentile(latencies[label], 0.99),
-                statistics.mean(throughputs[label]),
+                1000 * _percentile(pooled, 0.50),
+                1000 * _percentile(pooled, 0.99),
+                statistics.mean(rate for _, rate in results[label]),
             )
         )
     added_p50 = rows[1][1] - rows[0][1]
@@ -399,6 +428,19 @@ def main() -> None:
             f"| **added by {what}** | **{row[1] - rows[1][1]:+.3f}** | "
             f"**{row[2] - rows[1][2]:+.3f}** | **{row[3] / rows[1][3]:.2f}x** |"
         )
+    if len(targets) > 2:
+        table += [
+            "",
+            f"Each round against the gateway alone in the same round (median [min, max] over "
+            f"{args.rounds} rounds):",
+            "",
+            "| target | p50 ms (c=1) | p99 ms (c=1) | req/s ratio |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {t.label} | {_paired(results, t.label, targets[1].label)} |"
+                for t in targets[2:]
+            ),
+        ]
     report = "\n".join(table)
     if page_notes:
         report += "\n\nWith the page open:\n\n" + "\n".join(f"- {n}" for n in page_notes)
@@ -411,7 +453,8 @@ def main() -> None:
             title,
             f"{args.requests} sequential requests per round for latency, {args.seconds:.0f} s "
             f"at concurrency {args.concurrency} for throughput, {args.rounds} rounds alternating "
-            "targets; the load generator is a separate aiohttp process.",
+            "targets (each round starting with the next one); the load generator is a separate "
+            "aiohttp process, and so is the page's poller.",
             report,
         )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mme_local.cache.entry import ModelEntry, ModelState
+from mme_local.cache.machine import CacheMachine
 from mme_local.cache.manager import ModelCache
 from mme_local.gateway.live_recorder import OUTCOMES, Event, LiveRecorder
 from mme_local.store.source import ModelStore, StoredModel
@@ -40,6 +41,7 @@ MODEL_FIELDS = (
     "size_bytes",
     "disk_bytes",
     "memory_bytes",
+    "gpu_memory_bytes",
     "last_used",
     "invocations",
     "downloads",
@@ -53,8 +55,16 @@ MODEL_FIELDS = (
     "warm_p50_ms",
     "warm_p99_ms",
 )
-"""The columns of `/_mme/live/models`: those of `/_mme/models` (`last_used` in epoch seconds),
-then what the recorder counts per model."""
+"""The columns of `/_mme/live/models`: those of `/_mme/models` (`last_used` in epoch seconds;
+`gpu_memory_bytes`, the GPU memory the cache measured for the model, is null where GPUs are not
+measured), then what the recorder counts per model."""
+
+EVICTIONS_SHOWN = 500
+"""The newest evictions sent with each state (what the page's log shows): the state stays the
+same size however long the log is; `/_mme/evictions` has all the cache keeps."""
+
+# States in which a model holds memory in the model server (as `/_mme/models` shows it).
+_RESIDENT = (ModelState.LOADED, ModelState.UNLOADING)
 
 CHUNK_ROWS = 250
 """Rows per json.dumps call: the encoder holds the GIL for a whole call, so a thousand rows
@@ -63,7 +73,7 @@ are encoded in several calls and the event loop gets its turn between them."""
 
 def _untouched(target: str, size: int) -> list[Any]:
     remote = ModelState.REMOTE.value
-    return [target, remote, size, 0, 0, None, 0, 0, 0, 0, 0, None, False, 0, 0, None, None]
+    return [target, remote, size, 0, None, None, None, 0, 0, 0, 0, 0, None, False, 0, 0, None, None]
 
 
 def _encode(rows: list[list[Any]], untouched: list[str]) -> bytes:
@@ -118,6 +128,65 @@ class StoreListing:
 
 
 @dataclass(frozen=True)
+class Reservations:
+    """Models loaded and loading, and the memory the loading ones hold, in one pass."""
+
+    loaded: int
+    loading: int
+    """Models being loaded: they count against `max_loaded_models` (the cache's `occupying`)."""
+    loading_host: int
+    loading_gpu: int
+
+    @classmethod
+    def of(cls, machine: CacheMachine) -> Reservations:
+        loaded = loading = host = gpu = 0
+        for entry in machine.models.values():
+            if entry.state is ModelState.LOADED:
+                loaded += 1
+            elif entry.state is ModelState.LOADING:
+                loading += 1
+                # Held from the load's licence (after its slot) to its end.
+                if entry.holds_memory:
+                    host += entry.memory_bytes
+                    gpu += entry.gpu_bytes
+        return cls(loaded, loading, host, gpu)
+
+
+def _bar(
+    name: str,
+    unit: str,
+    used: int | None,
+    reserved: int | None,
+    limit: int | None,
+    note: str | None,
+) -> Json:
+    return {
+        "name": name,
+        "unit": unit,
+        "used": used,
+        "reserved": reserved,
+        "limit": limit,
+        "note": note,
+    }
+
+
+def _queued(count: int, what: str) -> str | None:
+    return f"{count} {what}{'s' if count != 1 else ''} queued" if count else None
+
+
+def _leaving(freeing: int) -> str | None:
+    return f"{_mib(freeing)} being freed by unloads in flight" if freeing else None
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+@dataclass(frozen=True)
 class LiveViews:
     """The live page's data for one running endpoint."""
 
@@ -146,13 +215,16 @@ class LiveViews:
     def _row(self, entry: ModelEntry, size: int | None) -> list[Any]:
         calls = self.recorder.calls.get(entry.target_model)
         warm = calls.warm_percentiles() if calls is not None else None
+        # As /_mme/models: memory is shown only while the model holds it.
+        resident = entry.state in _RESIDENT
+        gpu = entry.gpu_bytes if resident and self.cache.machine.gpu_used is not None else None
         return [
             entry.target_model,
             entry.state.value,
             size,
             entry.disk_bytes,
-            # As /_mme/models: memory is shown only while the model holds it.
-            entry.memory_bytes if entry.state is ModelState.LOADED else None,
+            entry.memory_bytes if resident else None,
+            gpu,
             round(entry.last_used_wall, 3) if entry.invocations else None,
             entry.invocations,
             entry.downloads,
@@ -178,6 +250,7 @@ class LiveViews:
             "now": round(time.time(), 3),
             "period_s": recorder.period_s,
             "outcomes": list(OUTCOMES),
+            "gpu_measured": self.cache.machine.gpu_used is not None,
             "budgets": self.budgets(),
             "samples": [
                 [
@@ -211,55 +284,70 @@ class LiveViews:
                     "freed_memory_bytes": e.freed_memory_bytes,
                     "deleted_from_disk": e.deleted_from_disk,
                 }
-                for e in self.cache.evictions
+                for e in list(self.cache.evictions)[-EVICTIONS_SHOWN:]
             ],
             "restarts": [_event(e) for e in recorder.restart_log],
             "warnings": self.warnings(),
         }
 
     def budgets(self) -> list[Json]:
-        """Each budget with what is used and, where the cache holds it, what is reserved."""
-        budgets = self.cache.budgets
-        entries = self.cache.entries()
-        loaded = sum(1 for e in entries if e.state is ModelState.LOADED)
-        # Loading models already count against the count budget (the cache's `occupying`).
-        loading = sum(1 for e in entries if e.state is ModelState.LOADING)
+        """Each budget: what is used, what is reserved for work in flight, and the limit.
+
+        Reservations are the cache's own (`cache.machine`), read without changing anything:
+        loads in flight occupy the count budget and hold the memory measured at the model's
+        last load (a model never measured holds none); downloads in flight hold their disk
+        reservation. Memory used is as last measured (the timeline's); disk used is the cache's
+        accounting of extracted models.
+        """
+        machine = self.cache.machine
+        budgets = machine.budgets
+        held = Reservations.of(machine)
         last = self.recorder.samples[-1] if self.recorder.samples else None
         rows: list[Json] = [
-            {
-                "name": "loaded models",
-                "unit": "count",
-                "used": loaded,
-                "reserved": loading,
-                "limit": budgets.max_loaded_models,
-            },
-            {
-                "name": "host memory",
-                "unit": "bytes",
-                "used": last.host_bytes if last is not None else None,
-                "reserved": None,
-                "limit": budgets.host_memory_bytes,
-            },
+            _bar(
+                "loaded models",
+                "count",
+                held.loaded,
+                held.loading,
+                budgets.max_loaded_models,
+                _queued(machine.loads_waiting, "load"),
+            ),
+            _bar(
+                "host memory",
+                "bytes",
+                last.host_bytes if last is not None else None,
+                held.loading_host,
+                budgets.host_memory_bytes,
+                _leaving(machine.host_leaving),
+            ),
         ]
         if last is not None and last.gpu_bytes is not None:
+            # The cache checks its GPU budget against the fullest GPU: its reservation is
+            # shown there.
+            fullest = max(range(len(last.gpu_bytes)), key=last.gpu_bytes.__getitem__, default=0)
             rows += [
-                {
-                    "name": f"GPU {index} memory",
-                    "unit": "bytes",
-                    "used": used,
-                    "reserved": None,
-                    "limit": budgets.gpu_memory_bytes,
-                }
+                _bar(
+                    f"GPU {index} memory",
+                    "bytes",
+                    used,
+                    held.loading_gpu if index == fullest else None,
+                    budgets.gpu_memory_bytes,
+                    _leaving(machine.gpu_leaving) if index == fullest else None,
+                )
                 for index, used in enumerate(last.gpu_bytes)
             ]
         rows.append(
-            {
-                "name": "disk",
-                "unit": "bytes",
-                "used": self.cache.disk_bytes(),
-                "reserved": None,
-                "limit": budgets.disk_bytes,
-            }
+            _bar(
+                "disk",
+                "bytes",
+                machine.disk_used,
+                machine.disk_reserved,
+                budgets.disk_bytes,
+                _join(
+                    _queued(machine.downloads_waiting, "download"),
+                    _leaving(machine.disk_reclaiming),
+                ),
+            )
         )
         return rows
 

@@ -9,11 +9,14 @@ MME_LOCAL_LIVE_SCREENSHOT to a path to keep it (docs/live-page.png is made that 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -41,6 +44,7 @@ class RenderedPage(HTMLParser):
         self.models: dict[str, dict[str, str]] = {}
         self.evictions: list[dict[str, str]] = []
         self.marks: list[tuple[str, str]] = []
+        self.budgets: dict[str, dict[str, str]] = {}
         self.renders = 0
         self._model: str | None = None
         self._eviction: dict[str, str] | None = None
@@ -52,6 +56,8 @@ class RenderedPage(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "body":
             self.renders = int(a.get("data-renders") or 0)
+        elif tag == "div" and "data-budget" in a:
+            self.budgets[a["data-budget"]] = a
         elif tag == "tr" and "data-model" in a:
             self._model = a["data-model"]
             self.models[self._model] = {}
@@ -161,6 +167,15 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
                 assert shown[field] == str(row[field]), (row["target_model"], field, shown)
     assert page.models["first.tar.gz"]["cold_starts"] == "1"
     assert page.models["second.tar.gz"]["state"] == "loaded"
+    # The budget bars: used and reserved (nothing in flight once settled) against the limit.
+    status = httpx.get(f"{running.url}/_mme/status").json()
+    count = page.budgets["loaded models"]
+    assert (count["data-used"], count["data-reserved"], count["data-limit"]) == ("1", "0", "1")
+    disk = page.budgets["disk"]
+    assert (disk["data-used"], disk["data-reserved"]) == (str(status["disk_bytes"]), "0")
+    assert page.budgets["host memory"]["data-reserved"] == "0"
+    assert 'data-key="gpu_memory_bytes"' not in dom  # no GPU measured here: no GPU column
+    assert not any(name.startswith("GPU") for name in page.budgets)
 
     evictions = httpx.get(f"{running.url}/_mme/evictions").json()
     assert [e["target_model"] for e in page.evictions] == [
@@ -191,6 +206,145 @@ def test_page_shows_models_eviction_and_numbers_of_models_view(
     keep = os.environ.get("MME_LOCAL_LIVE_SCREENSHOT")
     if keep:
         shutil.copyfile(screenshot, keep)
+
+
+def test_budgets_show_what_a_load_in_flight_reserves(tmp_path: Path) -> None:
+    """A model reloading holds the memory it measured at its last load, and counts against the
+    count budget, until its load ends; the model it replaces is being unloaded meanwhile."""
+    settings = EmulatorSettings(port=0, cache_dir=tmp_path / "cache", max_loaded_models=1)
+    with run_in_thread(settings) as running:
+        s3 = running.s3_client()
+        for name in ("slow.tar.gz", "other.tar.gz"):
+            # `slow` takes 2 s to load: long enough to watch its load from outside.
+            archive = doubler_archive(tmp_path, name, load_delay_s=2.0 if name[0] == "s" else 0)
+            s3.upload_file(
+                str(archive), running.model_data.bucket, running.model_data.prefix + name
+            )
+        _invoke(running, "slow.tar.gz")
+        _invoke(running, "other.tar.gz")  # `slow` is evicted
+        running.settle()
+        slow = next(
+            row
+            for row in httpx.get(f"{running.url}/_mme/models").json()
+            if row["target_model"] == "slow.tar.gz"
+        )
+        assert slow["state"] == "on disk" and slow["last_memory_bytes"] > 0
+        reloading = threading.Thread(target=_invoke, args=(running, "slow.tar.gz"))
+        reloading.start()
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                state = httpx.get(f"{running.url}/_mme/live/state").json()
+                bars = {b["name"]: b for b in state["budgets"]}
+                if bars["loaded models"]["reserved"] == 1:
+                    break
+                assert time.monotonic() < deadline, bars
+                time.sleep(0.05)
+        finally:
+            reloading.join(timeout=60)
+        assert bars["loaded models"]["limit"] == 1
+        assert bars["host memory"]["reserved"] == slow["last_memory_bytes"]
+        settled = {
+            b["name"]: b for b in httpx.get(f"{running.url}/_mme/live/state").json()["budgets"]
+        }
+        assert (settled["loaded models"]["used"], settled["loaded models"]["reserved"]) == (1, 0)
+        assert settled["host memory"]["reserved"] == 0
+
+
+@contextlib.contextmanager
+def _serving(views: Any) -> Iterator[str]:
+    """A gateway whose only real part is `views`, served by uvicorn on loopback."""
+    import uvicorn
+
+    from mme_local.gateway.app import Gateway, create_app
+    from tests.unit.test_gateway import FakeAdmin, FakeService
+
+    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=views)  # type: ignore[arg-type]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(lambda: gateway), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def thousand_models() -> Iterator[str]:
+    """The live views of 1,000 models (a real `CacheMachine` holding them); no Triton or S3
+    needed to render them."""
+    from tests.unit.test_live_page import FakeStore, _thousand, _views
+
+    cache, recorder = _thousand(1000)
+    recorder.sample(time.time())
+    with _serving(_views(cache, FakeStore([]), recorder)) as url:
+        yield url
+
+
+def test_gpu_memory_shows_per_model_and_per_gpu_where_gpus_are_measured() -> None:
+    """No GPU here: the cache's state machine tracks GPU memory as it would with one, and the
+    recorder's GPU probe answers two GPUs."""
+    from mme_local.cache.policy import Budgets
+    from mme_local.gateway.live_recorder import LiveRecorder
+    from tests.unit.test_live_page import MIB, FakeCache, FakeStore, _drive_to_loaded, _views
+
+    cache = FakeCache(budgets=Budgets(None, None, None, 1 << 30, 24 << 30), track_gpu=True)
+    _drive_to_loaded(cache.machine, 1, "big.tar.gz", MIB, 300 * MIB, 5 << 30)
+    _drive_to_loaded(cache.machine, 2, "small.tar.gz", MIB, 200 * MIB, 700 * MIB)
+    recorder = LiveRecorder(
+        cache,  # type: ignore[arg-type]
+        restarts=lambda: 0.0,
+        runtime_running=lambda: True,
+        host_memory=lambda: 2 << 30,
+        gpu_memory=lambda: [6 << 30, 1 << 30],
+    )
+    asyncio.run(recorder.measure())
+    recorder.sample(time.time())
+    with _serving(_views(cache, FakeStore([]), recorder)) as url:
+        dom = _chromium("--virtual-time-budget=4000", "--dump-dom", f"{url}/_mme/").stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert page.models["big.tar.gz"]["gpu_memory_bytes"] == str(5 << 30)
+    assert page.models["small.tar.gz"]["gpu_memory_bytes"] == str(700 * MIB)
+    assert 'data-key="gpu_memory_bytes"' in dom  # the column is shown
+    gpus = {name: bar for name, bar in page.budgets.items() if name.startswith("GPU")}
+    assert {name: bar["data-used"] for name, bar in gpus.items()} == {
+        "GPU 0 memory": str(6 << 30),
+        "GPU 1 memory": str(1 << 30),
+    }
+    assert gpus["GPU 0 memory"]["data-limit"] == str(24 << 30)
+
+
+def test_a_thousand_models_render_one_page_of_rows(thousand_models: str) -> None:
+    """Sorting and filtering run over every row; only one page of 100 reaches the DOM."""
+    dom = _chromium(
+        "--virtual-time-budget=4000", "--dump-dom", f"{thousand_models}/_mme/?sort=target_model"
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert page.renders >= 1, dom[:2000]
+    assert list(page.models) == [f"tenant-{i:05d}/bert-base-uncased.tar.gz" for i in range(100)]
+    info = re.search(r'<span id="page-info" class="muted">([^<]*)</span>', dom)
+    assert info is not None and info.group(1) == "1\u2013100 of 1000"
+    assert re.search(r'data-render-ms="[0-9.]+"', dom)
+    dom = _chromium(
+        "--virtual-time-budget=4000",
+        "--dump-dom",
+        f"{thousand_models}/_mme/?filter=tenant-0099&sort=-target_model",
+    ).stdout
+    page = RenderedPage()
+    page.feed(dom)
+    assert list(page.models) == [
+        f"tenant-{i:05d}/bert-base-uncased.tar.gz" for i in range(999, 989, -1)
+    ]
 
 
 def test_page_and_views_are_read_only_gets(running: RunningEmulator) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -13,30 +14,53 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mme_local.cache.entry import ModelEntry, ModelState
+from mme_local.cache.machine import CacheMachine, Download, Load, Probe
 from mme_local.cache.policy import Budgets
 from mme_local.cache.records import Eviction
 from mme_local.gateway.app import Gateway, create_app
 from mme_local.gateway.live_recorder import OUTCOMES, LiveRecorder, outcome_of
-from mme_local.gateway.live_views import MODEL_FIELDS, LiveViews, StoreListing
+from mme_local.gateway.live_views import EVICTIONS_SHOWN, MODEL_FIELDS, LiveViews, StoreListing
 from mme_local.gateway.service import InvocationRecord
 from mme_local.gateway.sigv4 import SigV4Verifier, require_sigv4
 from mme_local.store.source import StoredModel
 from tests.unit.test_gateway import FakeAdmin, FakeService
 
 
-@dataclass
 class FakeCache:
-    """What the recorder and views read of the cache, and nothing else."""
+    """What the recorder and views read of the cache, over a real `CacheMachine`: tests drive
+    the machine through its events, or put entries straight into it for the recorder."""
 
-    models: list[ModelEntry] = field(default_factory=list)
-    evictions: deque[Eviction] = field(default_factory=lambda: deque(maxlen=3))
-    budgets: Budgets = field(default_factory=lambda: Budgets(2, 8 << 30, 100 << 20, 1 << 30))
+    def __init__(
+        self,
+        models: list[ModelEntry] | None = None,
+        budgets: Budgets | None = None,
+        keep_evictions: int = 3,
+        track_gpu: bool = False,
+    ) -> None:
+        self.machine = CacheMachine(
+            budgets or Budgets(2, 8 << 30, 100 << 20, 1 << 30),
+            keep_evictions=keep_evictions,
+            track_gpu=track_gpu,
+        )
+        for entry in models or []:
+            self.add(entry)
+
+    def add(self, entry: ModelEntry) -> None:
+        self.machine.models[entry.target_model] = entry
+
+    @property
+    def budgets(self) -> Budgets:
+        return self.machine.budgets
+
+    @property
+    def evictions(self) -> deque[Eviction]:
+        return self.machine.evictions
 
     def entries(self) -> list[ModelEntry]:
-        return list(self.models)
+        return list(self.machine)
 
     def disk_bytes(self) -> int:
-        return sum(e.disk_bytes for e in self.models)
+        return self.machine.disk_used
 
 
 class FakeStore:
@@ -135,7 +159,7 @@ def test_loads_evictions_and_restarts_become_marks_once() -> None:
     running = [True]
     recorder = _recorder(cache, running)
     recorder.sample(1.0)
-    cache.models.append(_entry("a"))
+    cache.add(_entry("a"))
     recorder.sample(2.0)
     cache.evictions.append(Eviction("a", "max loaded models (1)", 3.5, 2.5, 10 << 20, False))
     cache.evictions.append(Eviction("b", "disk budget", 9.0, 2.6, 0, True))
@@ -172,7 +196,7 @@ def test_failed_load_is_marked_with_its_error() -> None:
     cache = FakeCache()
     recorder = _recorder(cache)
     entry = _entry("bad", ModelState.ON_DISK, loads=0)
-    cache.models.append(entry)
+    cache.add(entry)
     recorder.sample(1.0)
     entry.last_error = "container answered 400: bad config"
     recorder.sample(2.0)
@@ -204,7 +228,8 @@ async def test_models_rows_join_cache_recorder_and_store_listing_once() -> None:
     loaded = _entry("a")
     loaded.disk_bytes, loaded.memory_bytes, loaded.artifact_changed = 50, 70, True
     loading = _entry("b", ModelState.LOADING, loads=0)
-    cache.models += [loaded, loading]
+    cache.add(loaded)
+    cache.add(loading)
     store = FakeStore(["a", "b", "c"])
     recorder = _recorder(cache)
     recorder.observe(_record("a", 200, False))
@@ -225,8 +250,9 @@ async def test_models_rows_join_cache_recorder_and_store_listing_once() -> None:
         "used": 1,
         "reserved": 1,
         "limit": 2,
+        "note": None,
     }
-    assert budgets["disk"]["used"] == 50 and budgets["disk"]["limit"] == 100 << 20
+    assert budgets["disk"]["limit"] == 100 << 20
     assert any("9999" in w for w in state["warnings"])
     assert any("changed in s3" in w.lower() and "a" in w for w in state["warnings"])
     assert len(state["samples"][0]) == len(state["sample_fields"])
@@ -274,8 +300,9 @@ async def test_many_models_encode_in_chunks_in_order() -> None:
 
 
 async def test_each_measured_gpu_gets_its_budget_bar_and_memory_in_the_timeline() -> None:
-    cache = FakeCache([_entry("a")])
-    cache.budgets = Budgets(None, 8 << 30, None, 1 << 30, gpu_memory_bytes=24 << 30)
+    cache = FakeCache(
+        [_entry("a")], Budgets(None, 8 << 30, None, 1 << 30, gpu_memory_bytes=24 << 30)
+    )
     recorder = LiveRecorder(
         cache,  # type: ignore[arg-type]
         restarts=lambda: 0.0,
@@ -299,7 +326,7 @@ async def test_marks_are_numbered_and_sent_once() -> None:
     cache = FakeCache()
     recorder = _recorder(cache)
     views = _views(cache, FakeStore([]), recorder)
-    cache.models.append(_entry("a"))
+    cache.add(_entry("a"))
     recorder.sample(1.0)
     cache.evictions.append(Eviction("a", "max loaded models (1)", 1.0, 1.5, 1, False))
     recorder.sample(2.0)
@@ -311,3 +338,165 @@ async def test_marks_are_numbered_and_sent_once() -> None:
         answer = await client.get("/_mme/live/state?after=1")
         assert [e["seq"] for e in answer.json()["events"]] == [2]
         assert (await client.get("/_mme/live/state?after=x")).status_code == 400
+
+
+# ----- budgets with the cache's reservations, driven through the real state machine -----------
+
+MIB = 1 << 20
+
+
+def _drive_to_loaded(
+    machine: CacheMachine, request: int, name: str, disk: int, host: int, gpu: int | None = None
+) -> ModelEntry:
+    """REMOTE -> LOADED through the machine's own events, then measured and idle."""
+    entry = machine.request(request, name)
+    if Probe(entry) in machine.outbox:  # only under a disk budget
+        machine.probed(entry, disk)
+    machine.downloaded(entry, disk, etag="e")
+    machine.loaded(entry)
+    machine.measured(entry, host, gpu)
+    machine.done(entry)
+    machine.outbox.clear()
+    return entry
+
+
+def test_budget_bars_show_what_downloads_and_loads_in_flight_reserve() -> None:
+    cache = FakeCache(budgets=Budgets(3, 8 << 30, 1 << 30, 1 << 30), track_gpu=True)
+    machine = cache.machine
+    hot = _drive_to_loaded(machine, 1, "hot", 20 * MIB, 300 * MIB, 500 * MIB)
+    cold = _drive_to_loaded(machine, 2, "cold", 30 * MIB, 200 * MIB, 400 * MIB)
+    # Unloading `cold` (as after a 507 on invoke): its memory is on its way out.
+    assert machine.make_room(hot, "container answered 507 on invoke") is cold
+    recorder = _recorder(cache)
+    recorder.sample(1.0)
+    views = _views(cache, FakeStore([]), recorder)
+    host = {b["name"]: b for b in views.state()["budgets"]}["host memory"]
+    assert host["reserved"] == 0
+    assert host["note"] == "200.0 MiB being freed by unloads in flight"
+    # As /_mme/models: an unloading model still holds its memory until its unload ends.
+    rows = {r["target_model"]: r for r in _objects(await_(views.models_json()))}
+    assert (rows["cold"]["state"], rows["cold"]["memory_bytes"]) == ("unloading", 200 * MIB)
+    assert rows["cold"]["gpu_memory_bytes"] == 400 * MIB
+    machine.unloaded(cold)
+    # `cold` again: the load holds the memory measured at its last load until it ends.
+    machine.request(3, "cold")
+    assert any(isinstance(c, Load) and c.entry is cold for c in machine.outbox)
+    # A new model: its download holds its archive's size plus a quarter and 1 MiB of disk.
+    fresh = machine.request(4, "fresh")
+    assert [c for c in machine.outbox if isinstance(c, Probe)] == [Probe(fresh)]
+    machine.probed(fresh, 40 * MIB)
+    assert any(isinstance(c, Download) and c.entry is fresh for c in machine.outbox)
+
+    bars = {b["name"]: b for b in views.state()["budgets"]}
+    assert (bars["loaded models"]["used"], bars["loaded models"]["reserved"]) == (1, 1)
+    assert bars["host memory"]["reserved"] == 200 * MIB
+    assert bars["host memory"]["note"] is None
+    assert bars["disk"]["used"] == 50 * MIB
+    assert bars["disk"]["reserved"] == 40 * MIB + 10 * MIB + MIB == machine.disk_reserved
+    rows = {r["target_model"]: r for r in _objects(await_(views.models_json()))}
+    assert rows["hot"]["gpu_memory_bytes"] == 500 * MIB
+    assert rows["hot"]["memory_bytes"] == 300 * MIB
+    # Loading: it holds nothing in the model server yet (its reservation is in the bars).
+    assert rows["cold"]["memory_bytes"] is None and rows["cold"]["gpu_memory_bytes"] is None
+    assert rows["fresh"]["gpu_memory_bytes"] is None
+
+    # Once the work ends the reservations are gone and the memory is the models' own.
+    machine.loaded(cold)
+    machine.downloaded(fresh, 45 * MIB, etag="f")
+    bars = {b["name"]: b for b in views.state()["budgets"]}
+    assert bars["disk"]["reserved"] == 0 and bars["disk"]["used"] == 95 * MIB
+    assert bars["host memory"]["reserved"] == 0  # `fresh` loads next, never measured: none
+
+
+def test_gpu_reservations_go_on_the_fullest_gpu_and_gpu_memory_is_hidden_without_gpus() -> None:
+    cache = FakeCache(budgets=Budgets(None, None, None, 1 << 30, 24 << 30), track_gpu=True)
+    machine = cache.machine
+    model = _drive_to_loaded(machine, 1, "m", MIB, 100 * MIB, 700 * MIB)
+    keep = _drive_to_loaded(machine, 2, "keep", MIB, 100 * MIB, 100 * MIB)
+    machine.make_room(keep, "test")
+    machine.unloaded(model)
+    machine.request(3, "m")
+    recorder = LiveRecorder(
+        cache,  # type: ignore[arg-type]
+        restarts=lambda: 0.0,
+        runtime_running=lambda: True,
+        gpu_memory=lambda: [2 << 30, 9 << 30],
+    )
+    asyncio.run(recorder.measure())
+    recorder.sample(1.0)
+    state = _views(cache, FakeStore([]), recorder).state()
+    assert state["gpu_measured"] is True
+    bars = {b["name"]: b for b in state["budgets"]}
+    assert (bars["GPU 0 memory"]["used"], bars["GPU 0 memory"]["reserved"]) == (2 << 30, None)
+    assert (bars["GPU 1 memory"]["used"], bars["GPU 1 memory"]["reserved"]) == (9 << 30, 700 * MIB)
+
+    without = FakeCache([_entry("a")])
+    assert _views(without, FakeStore([]), _recorder(without)).state()["gpu_measured"] is False
+    rows = _objects(await_(_views(without, FakeStore([]), _recorder(without)).models_json()))
+    assert rows[0]["gpu_memory_bytes"] is None
+
+
+def await_(work: Coroutine[Any, Any, bytes]) -> bytes:
+    return asyncio.run(work)
+
+
+# ----- 1,000 models: what one refresh carries stays small ---------------------------------------
+
+
+def _thousand(count: int) -> tuple[FakeCache, LiveRecorder]:
+    """`count` loaded models with every per-model field filled in, and a full eviction log."""
+    cache = FakeCache(keep_evictions=1000)
+    recorder = _recorder(cache)
+    for i in range(count):
+        entry = _entry(f"tenant-{i:05d}/bert-base-uncased.tar.gz")
+        entry.disk_bytes, entry.memory_bytes = 420 << 20, 450 << 20
+        entry.last_used_wall, entry.artifact_changed = time.time(), True
+        entry.last_error = "container answered 400: failed to load the model: " + "x" * 100
+        cache.add(entry)
+        for ms in (3, 4, 5):
+            recorder.observe(_record(entry.target_model, 200, True, ms / 1000))
+    for i in range(1000):
+        cache.evictions.append(
+            Eviction(f"tenant-{i:05d}", "host memory budget", 1.0, 1.0, 1, False)
+        )
+    return cache, recorder
+
+
+async def test_a_thousand_models_cost_a_few_hundred_bytes_each_and_leave_the_state_alone() -> None:
+    sizes, states, first = {}, {}, {}
+    for count in (1, 1000):
+        cache, recorder = _thousand(count)
+        recorder.sample(time.time())
+        views = _views(cache, FakeStore([]), recorder)
+        sizes[count] = len(await views.models_json())
+        # A refresh asks only for marks it hasn't got; the first one gets the ring's.
+        states[count] = len(json.dumps(views.state(after=recorder.last_seq)))
+        opening = views.state()
+        first[count] = len(opening["events"])
+        assert len(opening["evictions"]) == EVICTIONS_SHOWN
+    # Rows are arrays under one list of names: about 350 bytes for a row with an error text.
+    assert (sizes[1000] - sizes[1]) / 999 < 400
+    # A refresh's state (budgets, timeline, logs, warnings) doesn't grow with the models: the
+    # changed-in-S3 warning names ten, the eviction log sends its newest EVICTIONS_SHOWN.
+    assert abs(states[1000] - states[1]) < 1000
+    assert first[1000] <= 2000  # the ring of marks
+
+
+def test_bar_captions_name_queued_work() -> None:
+    cache = FakeCache(budgets=Budgets(None, None, 1 << 30, 1 << 30))
+    cache.machine = CacheMachine(
+        cache.budgets, max_parallel_downloads=1, max_parallel_loads=1, keep_evictions=3
+    )
+    machine = cache.machine
+    for request, name in enumerate(("a", "b", "c")):
+        machine.probed(machine.request(request, name), MIB)
+    views = _views(cache, FakeStore([]), _recorder(cache))
+    bars = {b["name"]: b for b in views.state()["budgets"]}
+    assert bars["disk"]["note"] == "2 downloads queued"
+    assert bars["disk"]["reserved"] == 3 * (MIB + MIB // 4 + MIB)  # reserved before the slot
+    for name in ("a", "b"):
+        machine.downloaded(machine.models[name], MIB, etag="e")
+    bars = {b["name"]: b for b in views.state()["budgets"]}
+    assert bars["loaded models"]["note"] == "1 load queued"
+    assert (bars["loaded models"]["used"], bars["loaded models"]["reserved"]) == (0, 2)
+    assert bars["disk"]["note"] is None and bars["disk"]["reserved"] == MIB + MIB // 4 + MIB

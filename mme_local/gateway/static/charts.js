@@ -59,6 +59,7 @@ var MMECharts = (function () {
       row.className = "budget";
       row.setAttribute("data-budget", b.name);
       row.setAttribute("data-used", b.used === null ? "" : b.used);
+      row.setAttribute("data-reserved", b.reserved === null || b.reserved === undefined ? "" : b.reserved);
       row.setAttribute("data-limit", b.limit === null ? "" : b.limit);
       var label = document.createElement("div");
       label.className = "label";

@@ -9,7 +9,8 @@
   var COLUMNS = [
     { key: "target_model", label: "TargetModel" },
     { key: "state", label: "state" },
-    { key: "memory_bytes", label: "memory", num: true, fmt: C.fmtBytes },
+    { key: "memory_bytes", label: "host memory", num: true, fmt: C.fmtBytes },
+    { key: "gpu_memory_bytes", label: "GPU memory", num: true, fmt: C.fmtBytes, gpu: true },
     { key: "disk_bytes", label: "disk", num: true, fmt: C.fmtBytes },
     { key: "invocations", label: "calls", num: true },
     { key: "cold_starts", label: "cold starts", num: true },
@@ -21,7 +22,8 @@
     { key: "unloads", label: "unloads", num: true },
     { key: "artifact_changed", label: "changed", fmt: changed }
   ];
-  var view = { rows: [], sortKey: "last_used", sortDir: -1, filter: "", state: "", page: 0 };
+  var view = { rows: [], sortKey: "last_used", sortDir: -1, filter: "", state: "", page: 0,
+               gpu: false };
   var now = Date.now() / 1000;
   var paused = false;
   var marks = { list: [], last: 0 };
@@ -36,10 +38,12 @@
   }
   function changed(v) { return v ? "changed in S3" : ""; }
   function $(id) { return document.getElementById(id); }
+  /* The GPU memory column only where the endpoint measures GPUs. */
+  function columns() { return COLUMNS.filter(function (col) { return view.gpu || !col.gpu; }); }
 
   function header() {
     var tr = document.createElement("tr");
-    COLUMNS.forEach(function (col) {
+    columns().forEach(function (col) {
       var th = document.createElement("th");
       th.textContent = col.label;
       th.setAttribute("data-key", col.key);
@@ -80,7 +84,7 @@
       var tr = document.createElement("tr");
       tr.setAttribute("data-model", r.target_model);
       if (r.last_error) { tr.title = "last error: " + r.last_error; }
-      COLUMNS.forEach(function (col) {
+      columns().forEach(function (col) {
         var td = document.createElement("td");
         var v = r[col.key];
         td.setAttribute("data-field", col.key);
@@ -108,6 +112,7 @@
 
   function renderState(s) {
     now = s.now;
+    if (s.gpu_measured !== view.gpu) { view.gpu = s.gpu_measured; header(); }
     $("endpoint").textContent = "\u2014 " + s.endpoint_name;
     var rt = $("runtime");
     rt.textContent = s.runtime + " runtime " + (s.runtime_running ? "running" : "down");
