@@ -245,8 +245,8 @@ class ModelCache:
         except OutgrewReservation as error:
             self.machine.download_failed(entry, error, outgrew=True)
         except asyncio.TimeoutError:
-            error = ModelLoadTimeout(entry.target_model, self.load_timeout_s)
-            self.machine.download_failed(entry, error, outgrew=False)
+            timed_out = ModelLoadTimeout(entry.target_model, self.load_timeout_s)
+            self.machine.download_failed(entry, timed_out, outgrew=False)
         except BaseException as error:
             self.machine.download_failed(entry, error, outgrew=False)
             self._dispatch()
