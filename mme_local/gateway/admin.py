@@ -144,4 +144,7 @@ class AdminViews:
             "gpu_memory_budget_bytes": settings.gpu_memory_budget(),
             "disk_bytes": self.cache.disk_bytes(),
             "disk_budget_bytes": settings.disk_budget(),
+            # Requests for names that never reached the disk (e.g. no such object): counted,
+            # not kept as models, as SageMaker keeps nothing for them.
+            "requests_for_models_never_downloaded": self.cache.machine.forgotten,
         }
