@@ -1,0 +1,47 @@
+"""The cache's state machine alone, on hand-written interleavings the model-based test found."""
+
+from __future__ import annotations
+
+from mme_local.cache.entry import ModelEntry, ModelState
+from mme_local.cache.machine import CacheMachine, Download, Load, Unload
+from mme_local.cache.policy import Budgets
+from mme_local.runtime.errors import InsufficientMemory
+
+
+def _commands(machine: CacheMachine) -> list[object]:
+    commands, machine.outbox[:] = list(machine.outbox), []
+    return commands
+
+
+def _load(machine: CacheMachine, request: int, target: str, memory: int) -> ModelEntry:
+    """Request `target`, download it, load it, measure it, end the request."""
+    entry = machine.request(request, target)
+    (download,) = [c for c in _commands(machine) if isinstance(c, Download)]
+    machine.downloaded(download.entry, 10, None)
+    assert any(isinstance(c, Load) for c in _commands(machine))
+    machine.loaded(entry)
+    machine.measured(entry, memory)
+    machine.done(entry)
+    return entry
+
+
+def test_a_507_on_load_unloads_its_victim_once_when_the_next_load_wants_it_too() -> None:
+    machine = CacheMachine(Budgets(None, 100, None, 1000), max_parallel_loads=1)
+    first = _load(machine, 0, "c", 60)
+    second = _load(machine, 1, "a", 50)  # over the budget: c (idle) is unloaded
+    (unload,) = [c for c in _commands(machine) if isinstance(c, Unload)]
+    assert unload.entry is first
+    machine.unloaded(first)
+    _commands(machine)
+
+    third = machine.request(2, "b")
+    (download,) = [c for c in _commands(machine) if isinstance(c, Download)]
+    machine.downloaded(download.entry, 10, None)
+    assert [c.entry for c in _commands(machine) if isinstance(c, Load)] == [third]
+    machine.request(3, "c")  # queued for the one load slot
+    # b is refused for memory: a goes; c takes the slot and would want a gone too.
+    machine.load_rejected_for_memory(third, InsufficientMemory("out of memory"))
+    unloads = [c.entry for c in _commands(machine) if isinstance(c, Unload)]
+    assert unloads == [second]
+    assert second.state is ModelState.UNLOADING
+    assert machine.occupying == 2  # b and c loading; a on its way out
