@@ -20,12 +20,19 @@ FLAG_NAMES = {
 }
 
 
-def _banner(url: str, endpoint: str, s3_url: str | None, model_data: str, triton: str) -> str:
+def _banner(
+    url: str,
+    endpoint: str,
+    s3_url: str | None,
+    model_data: str,
+    triton: str,
+    title: str = "Triton",
+) -> str:
     return f"""\
 mme-local endpoint '{endpoint}' is up
   InvokeEndpoint  {url}/endpoints/{endpoint}/invocations
   S3 store        {s3_url or "AWS S3"}  (models under {model_data})
-  Triton          {triton}
+  {title:<15} {triton}
   Metrics         {url}/metrics     Models: mme-local models --endpoint-url {url}
 
   import boto3
@@ -57,6 +64,10 @@ def up(
     ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where artifacts are extracted (default: a temp folder).")
+    ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="The serving stack: triton or torchserve [default: triton]."),
     ] = None,
     runtime: Annotated[
         str | None,
@@ -134,6 +145,7 @@ def up(
 
     from mme_local.config_file import load_settings
     from mme_local.emulator import Emulator
+    from mme_local.runtime.factory import server_title
     from mme_local.serving import EmulatorServer
     from mme_local.settings import EmulatorSettings
 
@@ -150,6 +162,7 @@ def up(
         "models_dir": models,
         "overwrite": overwrite,
         "cache_dir": cache_dir,
+        "stack": stack,
         "runtime": runtime,
         "triton_home": triton_home,
         "triton_url": triton_url,
@@ -187,6 +200,7 @@ def up(
             emulator.s3_endpoint_url,
             emulator.model_data.url(),
             triton,
+            server_title(settings),
         )
         typer.echo(banner, err=True)
 
