@@ -1,4 +1,5 @@
-"""Check model.tar.gz artifacts the way SageMaker's Triton will read them, before any upload.
+"""Check model.tar.gz artifacts the way SageMaker's Triton (or TorchServe: lint_torchserve.py)
+will read them, before any upload.
 
 Each problem is one line that says what is wrong and how to fix it. Errors stop a deploy;
 warnings point at things that usually work but often surprise (stray files, unknown backends).
@@ -14,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mme_local.artifacts.lint_torchserve import (
+    archive_stack,
+    check_torchserve,
+    is_torchserve_member,
+    wrong_stack,
+)
 from mme_local.artifacts.rules import (
     MAX_ARCHIVE_BYTES,
     REBUILD,
@@ -69,6 +76,8 @@ class _Listing:
     dirs: set[str] = field(default_factory=set)
     configs: dict[str, bytes] = field(default_factory=dict)
     """Model folder ("" for the archive root) -> bytes of its config.pbtxt."""
+    texts: dict[str, bytes] = field(default_factory=dict)
+    """Path -> bytes of the small files the TorchServe checks read (manifest, model config)."""
 
     def add_file(self, path: str) -> None:
         self.files.add(path)
@@ -120,7 +129,11 @@ def find_archives(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES) -> list[Problem]:
+def lint_archive(
+    path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES, stack: str | None = None
+) -> list[Problem]:
+    """Every problem of one archive. `stack` is the endpoint's ("triton", "torchserve"): an
+    archive of the other stack is then one error; None checks each archive as what it is."""
     report = _Report(path)
     try:
         with path.open("rb") as handle:
@@ -135,8 +148,20 @@ def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTE
         return report.problems
     listing = _scan(path, max_expanded_bytes, report)
     if listing is not None:
-        _check_layout(listing, report)
+        _check_stack_layout(listing, report, stack)
     return report.problems
+
+
+def _check_stack_layout(listing: _Listing, report: _Report, stack: str | None) -> None:
+    found = archive_stack(listing.files)
+    if stack is not None and found is not None and found != stack:
+        report.error(None, wrong_stack(found, stack))
+    elif found == "torchserve":
+        check_torchserve(listing.files, listing.texts, report.error, report.warning)
+    elif found is None and stack == "torchserve":
+        report.error(None, "no MAR-INF/MANIFEST.json: package the model with -t bert-torchserve")
+    else:
+        _check_layout(listing, report)
 
 
 def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | None:
@@ -157,6 +182,8 @@ def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | No
                 listing.add_file(name)
                 if member.isfile() and posixpath.basename(name) == "config.pbtxt":
                     listing.configs[posixpath.dirname(name)] = _read_member(tar, member)
+                elif member.isfile() and is_torchserve_member(name):
+                    listing.texts[name] = _read_member(tar, member)
     except ArchiveRejected as error:
         report.error(error.member, error.message)
         return None

@@ -1,4 +1,5 @@
-"""Build a Triton model folder from a local Hugging Face model and a template, then archive it.
+"""Build a model folder (Triton's, or TorchServe's archive layout) from a local Hugging Face
+model and a template, then archive it.
 
 torch and transformers are imported only where a model is traced or built, so `mme-local
 package` stays quick to start and a traced model never stays in the caller's memory.
@@ -22,6 +23,7 @@ from mme_local.artifacts.archive import (
     make_archive,
     write_copies,
 )
+from mme_local.artifacts.request import write_request
 from mme_local.artifacts.templates import (
     InstanceKind,
     get_template,
@@ -39,6 +41,7 @@ __all__ = [
     "PackageResult",
     "build_bert_text_folder",
     "build_bert_torchscript_folder",
+    "build_bert_torchserve_folder",
     "build_model_folder",
     "make_archive",
     "package",
@@ -66,6 +69,8 @@ class PackageResult:
     """One path per copy, in copy order; the copies have identical bytes."""
     sha256: str
     size_bytes: int
+    request: Path | None = None
+    """A body the packaged model answers (request.json beside the archives)."""
 
 
 def hidden_size(model_folder: Path) -> int:
@@ -129,6 +134,47 @@ def build_bert_torchscript_folder(
     return folder
 
 
+# What `torch-model-archiver` 0.12.0 writes in MAR-INF/MANIFEST.json, less `createdOn` (a
+# clock reading: the archive must come out the same every time; TorchServe does not need it).
+ARCHIVER_VERSION = "0.12.0"
+
+
+def torchserve_manifest(model_name: str) -> dict[str, Any]:
+    return {
+        "runtime": "python",
+        "model": {
+            "modelName": model_name,
+            "serializedFile": "model.pt",
+            "handler": "handler.py",
+            "modelVersion": "1.0",
+            "configFile": "model-config.yaml",
+        },
+        "archiverVersion": ARCHIVER_VERSION,
+    }
+
+
+def build_bert_torchserve_folder(dest: Path, model: Path | torch.nn.Module) -> Path:
+    """Write `dest/bert/{MAR-INF/MANIFEST.json, handler.py, model.pt, model-config.yaml}`, the
+    layout `torch-model-archiver --archive-format tgz --model-name bert` writes, and return
+    `dest/bert`. The weights are traced as for bert-torchscript."""
+    spec = get_template("bert-torchserve")
+    folder = dest / spec.model_name
+    (folder / "MAR-INF").mkdir(parents=True, exist_ok=True)
+    if isinstance(model, Path):
+        hidden_size(model)  # a clear error for a folder that is not a BERT
+        _trace_in_subprocess(model, folder / "model.pt")
+    else:
+        from mme_local.artifacts.trace import save_traced
+
+        save_traced(model, folder / "model.pt")
+    source = template_dir(spec.name)
+    for name in ("handler.py", "model-config.yaml"):
+        shutil.copyfile(source / name, folder / name)
+    manifest = json.dumps(torchserve_manifest(spec.model_name), indent=2) + "\n"
+    (folder / "MAR-INF" / "MANIFEST.json").write_text(manifest, encoding="utf-8")
+    return folder
+
+
 def build_bert_text_folder(
     dest: Path, model_folder: Path, instance_kind: InstanceKind = "auto"
 ) -> Path:
@@ -170,6 +216,8 @@ def build_model_folder(
 ) -> Path:
     if not model_folder.is_dir():
         raise PackageError(f"{model_folder} is not a folder")
+    if get_template(template).stack == "torchserve":
+        return build_bert_torchserve_folder(dest, model_folder)
     if get_template(template).traced:
         return build_bert_torchscript_folder(dest, model_folder, max_batch_size, instance_kind)
     return build_bert_text_folder(dest, model_folder, instance_kind)
@@ -185,7 +233,8 @@ def package(
     instance_kind: InstanceKind = "auto",
     compresslevel: int = 6,
 ) -> PackageResult:
-    """Build the model folder in a scratch folder and write `copies` identical archives."""
+    """Build the model folder in a scratch folder and write `copies` identical archives, and a
+    request.json the model answers beside them."""
     names = copy_names(name_pattern, copies)
     with tempfile.TemporaryDirectory(prefix="mme-local-package-") as scratch:
         folder = build_model_folder(
@@ -193,7 +242,8 @@ def package(
         )
         first = make_archive(folder, out_dir / names[0], compresslevel)
     archives = write_copies(first, out_dir, names)
-    return PackageResult(archives, file_sha256(first), first.stat().st_size)
+    request = write_request(template, model_folder, out_dir)
+    return PackageResult(archives, file_sha256(first), first.stat().st_size, request)
 
 
 def tiny_bert(seed: int = 0, hidden: int = 32, layers: int = 2, vocab_size: int = 512) -> Any:

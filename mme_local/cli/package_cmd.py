@@ -49,7 +49,8 @@ def package(
     region: Annotated[str, typer.Option(help="Region for the S3 client.")] = "us-east-1",
     workers: Annotated[int, typer.Option(min=1, help="Uploads in flight at once.")] = 4,
 ) -> None:
-    """Build a Triton model folder from a model and a template, and tar it deterministically."""
+    """Build a model folder (Triton's, or TorchServe's with -t bert-torchserve) from a model and
+    a template, tar it deterministically, and write a request.json it answers."""
     from mme_local.artifacts.package import package as build
 
     if instance_kind not in _KINDS:
@@ -70,6 +71,8 @@ def package(
     first = result.archives[0]
     more = f" (+{len(result.archives) - 1} identical copies)" if len(result.archives) > 1 else ""
     typer.echo(f"{first}{more}  {result.size_bytes / 2**20:.1f} MiB  sha256 {result.sha256}")
+    if result.request is not None:
+        typer.echo(f"{result.request}  a request body the model answers")
     if destination is None:
         return
     from mme_local.artifacts.upload import upload_with_progress
