@@ -296,6 +296,9 @@ class DeploySettings(EndpointFields):
     instance_count: int = Field(1, ge=1, json_schema_extra=_toml("deploy", "instance_count"))
     """Instances behind the endpoint."""
     triton_version: str = Field("24.09", json_schema_extra=_toml("deploy", "triton_version"))
-    """SageMaker Triton image version."""
+    """SageMaker Triton image version (stack "triton")."""
+    pytorch_version: str = Field("2.6", json_schema_extra=_toml("deploy", "pytorch_version"))
+    """SageMaker PyTorch inference image version (stack "torchserve"; 2.6 runs TorchServe
+    0.12.0, as the local stack does)."""
     profile: str | None = Field(None, json_schema_extra=_toml("deploy", "profile"))
     """AWS profile for credentials."""

@@ -40,6 +40,10 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
+DEFAULT_TEMPLATE = {"triton": "bert-torchscript", "torchserve": "bert-torchserve"}
+"""The BERT template each stack serves by default (the demo's, the benchmark's)."""
+
+
 def templates_root() -> Path:
     """$MME_LOCAL_TEMPLATES, else the templates installed with the package.
 

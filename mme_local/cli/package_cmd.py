@@ -113,11 +113,15 @@ def demo(
         Path | None,
         typer.Option(help="A BERT folder to use instead of the packaged all-MiniLM-L6-v2."),
     ] = None,
+    stack: Annotated[str, typer.Option(help="The serving stack: triton or torchserve.")] = "triton",
 ) -> int:
     """Serve 200 copies of a real BERT with evictions under a Zipf workload; print a report."""
     from mme_local.demo import DemoConfig, run_demo
 
+    if stack not in ("triton", "torchserve"):
+        raise typer.BadParameter("choose triton or torchserve", param_hint="--stack")
     config = DemoConfig(
+        stack=stack,
         models=models,
         requests=requests,
         capacity=capacity,
