@@ -212,4 +212,5 @@ def up(
         try:
             uvloop.run(server.serve())
         finally:
-            typer.echo("stopped: gateway, Triton and the store are down", err=True)
+            title = server_title(settings)
+            typer.echo(f"stopped: gateway, {title} and the store are down", err=True)

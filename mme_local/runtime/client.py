@@ -16,7 +16,6 @@ from multidict import CIMultiDictProxy
 from mme_local.runtime.dialect import Call, ContainerDialect, TritonDialect
 from mme_local.runtime.errors import (
     ContainerError,
-    ModelNotFound,
     RuntimeTimeout,
     RuntimeUnavailable,
 )
@@ -140,7 +139,7 @@ class ContainerClient:
     async def _unregister_failed(self, model_name: str, target_model: str) -> None:
         """A load that failed yet left the model registered: drop it, so the next load of
         this model is a load and not a 409."""
-        with contextlib.suppress(ModelNotFound, RuntimeUnavailable):
+        with contextlib.suppress(ContainerError, RuntimeUnavailable):
             await self.unload(model_name, target_model)
 
     async def unload(self, model_name: str, target_model: str) -> None:

@@ -192,6 +192,7 @@ def test_torchserve_stack_end_to_end(
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=90)
     assert process.returncode == 0, stderr
-    assert "TorchServe" in stderr and "0.12.0" in stderr
+    assert "TorchServe      0.12.0 (embedded)" in stderr
+    assert "stopped: gateway, TorchServe and the store are down" in stderr
     assert not [pid for pid in owned if _alive(pid)], "TorchServe and its workers are gone"
     assert not [pid for pid in _jvms(cache_dir) if _alive(pid)]
