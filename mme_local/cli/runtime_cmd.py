@@ -54,10 +54,22 @@ def info(triton_home: TritonHome = None) -> None:
             "; ".join(f"{g.index}: {g.name} ({g.memory_total_bytes >> 20} MiB)" for g in gpus)
             or "none",
         ),
+        ("TorchServe (--stack)", _torchserve_line()),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         typer.echo(f"{key:<{width}}  {value}")
+
+
+def _torchserve_line() -> str:
+    from mme_local.runtime.errors import RuntimeFailure
+    from mme_local.runtime.torchserve_install import find_install
+
+    try:
+        found = find_install()
+    except RuntimeFailure as error:
+        return str(error)
+    return f"{found.version}, java {found.java}"
 
 
 @app.command()

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mme_local.config_file import SettingsError, load_settings
+from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.factory import build_model_server
 from mme_local.runtime.torchserve import EmbeddedTorchServe
 from mme_local.runtime.torchserve_config import (
@@ -22,7 +23,7 @@ from mme_local.runtime.torchserve_config import (
     sagemaker_environment,
     toolkit_properties,
 )
-from mme_local.runtime.torchserve_install import TorchServeInstall
+from mme_local.runtime.torchserve_install import TorchServeInstall, find_java
 from mme_local.settings import EmulatorSettings
 
 PORTS = LocalPorts(18080, 18082, 17070, 17071)
@@ -125,3 +126,12 @@ def test_the_factory_builds_torchserve_for_that_stack(tmp_path: Path) -> None:
     server = build_model_server(settings, tmp_path, tmp_path / ".runtime")
     assert isinstance(server, EmbeddedTorchServe)
     assert server.open_port is None
+
+
+def test_missing_java_is_one_line_saying_how(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeFailure, match=r"apt-get install openjdk-17-jre-headless") as error:
+        find_java({"PATH": str(tmp_path)})
+    assert "\n" not in str(error.value)
+    (tmp_path / "jdk" / "bin").mkdir(parents=True)
+    (tmp_path / "jdk" / "bin" / "java").write_text("")
+    assert find_java({"JAVA_HOME": str(tmp_path / "jdk")}) == tmp_path / "jdk" / "bin" / "java"
