@@ -59,6 +59,29 @@ def _jvms(cache_dir: Path) -> list[int]:
     return found
 
 
+def _listening_addresses(pid: int) -> list[str]:
+    """Local addresses (hex, as /proc/net shows them) of the TCP sockets `pid` listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.append(fields[1].rsplit(":", 1)[0])
+    return found
+
+
+# 127.0.0.1 as /proc/net/tcp and (IPv4-mapped) /proc/net/tcp6 print it.
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
+
+
 def _wait(condition: object, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -149,6 +172,9 @@ def test_torchserve_stack_end_to_end(
     [jvm] = _jvms(cache_dir)
     first_workers = descendants(jvm)
     assert first_workers, "the model runs in a worker process of the JVM"
+    # Inference, management, metrics and both gRPC ports: every one on loopback.
+    addresses = _listening_addresses(jvm)
+    assert len(addresses) >= 4 and set(addresses) <= LOOPBACK, addresses
 
     # Unchanged AWS CLI, on the other copy: with room for one model, model-0 is evicted.
     request, out = tmp_path / "request.json", tmp_path / "out.json"
