@@ -54,7 +54,7 @@ def info(triton_home: TritonHome = None) -> None:
             "; ".join(f"{g.index}: {g.name} ({g.memory_total_bytes >> 20} MiB)" for g in gpus)
             or "none",
         ),
-        ("TorchServe (--stack)", _torchserve_line()),
+        ("TorchServe", _torchserve_line()),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

@@ -16,6 +16,7 @@ from multidict import CIMultiDictProxy
 from mme_local.runtime.dialect import Call, ContainerDialect, TritonDialect
 from mme_local.runtime.errors import (
     ContainerError,
+    LoadRejected,
     RuntimeTimeout,
     RuntimeUnavailable,
 )
@@ -122,6 +123,9 @@ class ContainerClient:
         return status == 200
 
     async def load(self, model_name: str, url: str, target_model: str) -> None:
+        foreign = await asyncio.to_thread(self.dialect.foreign_model, url)
+        if foreign is not None:
+            raise LoadRejected(foreign, 400)
         try:
             await self._send(
                 "POST",

@@ -9,8 +9,11 @@ stack it talks to.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from mme_local.artifacts.lint_torchserve import archive_stack, wrong_stack
 from mme_local.runtime.errors import (
     ContainerError,
     InsufficientMemory,
@@ -58,6 +61,14 @@ class TritonDialect:
         """Whether a failed load still leaves the model registered (to be unregistered)."""
         return False
 
+    def foreign_model(self, url: str) -> str | None:
+        """One line when the folder at `url` holds the other stack's layout, else None (also
+        when `url` is not a folder here, as in a container's own file system). Blocking."""
+        found = archive_stack(_relative_files(Path(url), depth=3))
+        if found is None or found == self.name:
+            return None
+        return wrong_stack(found, self.name)
+
 
 class TorchServeDialect(TritonDialect):
     """TorchServe 0.12: errors as `{"code", "type", "message"}`; `GET /models/{n}` answers a
@@ -80,6 +91,17 @@ class TorchServeDialect(TritonDialect):
 
     def load_failure_leaves_model(self, status: int) -> bool:
         return status == 507
+
+
+def _relative_files(folder: Path, depth: int) -> list[str]:
+    """Files under `folder`, as relative paths, at most `depth` folders down."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        relative = Path(root).relative_to(folder)
+        if len(relative.parts) >= depth:
+            dirs.clear()
+        found.extend((relative / name).as_posix() for name in files)
+    return found
 
 
 ContainerDialect = TritonDialect

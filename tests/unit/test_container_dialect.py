@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -148,3 +149,26 @@ def test_triton_keeps_its_own_words() -> None:
     assert not triton.load_failure_leaves_model(507)
     assert triton.model_description({"name": "x"}) == {"name": "x"}
     assert torchserve.model_description(json.loads('[{"modelName": "x"}]')) == {"modelName": "x"}
+
+
+async def test_a_folder_of_the_other_stack_is_refused_before_the_call(
+    torchserve: tuple[FakeTorchServe, ContainerClient], tmp_path: Path
+) -> None:
+    fake, client = torchserve
+    triton_model = tmp_path / "hash" / "model" / "bert"
+    (triton_model / "1").mkdir(parents=True)
+    (triton_model / "config.pbtxt").write_text('platform: "pytorch_libtorch"\n')
+    with pytest.raises(LoadRejected, match=r"^a Triton archive \(config.pbtxt\) on a TorchServe"):
+        await client.load("m", str(tmp_path / "hash" / "model"), "m.tar.gz")
+    assert fake.models == {}
+    # A path that is not a folder here (a container's) goes to the server as it is.
+    await client.load("m", "/opt/ml/models/hash/model", "m.tar.gz")
+    assert fake.models == {"m": "/opt/ml/models/hash/model"}
+
+
+def test_triton_refuses_a_torchserve_folder(tmp_path: Path) -> None:
+    (tmp_path / "bert" / "MAR-INF").mkdir(parents=True)
+    (tmp_path / "bert" / "MAR-INF" / "MANIFEST.json").write_text("{}")
+    message = TritonDialect().foreign_model(str(tmp_path))
+    assert message is not None and message.startswith("a TorchServe archive")
+    assert TorchServeDialect().foreign_model(str(tmp_path)) is None
