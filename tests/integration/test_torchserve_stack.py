@@ -25,6 +25,7 @@ from mme_local.artifacts.package import build_bert_torchserve_folder, tiny_bert
 from mme_local.artifacts.request import request_body
 from mme_local.runtime.base import free_port
 from mme_local.runtime.procs import command_line, descendants
+from tests.support import tar_gz, write_tiny_bert_folder
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +103,8 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, tor
     archive = make_archive(folder, root / "bert.tar.gz")
     assert lint_archive(archive, stack="torchserve") == []
     write_copies(archive, models, ["model-0.tar.gz", "model-1.tar.gz"])
+    write_tiny_bert_folder(root / "triton" / "bert")
+    tar_gz(root / "triton" / "bert", models / "triton.tar.gz")
     body = request_body("bert-torchserve", hf)
     ids = torch.tensor(body["inputs"][0]["data"], dtype=torch.int32).reshape(1, -1)
     traced = torch.jit.load(str(folder / "model.pt"))  # type: ignore[no-untyped-call]
@@ -161,6 +164,13 @@ def test_torchserve_stack_end_to_end(
         aws_access_key_id="local", aws_secret_access_key="local",
         config=Config(retries={"max_attempts": 1}, read_timeout=120),
     )  # fmt: skip
+
+    # A Triton archive on this endpoint: one line saying so, before TorchServe is asked.
+    with pytest.raises(runtime.exceptions.ModelError, match=r"a Triton archive .* on a TorchServe"):
+        runtime.invoke_endpoint(
+            EndpointName="local-mme", TargetModel="triton.tar.gz",
+            ContentType="application/json", Body=body,
+        )  # fmt: skip
 
     # Unchanged boto3.
     answer = runtime.invoke_endpoint(
