@@ -113,7 +113,7 @@ def main() -> None:
         print(f"measuring {stack} ...", file=sys.stderr)
         results.append(measure(stack, folder, args.copies, args.requests))
     lines = [
-        "| stack | server start s | cold first call s (median, min-max) | load alone s (mean) "
+        "| stack | endpoint start s | cold first call s (median, min-max) | load alone s (mean) "
         "| warm p50 ms | warm p99 ms | model memory MiB |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
