@@ -122,6 +122,14 @@ class EmbeddedTorchServe:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         # Short and private: Unix socket paths are limited to 108 bytes.
         self._temp_dir = temp_dir = Path(tempfile.mkdtemp(prefix="mme-ts-"))
+        try:
+            self._launch(temp_dir)
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()  # also removes the temporary folder
+            raise
+
+    def _launch(self, temp_dir: Path) -> None:
         self._port = self.settings.port or free_port()
         ports = LocalPorts(self._port, free_port(), free_port(), free_port())
         properties = self.properties(ports)
@@ -141,11 +149,6 @@ class EmbeddedTorchServe:
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        try:
-            await self._wait_ready()
-        except BaseException:
-            await self.stop()
-            raise
 
     async def _wait_ready(self) -> None:
         timeout_s = self.settings.startup_timeout_s

@@ -135,3 +135,14 @@ def test_missing_java_is_one_line_saying_how(tmp_path: Path) -> None:
     (tmp_path / "jdk" / "bin").mkdir(parents=True)
     (tmp_path / "jdk" / "bin" / "java").write_text("")
     assert find_java({"JAVA_HOME": str(tmp_path / "jdk")}) == tmp_path / "jdk" / "bin" / "java"
+
+
+async def test_a_java_that_cannot_start_leaves_no_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    server = _server(tmp_path)  # its java is /java, which does not exist
+    with pytest.raises(FileNotFoundError):
+        await server.start()
+    assert list((tmp_path / "tmp").iterdir()) == []
