@@ -160,6 +160,13 @@ def lint_archive(
     return report.problems
 
 
+def stack_of(path: Path) -> str | None:
+    """ "triton" or "torchserve": the layout the archive holds; None for neither, or when the
+    archive cannot be read (lint_archive says why)."""
+    listing = _scan(path, DEFAULT_MAX_EXPANDED_BYTES, _Report(path))
+    return None if listing is None else archive_stack(listing.files())
+
+
 def check_members(
     path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES
 ) -> list[Problem]:

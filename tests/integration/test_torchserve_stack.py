@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from botocore.config import Config
 from mme_local.artifacts.archive import make_archive, write_copies
 from mme_local.artifacts.lint import lint_archive
 from mme_local.artifacts.package import build_bert_torchserve_folder, tiny_bert
+from mme_local.capacity.profile import load_profile
 from mme_local.cli.package_request import request_for
 from mme_local.runtime.base import free_port
 from mme_local.runtime.procs import command_line, descendants
@@ -233,3 +235,34 @@ def test_torchserve_stack_end_to_end(
     assert "stopped: gateway, TorchServe and the store are down" in stderr
     assert not [pid for pid in owned if _alive(pid)], "TorchServe and its workers are gone"
     assert not [pid for pid in _jvms(cache_dir) if _alive(pid)]
+
+
+def test_capacity_profile_on_the_torchserve_stack(
+    packaged: tuple[Path, bytes, torch.Tensor], tmp_path: Path
+) -> None:
+    models, body, _ = packaged
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for name in ("model-0.tar.gz", "model-1.tar.gz"):
+        shutil.copy(models / name, copies / name)
+    (tmp_path / "request.json").write_bytes(body)
+    path = tmp_path / "profile.json"
+    done = subprocess.run(
+        [CLI, "capacity", "profile", str(copies), "--stack", "torchserve",
+         "--sample", str(tmp_path / "request.json"), "--content-type", "application/json",
+         "--repeats", "2", "--out", str(path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "the fixed cost of one worker" in done.stderr
+    assert "1 distinct artifact(s); worker cost (not subtracted)" in done.stdout
+    assert done.stdout.splitlines()[2].split()[:3] == ["model-0.tar.gz", "2", "torchserve"]
+    profile = load_profile(path)
+    assert (profile.stack, profile.runtime) == ("torchserve", "embedded")
+    (artifact,) = profile.artifacts
+    # Each model is a Python worker with torch, here and in the cloud alike: measured, kept.
+    assert profile.stub_host_bytes > 100 * 2**20
+    assert artifact.host_memory_bytes > 100 * 2**20
+    assert profile.cloud_host_bytes(artifact) == artifact.host_memory_bytes
+    assert artifact.load_s > 0 and artifact.download_s > 0 and artifact.unload_s > 0
+    assert artifact.warm_latency_s is not None and artifact.warm_latency_s > 0
