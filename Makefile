@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build for CI and local tests; the library's own range stays open.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: test lint typecheck unit integration demo clean runtime gpu-bundle
+.PHONY: test lint typecheck unit integration demo clean runtime java gpu-bundle
 
 $(BIN)/mme-local: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,18 @@ $(BIN)/mme-local: pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" -e ".[dev]"
 	touch $@
 
-runtime: $(BIN)/mme-local
+runtime: $(BIN)/mme-local java
 	$(BIN)/mme-local runtime install
+
+# TorchServe's frontend is Java: Debian's openjdk-17-jre-headless when no java is on PATH.
+# Without root (or sudo) it says how in one line and goes on; only --stack torchserve needs it.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo -n ); \
+	  echo "installing openjdk-17-jre-headless (Java for the TorchServe stack)"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	      openjdk-17-jre-headless; } >/dev/null 2>&1 || \
+	  echo "could not install Java; for --stack torchserve run: sudo apt-get install openjdk-17-jre-headless"; }
 
 lint: $(BIN)/mme-local
 	$(BIN)/ruff check mme_local cloud tests bench

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,13 @@ from cloud.compat import Verdict, footprint_check, gpu_check
 from cloud.errors import InvalidDeployInput, Problems
 from cloud.image import DEFAULT_TRITON_VERSION, triton_image_uri
 from cloud.parity import argv_verdict
+from cloud.torchserve import DEFAULT_PYTORCH_VERSION, config_verdict, pytorch_image_uri
+from cloud.torchserve import gpu_check as pytorch_gpu_check
 from mme_local.artifacts.lint import find_archives, lint_archive
+from mme_local.instances import InstanceType
 from mme_local.instances import instance_type as lookup_instance_type
+from mme_local.runtime import torchserve_config
+from mme_local.runtime.torchserve_config import TorchServeSettings
 from mme_local.runtime.triton_config import (
     TritonSettings,
     UnportableTritonSetting,
@@ -49,6 +55,12 @@ class DeployRequest:
     variant_name: str = "AllTraffic"
     triton: TritonSettings = field(default_factory=TritonSettings)
     """The settings `up` runs Triton with; the cloud container gets the same."""
+    stack: str = "triton"
+    """"triton" (the SageMaker Triton image) or "torchserve" (the PyTorch inference DLC)."""
+    pytorch_version: str = DEFAULT_PYTORCH_VERSION
+    """PyTorch inference DLC version, for the torchserve stack."""
+    torchserve: TorchServeSettings = field(default_factory=TorchServeSettings)
+    """The settings `up --stack torchserve` runs TorchServe with; the cloud gets the same."""
     footprint_bytes: int | None = None
     """A model's measured footprint; None: the largest artifact's extracted size stands in."""
     overwrite: bool = False
@@ -96,7 +108,8 @@ class DeployPlan:
     artifacts: tuple[tuple[Path, str], ...]
     """(local file, TargetModel) pairs to upload under the prefix."""
     environment: dict[str, str] = field(default_factory=dict)
-    """The container's Environment: the local Triton settings as `serve` reads them."""
+    """The container's Environment: the local server's settings as the image's start-up
+    script reads them (Triton's `serve`, or the PyTorch toolkit)."""
     verdicts: tuple[Verdict, ...] = ()
     """What the checks found, and what the plan added to make the pairing work."""
 
@@ -216,12 +229,27 @@ def build_plan(request: DeployRequest) -> DeployPlan:
     problems.check(lambda: checks.check_region(request.region))
     problems.check(lambda: checks.check_model_cache(request.model_cache))
     prefix = problems.check(lambda: checks.parse_model_data_url(request.model_data_url))
+    # The stack is checked first inside: its lint depends on it.
     artifacts = problems.check(
-        lambda: _checked_artifacts(request.artifacts_dir, request.versioned_names)
+        lambda: _checked_artifacts(request.artifacts_dir, request.versioned_names, request.stack)
     )
     problems.raise_any()
     assert not isinstance(prefix, bool) and not isinstance(artifacts, bool)
     instance = lookup_instance_type(request.instance_type)
+    image, environment, verdicts = STACKS[request.stack](request, instance)
+    if request.footprint_bytes is not None:
+        verdicts.append(footprint_check(instance, request.footprint_bytes, measured=True))
+    elif artifacts:
+        largest = max((path for path, _ in artifacts), key=lambda p: p.stat().st_size)
+        verdicts.append(footprint_check(instance, extracted_size(largest), measured=False))
+    return DeployPlan(request, image, prefix, artifacts, environment, tuple(verdicts))
+
+
+Container = tuple[str, dict[str, str], list[Verdict]]
+"""(image URI, Environment, verdicts) of one stack's container."""
+
+
+def _triton_container(request: DeployRequest, instance: InstanceType) -> Container:
     gpu, needed = gpu_check(instance, request.triton_version)
     triton = request.triton
     missing = tuple(a for a in needed if a not in triton.extra_args)
@@ -231,17 +259,28 @@ def build_plan(request: DeployRequest) -> DeployPlan:
         environment = sagemaker_environment(triton)
     except UnportableTritonSetting as error:
         raise InvalidDeployInput(str(error)) from error
-    verdicts = [gpu, argv_verdict(triton, environment)]
-    if request.footprint_bytes is not None:
-        verdicts.append(footprint_check(instance, request.footprint_bytes, measured=True))
-    elif artifacts:
-        largest = max((path for path, _ in artifacts), key=lambda p: p.stat().st_size)
-        verdicts.append(footprint_check(instance, extracted_size(largest), measured=False))
     image = triton_image_uri(request.region, request.triton_version, request.instance_type)
-    return DeployPlan(request, image, prefix, artifacts, environment, tuple(verdicts))
+    return image, environment, [gpu, argv_verdict(triton, environment)]
 
 
-def _checked_artifacts(folder: Path | None, versioned: bool) -> tuple[tuple[Path, str], ...]:
+def _torchserve_container(request: DeployRequest, instance: InstanceType) -> Container:
+    gpu = pytorch_gpu_check(instance, request.pytorch_version)
+    environment = torchserve_config.sagemaker_environment(request.torchserve)
+    image = pytorch_image_uri(request.region, request.pytorch_version, request.instance_type)
+    return image, environment, [gpu, config_verdict(request.torchserve, environment)]
+
+
+STACKS: dict[str, Callable[[DeployRequest, InstanceType], Container]] = {
+    "triton": _triton_container,
+    "torchserve": _torchserve_container,
+}
+
+
+def _checked_artifacts(
+    folder: Path | None, versioned: bool, stack: str = "triton"
+) -> tuple[tuple[Path, str], ...]:
+    if stack not in STACKS:
+        raise InvalidDeployInput(f"--stack must be one of {', '.join(STACKS)}, not {stack!r}")
     if folder is None:
         return ()
     if not folder.is_dir():
@@ -252,12 +291,12 @@ def _checked_artifacts(folder: Path | None, versioned: bool) -> tuple[tuple[Path
     failing = [
         errors
         for archive in archives
-        if (errors := [p for p in lint_archive(archive) if p.severity == "error"])
+        if (errors := [p for p in lint_archive(archive, stack=stack) if p.severity == "error"])
     ]
     if failing:
         raise InvalidDeployInput(
             f"{len(failing)} artifact(s) fail lint, first {failing[0][0]} "
-            f"(run `mme-local lint {folder}` for every problem)"
+            f"(run `mme-local lint --stack {stack} {folder}` for every problem)"
         )
     if versioned:
         return tuple((archive, versioned_name(archive)) for archive in archives)

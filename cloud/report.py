@@ -13,7 +13,7 @@ def dry_run_text(plan: DeployPlan, smoke: AwsCall | None) -> list[str]:
     """Checks' verdicts, the container Environment, then every call (indented two spaces)."""
     lines = ["checks:"]
     lines += [f"- {verdict}" for verdict in plan.verdicts]
-    lines.append("container Environment (the local Triton settings as `serve` reads them):")
+    lines.append("container Environment (the local server's settings, as the image reads them):")
     lines.append(f"- {json.dumps(plan.environment, sort_keys=True)}")
     lines.append("dry run: no AWS call made; a deploy where nothing exists yet would call:")
     lines += [f"  {call}" for call in [*plan.dry_run_calls(), *([smoke] if smoke else [])]]

@@ -7,6 +7,7 @@
     model_data_url = "s3://bucket/models/"  # the prefix holding the model.tar.gz objects
     instance_type = "ml.g5.xlarge"          # the cloud instance type; local default budgets
     region = "us-east-1"
+    stack = "triton"                        # or "torchserve"
     model_cache = "Enabled"                 # MultiModelConfig.ModelCacheSetting
     artifacts = "models"                    # folder of *.tar.gz, relative to this file
 

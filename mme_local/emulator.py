@@ -28,7 +28,7 @@ from mme_local.loop_lag import LoopLagMonitor
 from mme_local.metrics import Metrics
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.client import ContainerClient
-from mme_local.runtime.factory import build_model_server
+from mme_local.runtime.factory import build_container_client, build_model_server, server_title
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.probes import ServerProbes
 from mme_local.runtime.supervisor import RuntimeSupervisor
@@ -101,13 +101,9 @@ class Emulator:
         self.server = server = build_model_server(
             settings, cache_dir, cache_dir / ".runtime", progress=self.progress
         )
-        self.progress(f"starting Triton ({settings.runtime} runtime)")
+        self.progress(f"starting {server_title(settings)} ({settings.runtime} runtime)")
         await server.start()
-        self._client = client = ContainerClient(
-            server.url,
-            load_timeout_s=settings.model_load_timeout_s,
-            invoke_timeout_s=settings.invoke_timeout_s,
-        )
+        self._client = client = build_container_client(settings, server)
         probes = await asyncio.to_thread(ServerProbes, server)
         store = ModelStore(s3, self.model_data)
         self._cache = cache = ModelCache(

@@ -19,6 +19,7 @@ from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.instances import DEFAULT_INSTANCE_TYPE
 from mme_local.instances import instance_type as lookup_instance_type
 from mme_local.runtime.base import TritonSettings
+from mme_local.runtime.torchserve_config import TorchServeSettings
 
 GiB = 1024**3
 DEFAULT_MODEL_DATA_URL = "s3://mme-local/models/"
@@ -32,6 +33,7 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_CONCURRENCY = 1000
 
 RUNTIMES = ("embedded", "docker", "external")
+STACKS = ("triton", "torchserve")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 
@@ -82,6 +84,11 @@ class EndpointFields(BaseModel):
     """Instance type: the cloud's, and locally the default memory, disk and parallelism budgets."""
     region: str = Field("us-east-1", json_schema_extra=_toml("endpoint", "region"))
     """Region used in ARNs and for the store's clients."""
+    stack: Literal["triton", "torchserve"] = Field(
+        "triton", json_schema_extra=_toml("endpoint", "stack")
+    )
+    """The serving stack behind the endpoint: "triton" (NVIDIA Triton) or "torchserve"
+    (TorchServe, as the SageMaker PyTorch inference container runs it)."""
     model_cache: Literal["Enabled", "Disabled"] = Field(
         "Enabled", json_schema_extra=_toml("endpoint", "model_cache")
     )
@@ -91,6 +98,13 @@ class EndpointFields(BaseModel):
     overwrite: bool = False
     """Replace objects whose content changed under an existing name (refused by default:
     instances that loaded the old bytes keep serving them)."""
+
+    @field_validator("stack", mode="before")
+    @classmethod
+    def _known_stack(cls, value: object) -> object:
+        if value not in STACKS:
+            raise ValueError(f"unknown stack {value!r}; choose one of: {', '.join(STACKS)}")
+        return value
 
     @field_validator("instance_type")
     @classmethod
@@ -125,6 +139,8 @@ class EmulatorSettings(EndpointFields):
     """For the external runtime: the URL of Triton's SageMaker front end."""
     triton: TritonSettings = Field(default_factory=TritonSettings)
     """How Triton is started."""
+    torchserve: TorchServeSettings = Field(default_factory=TorchServeSettings)
+    """How TorchServe is started (with stack "torchserve")."""
     docker_image: str = Field(DEFAULT_DOCKER_IMAGE, json_schema_extra=_toml("local", "image"))
     """Image for the docker runtime."""
     docker_gpus: str = Field("all", json_schema_extra=_toml("local", "gpus"))
@@ -224,6 +240,15 @@ class EmulatorSettings(EndpointFields):
         raise ValueError(f"{value!r} is not all, none or a device list like 0,1")
 
     @model_validator(mode="after")
+    def _stack_runs_here(self) -> EmulatorSettings:
+        if self.stack == "torchserve" and self.runtime != "embedded":
+            raise ValueError(
+                f"the torchserve stack runs embedded only (a JVM started here), not with "
+                f"runtime {self.runtime!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sigv4_has_a_secret(self) -> EmulatorSettings:
         if self.require_sigv4 and not self.secret_access_key:
             raise ValueError(
@@ -278,6 +303,9 @@ class DeploySettings(EndpointFields):
     instance_count: int = Field(1, ge=1, json_schema_extra=_toml("deploy", "instance_count"))
     """Instances behind the endpoint."""
     triton_version: str = Field("24.09", json_schema_extra=_toml("deploy", "triton_version"))
-    """SageMaker Triton image version."""
+    """SageMaker Triton image version (stack "triton")."""
+    pytorch_version: str = Field("2.6", json_schema_extra=_toml("deploy", "pytorch_version"))
+    """SageMaker PyTorch inference image version (stack "torchserve"; 2.6 runs TorchServe
+    0.12.0, as the local stack does)."""
     profile: str | None = Field(None, json_schema_extra=_toml("deploy", "profile"))
     """AWS profile for credentials."""

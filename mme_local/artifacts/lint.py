@@ -1,4 +1,5 @@
-"""Check model.tar.gz artifacts the way SageMaker's Triton will read them, before any upload.
+"""Check model.tar.gz artifacts the way SageMaker's Triton (or TorchServe: lint_torchserve.py)
+will read them, before any upload.
 
 Each problem is one line that says what is wrong and how to fix it. Errors stop a deploy;
 warnings point at things that usually work but often surprise (stray files, unknown backends).
@@ -14,12 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mme_local.artifacts.lint_torchserve import (
+    archive_stack,
+    check_torchserve,
+    is_torchserve_member,
+    wrong_stack,
+)
 from mme_local.artifacts.rules import (
     MAX_ARCHIVE_BYTES,
     REBUILD,
     ArchiveRejected,
     ArchiveRules,
     Kind,
+    Node,
     SizeLimit,
     corrupt,
     printable,
@@ -73,6 +81,23 @@ class _Listing:
     configs: dict[str, bytes] = field(default_factory=dict)
     """Model folder ("" for the archive root) -> bytes of its config.pbtxt."""
     config_bytes: int = 0
+    """Bytes held in `configs` and `texts` together (both are capped as one)."""
+    texts: dict[str, bytes] = field(default_factory=dict)
+    """Path -> bytes of the small files the TorchServe checks read (manifest, model config)."""
+
+    def files(self) -> set[str]:
+        """Every file and link path the archive holds (folders left out)."""
+        found: set[str] = set()
+        stack: list[tuple[str, Node]] = [("", self.rules.root)]
+        while stack:
+            prefix, node = stack.pop()
+            for name, child in node.children.items():
+                path = f"{prefix}{name}"
+                if child.kind is Kind.FOLDER:
+                    stack.append((path + "/", child))
+                else:
+                    found.add(path)
+        return found
 
     def children(self, folder: str) -> tuple[list[str], list[str]]:
         """Names of the files and folders directly inside `folder` ("" for the root)."""
@@ -112,7 +137,11 @@ def find_archives(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES) -> list[Problem]:
+def lint_archive(
+    path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES, stack: str | None = None
+) -> list[Problem]:
+    """Every problem of one archive. `stack` is the endpoint's ("triton", "torchserve"): an
+    archive of the other stack is then one error; None checks each archive as what it is."""
     report = _Report(path)
     try:
         with path.open("rb") as handle:
@@ -127,8 +156,15 @@ def lint_archive(path: Path, max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTE
         return report.problems
     listing = _scan(path, max_expanded_bytes, report)
     if listing is not None:
-        _check_layout(listing, report)
+        _check_stack_layout(listing, report, stack)
     return report.problems
+
+
+def stack_of(path: Path) -> str | None:
+    """ "triton" or "torchserve": the layout the archive holds; None for neither, or when the
+    archive cannot be read (lint_archive says why)."""
+    listing = _scan(path, DEFAULT_MAX_EXPANDED_BYTES, _Report(path))
+    return None if listing is None else archive_stack(listing.files())
 
 
 def check_members(
@@ -139,6 +175,19 @@ def check_members(
     report = _Report(path)
     _scan(path, max_expanded_bytes, report)
     return report.problems
+
+
+def _check_stack_layout(listing: _Listing, report: _Report, stack: str | None) -> None:
+    files = listing.files()
+    found = archive_stack(files)
+    if stack is not None and found is not None and found != stack:
+        report.error(None, wrong_stack(found, stack))
+    elif found == "torchserve":
+        check_torchserve(files, listing.texts, report.error, report.warning)
+    elif found is None and stack == "torchserve":
+        report.error(None, "no MAR-INF/MANIFEST.json: package the model with -t bert-torchserve")
+    else:
+        _check_layout(listing, report)
 
 
 def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | None:
@@ -154,6 +203,8 @@ def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | No
                 # Only the root's and the top-level folders' configs are models Triton loads.
                 if member.isfile() and names[-1:] == ["config.pbtxt"] and len(names) <= 2:
                     _keep_config(listing, tar, member, "/".join(names[:-1]), report)
+                elif member.isfile() and is_torchserve_member("/".join(names)):
+                    _keep_text(listing, tar, member, "/".join(names), report)
     except ArchiveRejected as error:
         report.error(error.member, error.message)
         return None
@@ -167,16 +218,33 @@ def _scan(path: Path, max_expanded_bytes: int, report: _Report) -> _Listing | No
 def _keep_config(
     listing: _Listing, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: str, report: _Report
 ) -> None:
+    text = _kept(listing, tar, member, report)
+    if text is not None:
+        listing.configs[folder] = text
+
+
+def _keep_text(
+    listing: _Listing, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, report: _Report
+) -> None:
+    text = _kept(listing, tar, member, report)
+    if text is not None:
+        listing.texts[path] = text
+
+
+def _kept(
+    listing: _Listing, tar: tarfile.TarFile, member: tarfile.TarInfo, report: _Report
+) -> bytes | None:
+    """The member's bytes, or None (and an error) once the kept files pass the shared cap."""
     text = _read_member(tar, member)
     listing.config_bytes += len(text)
     if listing.config_bytes > _MAX_CONFIGS_BYTES:
         report.error(
             member.name,
-            f"config.pbtxt files add up to more than {_MAX_CONFIGS_BYTES >> 20} MiB: keep a "
+            f"config files add up to more than {_MAX_CONFIGS_BYTES >> 20} MiB: keep a "
             "few models per archive",
         )
-        return
-    listing.configs[folder] = text
+        return None
+    return text
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -1,4 +1,5 @@
-"""Build a Triton model folder from a local Hugging Face model and a template, then archive it.
+"""Build a model folder (Triton's, or TorchServe's archive layout) from a local Hugging Face
+model and a template, then archive it.
 
 torch and transformers are imported only where a model is traced or built, so `mme-local
 package` stays quick to start and a traced model never stays in the caller's memory.
@@ -39,6 +40,7 @@ __all__ = [
     "PackageResult",
     "build_bert_text_folder",
     "build_bert_torchscript_folder",
+    "build_bert_torchserve_folder",
     "build_model_folder",
     "make_archive",
     "package",
@@ -129,6 +131,47 @@ def build_bert_torchscript_folder(
     return folder
 
 
+# What `torch-model-archiver` 0.12.0 writes in MAR-INF/MANIFEST.json, less `createdOn` (a
+# clock reading: the archive must come out the same every time; TorchServe does not need it).
+ARCHIVER_VERSION = "0.12.0"
+
+
+def torchserve_manifest(model_name: str) -> dict[str, Any]:
+    return {
+        "runtime": "python",
+        "model": {
+            "modelName": model_name,
+            "serializedFile": "model.pt",
+            "handler": "handler.py",
+            "modelVersion": "1.0",
+            "configFile": "model-config.yaml",
+        },
+        "archiverVersion": ARCHIVER_VERSION,
+    }
+
+
+def build_bert_torchserve_folder(dest: Path, model: Path | torch.nn.Module) -> Path:
+    """Write `dest/bert/{MAR-INF/MANIFEST.json, handler.py, model.pt, model-config.yaml}`, the
+    layout `torch-model-archiver --archive-format tgz --model-name bert` writes, and return
+    `dest/bert`. The weights are traced as for bert-torchscript."""
+    spec = get_template("bert-torchserve")
+    folder = dest / spec.model_name
+    (folder / "MAR-INF").mkdir(parents=True, exist_ok=True)
+    if isinstance(model, Path):
+        hidden_size(model)  # a clear error for a folder that is not a BERT
+        _trace_in_subprocess(model, folder / "model.pt")
+    else:
+        from mme_local.artifacts.trace import save_traced
+
+        save_traced(model, folder / "model.pt")
+    source = template_dir(spec.name)
+    for name in ("handler.py", "model-config.yaml"):
+        shutil.copyfile(source / name, folder / name)
+    manifest = json.dumps(torchserve_manifest(spec.model_name), indent=2) + "\n"
+    (folder / "MAR-INF" / "MANIFEST.json").write_text(manifest, encoding="utf-8")
+    return folder
+
+
 def build_bert_text_folder(
     dest: Path, model_folder: Path, instance_kind: InstanceKind = "auto"
 ) -> Path:
@@ -170,6 +213,8 @@ def build_model_folder(
 ) -> Path:
     if not model_folder.is_dir():
         raise PackageError(f"{model_folder} is not a folder")
+    if get_template(template).stack == "torchserve":
+        return build_bert_torchserve_folder(dest, model_folder)
     if get_template(template).traced:
         return build_bert_torchscript_folder(dest, model_folder, max_batch_size, instance_kind)
     return build_bert_text_folder(dest, model_folder, instance_kind)

@@ -1,4 +1,5 @@
-"""The Triton model folder templates under `model_repo_templates/`, and filling them in."""
+"""The model folder templates under `model_repo_templates/` (Triton's, and TorchServe's
+archive layout), and filling them in."""
 
 from __future__ import annotations
 
@@ -24,12 +25,23 @@ class Template:
     """The model folder's name inside the archive (SageMaker loads it under the TargetModel)."""
     traced: bool
     """True: the version folder gets a TorchScript model.pt; False: the Hugging Face files."""
+    stack: str = "triton"
+    """The serving stack whose layout the template writes ("triton" or "torchserve")."""
+    marker: str = "config.pbtxt"
+    """A file every copy of the template folder has (to tell a broken install apart)."""
 
 
 TEMPLATES: dict[str, Template] = {
     "bert-torchscript": Template("bert-torchscript", "bert", traced=True),
     "bert-text": Template("bert-text", "bert_text", traced=False),
+    "bert-torchserve": Template(
+        "bert-torchserve", "bert", traced=True, stack="torchserve", marker="handler.py"
+    ),
 }
+
+
+DEFAULT_TEMPLATE = {"triton": "bert-torchscript", "torchserve": "bert-torchserve"}
+"""The BERT template each stack serves by default (the demo's, the benchmark's)."""
 
 
 def templates_root() -> Path:
@@ -58,10 +70,11 @@ def get_template(name: str) -> Template:
 
 
 def template_dir(name: str, root: Path | None = None) -> Path:
-    folder = (root or templates_root()) / get_template(name).name
-    if not (folder / "config.pbtxt").is_file():
+    template = get_template(name)
+    folder = (root or templates_root()) / template.name
+    if not (folder / template.marker).is_file():
         raise TemplateError(
-            f"template folder {folder} has no config.pbtxt: reinstall mme-local, or set "
+            f"template folder {folder} has no {template.marker}: reinstall mme-local, or set "
             f"${TEMPLATES_ENV} to a copy of the repository's model_repo_templates/"
         )
     return folder

@@ -14,8 +14,9 @@ from typing import Any
 from mme_local.capacity.errors import CapacityError
 
 FORMAT_VERSION = 1
-# Platforms that the embedded runtime serves from one Python stub process per model, while
-# the cloud's Triton runs them in the shared libtorch backend process.
+# Platforms that the embedded Triton serves from one Python stub process per model, while the
+# cloud's Triton runs them in the shared libtorch backend process. TorchServe runs every model
+# in its own worker process locally and in the cloud alike: nothing to subtract there.
 STUB_HOSTED_PLATFORMS = ("pytorch_libtorch",)
 
 
@@ -25,7 +26,8 @@ class Footprint:
     target_models: list[str]
     """Every TargetModel under the prefix with these bytes."""
     platform: str
-    """config.pbtxt's platform, or its backend where no platform is set."""
+    """config.pbtxt's platform, or its backend where no platform is set; "torchserve" for a
+    TorchServe archive."""
     archive_bytes: int
     extracted_bytes: int
     download_s: float
@@ -49,15 +51,23 @@ class Profile:
     """The model server's resident memory with nothing loaded."""
     baseline_gpu_bytes: int | None
     stub_host_bytes: int
-    """Host memory of one empty TorchScript model: the fixed cost of a per-model stub
-    (interpreter and torch), 0 where the runtime has no such stub."""
+    """Host memory of one empty TorchScript model in the stack's layout: the fixed cost of a
+    per-model stub (Triton) or worker (TorchServe), interpreter and torch; 0 where the runtime
+    has no such process."""
     stub_gpu_bytes: int | None
     artifacts: list[Footprint] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    stack: str = "triton"
+    """The serving stack that measured (files written before it was recorded: "triton")."""
 
     def corrected(self, footprint: Footprint) -> bool:
-        """Whether the per-stub cost is removed from this artifact's cloud footprint."""
-        return self.runtime == "embedded" and footprint.platform in STUB_HOSTED_PLATFORMS
+        """Whether the per-stub cost is removed from this artifact's cloud footprint: only
+        for Triton's embedded stubs, which the cloud's libtorch backend does not have."""
+        return (
+            self.stack == "triton"
+            and self.runtime == "embedded"
+            and footprint.platform in STUB_HOSTED_PLATFORMS
+        )
 
     def cloud_host_bytes(self, footprint: Footprint) -> int:
         """Host memory on SageMaker: raw, less the per-stub cost where the cloud has no stub."""

@@ -4,12 +4,14 @@ The emulator runs with the model cache disabled and no budgets, so each model is
 loaded, measured while a lease pins it, then unloaded and deleted before the next one. Times
 are the cache's own (its download, load and unload histograms); memory is the server's
 measured resident memory (and NVML's used bytes with a GPU) around the load. An empty
-TorchScript model is measured first: on the embedded runtime, its footprint is the fixed cost
-of one Python stub process.
+TorchScript model, in the stack's layout, is measured first: on the embedded runtime its
+footprint is the fixed cost of one Python stub process (Triton) or worker (TorchServe).
+Artifacts of the other stack are refused before anything starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import re
 import tempfile
@@ -18,6 +20,8 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mme_local.artifacts.lint import stack_of
+from mme_local.artifacts.lint_torchserve import MANIFEST, wrong_stack
 from mme_local.cache.layout import model_dir
 from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.profile import Footprint, Profile
@@ -40,8 +44,9 @@ class Sample:
     repeats: int = 5
 
 
-def write_empty_model(directory: Path) -> Path:
-    """An artifact with a TorchScript model that does nothing: what a stub costs by itself."""
+def write_empty_model(directory: Path, stack: str = "triton") -> Path:
+    """An artifact with a TorchScript model that does nothing, in `stack`'s layout: what a
+    stub (Triton) or a worker (TorchServe, with the bert-torchserve handler) costs by itself."""
     import torch
 
     from mme_local.artifacts.archive import make_archive
@@ -51,17 +56,47 @@ def write_empty_model(directory: Path) -> Path:
             return x
 
     folder = directory / "empty-folder" / "empty"
-    (folder / "1").mkdir(parents=True)
-    torch.jit.script(Identity()).save(str(folder / "1" / "model.pt"))  # type: ignore[no-untyped-call]
-    (folder / "config.pbtxt").write_text(
-        'platform: "pytorch_libtorch"\nmax_batch_size: 0\n'
-        'input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
-        'output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
-    )
+    if stack == "torchserve":
+        _torchserve_layout(folder)
+        weights = folder / "model.pt"
+    else:
+        (folder / "1").mkdir(parents=True)
+        (folder / "config.pbtxt").write_text(
+            'platform: "pytorch_libtorch"\nmax_batch_size: 0\n'
+            'input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+            'output [ { name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+        )
+        weights = folder / "1" / "model.pt"
+    torch.jit.script(Identity()).save(str(weights))  # type: ignore[no-untyped-call]
     return make_archive(folder, directory / EMPTY_MODEL)
 
 
+def _torchserve_layout(folder: Path) -> None:
+    """torch-model-archiver's layout around a model.pt yet to be written: the manifest, and
+    the bert-torchserve template's handler and model-config.yaml."""
+    import json
+    import shutil
+
+    from mme_local.artifacts.package import torchserve_manifest
+    from mme_local.artifacts.templates import template_dir
+
+    (folder / "MAR-INF").mkdir(parents=True)
+    for name in ("handler.py", "model-config.yaml"):
+        shutil.copyfile(template_dir("bert-torchserve") / name, folder / name)
+    manifest = json.dumps(torchserve_manifest(folder.name), indent=2) + "\n"
+    (folder / MANIFEST).write_text(manifest, encoding="utf-8")
+
+
+def stack_refusal(archive: Path, stack: str) -> str | None:
+    """One line when `archive` holds the other stack's layout; None when it holds this one's,
+    neither, or cannot be read (its load then says what is wrong)."""
+    found = stack_of(archive)
+    return None if found is None or found == stack else wrong_stack(found, stack)
+
+
 def _platform(folder: Path) -> str:
+    if next(folder.glob(f"**/{MANIFEST}"), None) is not None:
+        return "torchserve"
     for config in sorted(folder.rglob("config.pbtxt")):
         match = _PLATFORM.search(config.read_text(errors="replace"))
         if match:
@@ -149,10 +184,14 @@ async def measure_footprints(
     progress: Progress,
 ) -> Profile:
     """Publish one copy of each distinct artifact to an embedded store and measure each."""
+    for item in distinct:
+        refusal = await asyncio.to_thread(stack_refusal, item.path, settings.stack)
+        if refusal is not None:
+            raise CapacityError(f"{item.target_models[0]}: {refusal}")
     with tempfile.TemporaryDirectory(prefix="mme-capacity-") as work:
         folder = Path(work) / "artifacts"
         folder.mkdir()
-        write_empty_model(folder)
+        write_empty_model(folder, settings.stack)
         for item in distinct:
             (folder / f"{item.sha256}.tar.gz").symlink_to(item.path.resolve())
         settings = settings.model_copy(
@@ -171,7 +210,8 @@ async def measure_footprints(
         try:
             measurer = _Measurer(emulator, sample)
             base_host, base_gpu = await measurer.baseline()
-            progress("measuring an empty TorchScript model (the fixed cost of one stub)")
+            cost = "worker" if settings.stack == "torchserve" else "stub"
+            progress(f"measuring an empty TorchScript model (the fixed cost of one {cost})")
             empty = await measurer.measure(EMPTY_MODEL, None)
             footprints = []
             for number, item in enumerate(distinct, start=1):
@@ -197,4 +237,5 @@ async def measure_footprints(
         stub_host_bytes=empty.host_memory_bytes if stub_applies else 0,
         stub_gpu_bytes=empty.gpu_memory_bytes if stub_applies else None,
         artifacts=footprints,
+        stack=settings.stack,
     )

@@ -43,8 +43,16 @@ def deploy(
     ] = None,
     region: Region = None,
     profile: Profile = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="triton (the Triton image) or torchserve (the PyTorch DLC) [triton]."),
+    ] = None,
     triton_version: Annotated[
         str | None, typer.Option(help="SageMaker Triton image version (default 24.09).")
+    ] = None,
+    pytorch_version: Annotated[
+        str | None,
+        typer.Option(help="With --stack torchserve: PyTorch inference image version (2.6)."),
     ] = None,
     model_cache: Annotated[
         str | None, typer.Option(help="MultiModelConfig.ModelCacheSetting: Enabled|Disabled.")
@@ -54,7 +62,10 @@ def deploy(
     ] = None,
     smoke_body: Annotated[
         Path | None,
-        typer.Option(help="Request body for the smoke call; else zeros shaped by its config."),
+        typer.Option(
+            help="Request body for the smoke call; else zeros shaped by its config, or the "
+            "request.json `package` wrote beside the artifacts."
+        ),
     ] = None,
     overwrite: Annotated[
         bool,
@@ -92,7 +103,9 @@ def deploy(
             "models_dir": artifacts,
             "region": region,
             "profile": profile,
+            "stack": stack,
             "triton_version": triton_version,
+            "pytorch_version": pytorch_version,
             "model_cache": model_cache,
         },
         config_file,
@@ -106,6 +119,8 @@ def deploy(
         instance_count=settings.instance_count,
         artifacts_dir=settings.models_dir,
         triton_version=settings.triton_version,
+        stack=settings.stack,
+        pytorch_version=settings.pytorch_version,
         model_cache=settings.model_cache,
         footprint_bytes=footprint_bytes,
         overwrite=overwrite,
@@ -143,7 +158,14 @@ def _smoke_body(
         raise InvalidDeployInput(
             f"--smoke-target {target} is not in --artifacts: pass --smoke-body FILE as well"
         )
-    result: bytes = zeros(local)
+    try:
+        result: bytes = zeros(local)
+    except InvalidDeployInput:
+        # A TorchServe archive has no Triton config to shape zeros by; `package` wrote a body.
+        written = local.parent / "request.json"
+        if not written.is_file():
+            raise
+        return written.read_bytes()
     return result
 
 

@@ -18,8 +18,17 @@ def lint(
     max_expanded_bytes: Annotated[
         int, typer.Option(help="Largest total size one archive may expand to.")
     ] = DEFAULT_MAX_EXPANDED_BYTES,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            help="The endpoint's stack (triton, torchserve): an archive for the other one is an "
+            "error. Default: check each archive as what it is."
+        ),
+    ] = None,
 ) -> None:
-    """Check artifacts the way SageMaker's Triton reads them; exit 1 if any has an error."""
+    """Check artifacts the way SageMaker's Triton or TorchServe reads them; exit 1 on errors."""
+    if stack not in (None, "triton", "torchserve"):
+        raise typer.BadParameter("choose triton or torchserve", param_hint="--stack")
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise typer.BadParameter(f"no such file or folder: {', '.join(missing)}")
@@ -29,7 +38,7 @@ def lint(
         raise typer.Exit(1)
     errors = warnings = 0
     for archive in archives:
-        for problem in lint_archive(archive, max_expanded_bytes):
+        for problem in lint_archive(archive, max_expanded_bytes, stack):
             color = typer.colors.RED if problem.severity == "error" else typer.colors.YELLOW
             typer.secho(str(problem), fg=color)
             errors += problem.severity == "error"

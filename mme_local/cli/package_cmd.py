@@ -57,7 +57,8 @@ def package(
     region: Annotated[str, typer.Option(help="Region for the S3 client.")] = "us-east-1",
     workers: Annotated[int, typer.Option(min=1, help="Uploads in flight at once.")] = 4,
 ) -> None:
-    """Build a Triton model folder from a model and a template, and tar it deterministically.
+    """Build a model folder (Triton's, or TorchServe's with -t bert-torchserve) from a model and
+    a template, and tar it deterministically.
 
     Also writes OUT_DIR/request.json, a request the model accepts
     (`mme-local invoke model-0.tar.gz --body @OUT_DIR/request.json`).
@@ -136,11 +137,15 @@ def demo(
         Path | None,
         typer.Option(help="A BERT folder to use instead of the packaged all-MiniLM-L6-v2."),
     ] = None,
+    stack: Annotated[str, typer.Option(help="The serving stack: triton or torchserve.")] = "triton",
 ) -> int:
     """Serve 200 copies of a real BERT with evictions under a Zipf workload; print a report."""
     from mme_local.demo import DemoConfig, run_demo
 
+    if stack not in ("triton", "torchserve"):
+        raise typer.BadParameter("choose triton or torchserve", param_hint="--stack")
     config = DemoConfig(
+        stack=stack,
         models=models,
         requests=requests,
         capacity=capacity,

@@ -70,6 +70,7 @@ def info(triton_home: TritonHome = None) -> None:
             "; ".join(f"{g.index}: {g.name} ({g.memory_total_bytes >> 20} MiB)" for g in gpus)
             or "none",
         ),
+        ("TorchServe", _torchserve_line()),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
@@ -93,6 +94,17 @@ def _stub_advice(source: str) -> str:
     if source == "explicit path":
         return "point --triton-home at the folder that holds pytriton/, or leave it out"
     return "run `mme-local runtime install --force`, or use --runtime docker"
+
+
+def _torchserve_line() -> str:
+    from mme_local.runtime.errors import RuntimeFailure
+    from mme_local.runtime.torchserve_install import find_install
+
+    try:
+        found = find_install()
+    except RuntimeFailure as error:
+        return str(error)
+    return f"{found.version}, java {found.java}"
 
 
 @app.command()

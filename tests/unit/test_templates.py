@@ -22,8 +22,9 @@ def test_templates_come_with_the_package(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv(TEMPLATES_ENV, raising=False)
     root = templates_root()
     assert root.parent == Path(mme_local.__file__).resolve().parent
-    for name in TEMPLATES:
-        assert (template_dir(name) / "config.pbtxt").is_file()
+    for name, template in TEMPLATES.items():
+        assert (template_dir(name) / template.marker).is_file()
+        assert (template_dir(name) / "README.md").is_file()
 
 
 def test_the_package_copy_is_the_repository_folder(monkeypatch: pytest.MonkeyPatch) -> None:
