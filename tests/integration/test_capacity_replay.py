@@ -182,4 +182,3 @@ def test_replay_is_within_two_percent_under_a_measured_memory_budget(
     assert measured["unloads"] > 0
     for name, value in measured.items():
         assert abs(predicted[name] - value) <= 0.02 * value, (name, predicted, measured)
-
