@@ -13,11 +13,12 @@ recording takes the time that request waited (its download included), not the pr
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mme_local.cache.entry import ModelEntry, ModelState
-from mme_local.cache.machine import Answer, CacheMachine, Download, Load, Probe, Unload
+from mme_local.cache.machine import Answer, CacheMachine, Command, Download, Load, Probe, Unload
 
 if TYPE_CHECKING:
     from mme_local.capacity.simulator import ModelCosts, SimConfig
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 # Called once per request when its wait is known: (request index, wait s or None for a 429).
 Answer_ = Callable[[int, "float | None"], None]
 
-_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _DEADLINE = range(6)
+_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE = range(5)
 LOADED, LOADING, DOWNLOADING = ModelState.LOADED, ModelState.LOADING, ModelState.DOWNLOADING
 
 
@@ -49,14 +50,25 @@ class Instance:
         if config.base_gpu_bytes is not None:
             machine.base_gpu = config.base_gpu_bytes
         self.keys = [str(m) for m in range(len(costs.disk_bytes))]
-        self.events: list[tuple[float, int, int, object]] = []
+        # Two time-ordered queues, ties broken by one sequence number so events replay in the
+        # order they were scheduled: a heap for work and service ends, and a FIFO for the
+        # ready deadlines (arrival + a fixed timeout, so already in order: no heap needed).
+        self.events: list[tuple[float, int, int, ModelEntry]] = []
+        self.deadlines: deque[tuple[float, int, int, ModelEntry]] = deque()
         self._seq = 0
-        self._arrived: dict[int, float] = {}
-        self._service: dict[int, float] = {}
+        self._waiting: dict[int, tuple[float, float]] = {}
+        """Request index -> (arrival, service s) while it waits for its model."""
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
         self.peak_host = self.peak_gpu = 0
         self.not_ready = self.errors = 0
+        self._perform_one: dict[type, Callable[[Command], None]] = {
+            Answer: self._answered,  # type: ignore[dict-item]
+            Probe: self._probe,  # type: ignore[dict-item]
+            Download: self._download,  # type: ignore[dict-item]
+            Load: self._load,  # type: ignore[dict-item]
+            Unload: self._unload,  # type: ignore[dict-item]
+        }
 
     def _clock(self) -> float:
         return self.now
@@ -65,21 +77,31 @@ class Instance:
 
     def request(self, index: int, t: float, model: int, service_s: float, recorded: float) -> None:
         """One request; `recorded` is its cold-start wait in a recorded run (-1 if none)."""
-        if self.events and self.events[0][0] <= t:
+        if (self.events and self.events[0][0] <= t) or (
+            self.deadlines and self.deadlines[0][0] <= t
+        ):
             self.advance(t)
         self.now = t
         key = self.keys[model]
-        entry = self.machine.request(index, key)
+        machine = self.machine
+        entry = machine.request(index, key)
         if entry.state is LOADED:
             self.answer(index, 0.0)
-            self._serve(entry, index, model, t, service_s)
+            end = t + service_s
+            if end > self.busy_until.get(model, 0.0):
+                self.busy_until[model] = end
+            if service_s > 0:
+                self._seq += 1
+                heapq.heappush(self.events, (end, self._seq, _DONE, entry))
+            else:
+                machine.done(entry)
         else:
-            self._arrived[index] = t
-            self._service[index] = service_s
+            self._waiting[index] = (t, service_s)
             if recorded >= 0 and entry.waiters and entry.waiters[0] == index:
                 self._recorded_end[key] = t + recorded
-            self._push(t + self.config.ready_timeout_s, _DEADLINE, (index, entry))
-        if self.machine.outbox:
+            self._seq += 1
+            self.deadlines.append((t + self.config.ready_timeout_s, self._seq, index, entry))
+        if machine.outbox:
             self._perform()
 
     def _serve(
@@ -108,77 +130,94 @@ class Instance:
 
     def advance(self, until: float) -> None:
         """Process every event up to `until`, in time order."""
-        events, machine = self.events, self.machine
-        while events and events[0][0] <= until:
-            at, _, kind, payload = heapq.heappop(events)
-            self.now = at
+        events, deadlines, machine = self.events, self.deadlines, self.machine
+        pop = heapq.heappop
+        disk_bytes = self.costs.disk_bytes
+        while True:
+            if deadlines and deadlines[0][0] <= until:
+                due = deadlines[0]
+                if events:
+                    head = events[0]
+                    if head[0] < due[0] or (head[0] == due[0] and head[1] < due[1]):
+                        due = None  # type: ignore[assignment]
+                if due is not None:
+                    deadlines.popleft()
+                    self.now, _, index, entry = due
+                    if machine.abandon(index, entry):
+                        self.not_ready += 1
+                        self.answer(index, None)
+                        del self._waiting[index]
+                        if machine.outbox:
+                            self._perform()
+                    continue
+            elif not events or events[0][0] > until:
+                return
+            self.now, _, kind, entry = pop(events)
             if kind == _DONE:
-                machine.done(payload)  # type: ignore[arg-type]
-            elif kind == _DEADLINE:
-                index, entry = payload  # type: ignore[misc]
-                if machine.abandon(index, entry):
-                    self.not_ready += 1
-                    self.answer(index, None)
-                    self._arrived.pop(index, None)
+                machine.done(entry)
             elif kind == _DOWNLOADED:
-                entry = payload  # type: ignore[assignment]
-                machine.downloaded(entry, self.costs.disk_bytes[int(entry.target_model)], None)
+                machine.downloaded(entry, disk_bytes[int(entry.target_model)], None)
             elif kind == _LOADED:
-                entry = payload  # type: ignore[assignment]
                 model = int(entry.target_model)
                 machine.loaded(entry)
                 machine.measured(entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model])
                 self._peaks()
             else:
-                machine.unloaded(payload, ghost=kind == _GHOST_UNLOADED)  # type: ignore[arg-type]
+                machine.unloaded(entry, ghost=kind == _GHOST_UNLOADED)
             if machine.outbox:
                 self._perform()
 
     # ----- the executor's part ----------------------------------------------------------------
 
-    def _push(self, at: float, kind: int, payload: object) -> None:
+    def _push(self, at: float, kind: int, entry: ModelEntry) -> None:
         self._seq += 1
-        heapq.heappush(self.events, (at, self._seq, kind, payload))
+        heapq.heappush(self.events, (at, self._seq, kind, entry))
 
     def _perform(self) -> None:
-        machine, costs, now = self.machine, self.costs, self.now
-        outbox = machine.outbox
+        outbox = self.machine.outbox
+        perform = self._perform_one
         while outbox:
             commands = list(outbox)
             outbox.clear()
             for command in commands:
-                if isinstance(command, Answer):
-                    self._answered(command)
-                    continue
-                if isinstance(command, (Probe, Download, Load, Unload)):
-                    entry = command.entry
-                    model = int(entry.target_model)
-                if isinstance(command, Probe):
-                    machine.probed(entry, costs.archive_bytes[model])
-                elif isinstance(command, Download):
-                    recorded = entry.target_model in self._recorded_end
-                    took = 0.0 if recorded else costs.download_s[model]
-                    self._push(now + took, _DOWNLOADED, entry)
-                elif isinstance(command, Load):
-                    end = self._recorded_end.pop(entry.target_model, None)
-                    at = max(now, end) if end is not None else now + costs.load_s[model]
-                    self._push(at, _LOADED, entry)
-                elif isinstance(command, Unload):
-                    kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
-                    self._push(now + costs.unload_s[model], kind, entry)
+                handler = perform.get(type(command))
+                if handler is not None:
+                    handler(command)
+
+    def _probe(self, command: Probe) -> None:
+        entry = command.entry
+        self.machine.probed(entry, self.costs.archive_bytes[int(entry.target_model)])
+
+    def _download(self, command: Download) -> None:
+        entry = command.entry
+        recorded = entry.target_model in self._recorded_end
+        took = 0.0 if recorded else self.costs.download_s[int(entry.target_model)]
+        self._push(self.now + took, _DOWNLOADED, entry)
+
+    def _load(self, command: Load) -> None:
+        entry = command.entry
+        end = self._recorded_end.pop(entry.target_model, None)
+        if end is not None:
+            self._push(max(self.now, end), _LOADED, entry)
+        else:
+            self._push(self.now + self.costs.load_s[int(entry.target_model)], _LOADED, entry)
+
+    def _unload(self, command: Unload) -> None:
+        entry = command.entry
+        kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
+        self._push(self.now + self.costs.unload_s[int(entry.target_model)], kind, entry)
 
     def _answered(self, command: Answer) -> None:
         index = command.request
-        arrived = self._arrived.pop(index, None)
-        if arrived is None:
+        waiting = self._waiting.pop(index, None)
+        if waiting is None:
             return
-        service_s = self._service.pop(index)
+        arrived, service_s = waiting
+        self.answer(index, self.now - arrived)
         if command.error is not None:
             self.errors += 1
-            self.answer(index, self.now - arrived)
             self.machine.done(command.entry)
             return
-        self.answer(index, self.now - arrived)
         model = int(command.entry.target_model)
         self._serve(command.entry, index, model, self.now, service_s)
 

@@ -1,8 +1,9 @@
 """The simulation of an MME over a workload, for N instances: costs, configuration, results.
 
-Each instance runs the live cache's own state machine (`instance.py`). Routing over several instances follows AWS's
-"How multi-model endpoints work": requests for a model keep going to an instance where it is
-loaded, and when it gets many requests some go to another instance, which loads it too. Here:
+Each instance runs the live cache's own state machine (`instance.py`). Routing over several
+instances follows AWS's "How multi-model endpoints work": requests for a model keep going to an
+instance where it is loaded, and when it gets many requests some go to another instance, which
+loads it too. Here:
 an instance that holds the model (loaded or loading) and is not answering a request for it;
 else, if some instance doesn't hold it, the one of those with the least model memory in use
 (ties: the lowest index); else the holding instance that is free soonest.
