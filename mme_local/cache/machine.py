@@ -643,11 +643,13 @@ class CacheMachine:
             entry.retry_after_unload = False
             self.load_failed(entry, error)
             return
-        self._load_slot_freed()
         entry.retry_after_unload = True
         entry.waiting = Waiting.MEMORY
         self._after_unload[victim.target_model] = entry
         self._unload(victim, "container answered 507 on load")
+        # Only now: the load that takes over the slot may want room too, and must not pick
+        # the victim already chosen here.
+        self._load_slot_freed()
 
     def load_timed_out(self, entry: ModelEntry, error: BaseException) -> None:
         """The container may still be loading it: unload the ghost (not an eviction)."""
