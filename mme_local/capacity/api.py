@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.memory_model import Allowances
 from mme_local.capacity.plan import (
     Candidate,
     Parallelism,
@@ -79,6 +80,7 @@ class PlanRequest:
     parallel: Parallelism = field(default_factory=Parallelism)
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
+    allowances: Allowances = field(default_factory=Allowances)
 
 
 def workload_for(request: PlanRequest, profile: Profile) -> Workload:
@@ -120,6 +122,8 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
         profile,
         request.parallel,
         request.ready_timeout_s,
+        request.cache_enabled,
+        request.allowances,
     )
 
 
@@ -128,4 +132,4 @@ def make_plan(request: PlanRequest) -> Plan:
     workload = workload_for(request, profile)
     candidates = candidates_for(request, profile)
     prices = load_prices(request.prices)
-    return run_plan(workload, profile, candidates, request.targets, prices)
+    return run_plan(workload, profile, candidates, request.targets, prices, request.allowances)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mme_local.capacity.errors import CapacityError
-from mme_local.capacity.instance import Instance
+from mme_local.capacity.instance import HIT, Instance
 from mme_local.capacity.plan import Outcome, Plan
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.report import plan_dict
@@ -57,9 +57,9 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
     buckets.outcomes = [[0, 0, 0, 0] for _ in range(count)]
     answered: list[float | None] = [None] * len(times)
 
-    def answer(index: int, wait: float | None) -> None:
+    def answer(index: int, wait: float | None, how: int) -> None:
         answered[index] = wait
-        kind = 2 if wait is None else (0 if wait == 0 else 1)
+        kind = 2 if wait is None else (0 if how == HIT else 1)
         buckets.outcomes[buckets.index(times[index])][kind] += 1
 
     instances = [Instance(config, costs, answer) for _ in range(config.count)]

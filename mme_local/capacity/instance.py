@@ -18,20 +18,44 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mme_local.cache.entry import ModelEntry, ModelState
-from mme_local.cache.machine import Answer, CacheMachine, Command, Download, Load, Probe, Unload
+from mme_local.cache.machine import (
+    Answer,
+    CacheMachine,
+    Command,
+    Download,
+    Evicted,
+    Load,
+    Probe,
+    Unload,
+)
 
 if TYPE_CHECKING:
     from mme_local.capacity.simulator import ModelCosts, SimConfig
 
-# Called once per request when its wait is known: (request index, wait s or None for a 429).
-Answer_ = Callable[[int, "float | None"], None]
+# How a request was answered.
+HIT, COLD, NOT_READY, ERROR = range(4)
+# Called once per request when its wait is known: (request index, wait s or None for a 429,
+# how it was answered).
+Answer_ = Callable[[int, "float | None", int], None]
 
-_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE = range(5)
+_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED = range(6)
+
+
+class ContainerOutOfMemory(Exception):
+    """The container answered 507: the model does not fit in the instance's memory."""
+
+
 LOADED, LOADING, DOWNLOADING = ModelState.LOADED, ModelState.LOADING, ModelState.DOWNLOADING
 
 
 class Instance:
-    def __init__(self, config: SimConfig, costs: ModelCosts, answer: Answer_) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        costs: ModelCosts,
+        answer: Answer_,
+        first_loaded: dict[int, float] | None = None,
+    ) -> None:
         self.costs = costs
         self.config = config
         self.answer = answer
@@ -61,13 +85,23 @@ class Instance:
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
         self.peak_host = self.peak_gpu = 0
-        self.not_ready = self.errors = 0
+        self.not_ready = self.errors = self.rejected_loads = 0
+        self.first_loaded = {} if first_loaded is None else first_loaded
+        """Model -> when it first finished loading (shared by an endpoint's instances)."""
+        self.load_times: list[float] = []
+        self.first_eviction: float | None = None
+        # What the instance really holds (loads in flight included), which the cache only
+        # learns after each model's first load: a load that would pass a budget fails (507).
+        self.host_in_use = config.base_host_bytes
+        self.gpu_in_use = config.base_gpu_bytes or 0
+        self._in_memory: set[str] = set()
         self._perform_one: dict[type, Callable[[Command], None]] = {
             Answer: self._answered,  # type: ignore[dict-item]
             Probe: self._probe,  # type: ignore[dict-item]
             Download: self._download,  # type: ignore[dict-item]
             Load: self._load,  # type: ignore[dict-item]
             Unload: self._unload,  # type: ignore[dict-item]
+            Evicted: self._evicted,  # type: ignore[dict-item]
         }
 
     def _clock(self) -> float:
@@ -86,7 +120,7 @@ class Instance:
         machine = self.machine
         entry = machine.request(index, key)
         if entry.state is LOADED:
-            self.answer(index, 0.0)
+            self.answer(index, 0.0, HIT)
             end = t + service_s
             if end > self.busy_until.get(model, 0.0):
                 self.busy_until[model] = end
@@ -145,7 +179,7 @@ class Instance:
                     self.now, _, index, entry = due
                     if machine.abandon(index, entry):
                         self.not_ready += 1
-                        self.answer(index, None)
+                        self.answer(index, None, NOT_READY)
                         del self._waiting[index]
                         if machine.outbox:
                             self._perform()
@@ -161,8 +195,16 @@ class Instance:
                 model = int(entry.target_model)
                 machine.loaded(entry)
                 machine.measured(entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model])
+                self.load_times.append(self.now)
+                self.first_loaded.setdefault(model, self.now)
                 self._peaks()
+            elif kind == _REJECTED:
+                self.rejected_loads += 1
+                machine.load_rejected_for_memory(
+                    entry, ContainerOutOfMemory(f"{entry.target_model} does not fit in memory")
+                )
             else:
+                self._left_memory(entry)
                 machine.unloaded(entry, ghost=kind == _GHOST_UNLOADED)
             if machine.outbox:
                 self._perform()
@@ -196,11 +238,39 @@ class Instance:
 
     def _load(self, command: Load) -> None:
         entry = command.entry
+        model = int(entry.target_model)
         end = self._recorded_end.pop(entry.target_model, None)
-        if end is not None:
+        if self.config.out_of_memory and not self._fits(entry, model):
+            # The container fails the load once it runs out of memory: at its end, at worst.
+            self._push(self.now + self.costs.load_s[model], _REJECTED, entry)
+        elif end is not None:
             self._push(max(self.now, end), _LOADED, entry)
         else:
-            self._push(self.now + self.costs.load_s[int(entry.target_model)], _LOADED, entry)
+            self._push(self.now + self.costs.load_s[model], _LOADED, entry)
+
+    def _fits(self, entry: ModelEntry, model: int) -> bool:
+        """Take the model's memory if the instance has it (what a load really allocates)."""
+        host = self.host_in_use + self.costs.host_bytes[model]
+        gpu = self.gpu_in_use + self.costs.gpu_bytes[model]
+        budgets = self.config.budgets
+        if budgets.host_memory_bytes is not None and host > budgets.host_memory_bytes:
+            return False
+        if budgets.gpu_memory_bytes is not None and gpu > budgets.gpu_memory_bytes:
+            return False
+        self.host_in_use, self.gpu_in_use = host, gpu
+        self._in_memory.add(entry.target_model)
+        return True
+
+    def _left_memory(self, entry: ModelEntry) -> None:
+        if entry.target_model in self._in_memory:
+            self._in_memory.remove(entry.target_model)
+            model = int(entry.target_model)
+            self.host_in_use -= self.costs.host_bytes[model]
+            self.gpu_in_use -= self.costs.gpu_bytes[model]
+
+    def _evicted(self, command: Evicted) -> None:
+        if self.first_eviction is None:
+            self.first_eviction = self.now
 
     def _unload(self, command: Unload) -> None:
         entry = command.entry
@@ -213,15 +283,20 @@ class Instance:
         if waiting is None:
             return
         arrived, service_s = waiting
-        self.answer(index, self.now - arrived)
         if command.error is not None:
+            self.answer(index, self.now - arrived, ERROR)
             self.errors += 1
             self.machine.done(command.entry)
             return
+        self.answer(index, self.now - arrived, COLD)
         model = int(command.entry.target_model)
         self._serve(command.entry, index, model, self.now, service_s)
 
     def _peaks(self) -> None:
+        if self.config.out_of_memory:
+            self.peak_host = max(self.peak_host, self.host_in_use)
+            self.peak_gpu = max(self.peak_gpu, self.gpu_in_use)
+            return
         self.peak_host = max(self.peak_host, self.machine.host_used)
         gpu = self.machine.gpu_used
         if gpu is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.cache.policy import Budgets
 from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.memory_model import Allowances, instance_memory
 from mme_local.capacity.prices import PriceTable
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.simulator import SimConfig, SimResult, model_costs, simulate
@@ -33,15 +34,38 @@ class Parallelism:
     loads: int | None = None
 
 
+DEFAULT_MAX_FAILED_SHARE = 0.001
+"""At most 0.1% of requests answered 429 or with an error, with or without other targets."""
+
+
 @dataclass(frozen=True)
 class Targets:
     hit_ratio: float | None = None
     p99_s: float | None = None
+    max_failed_share: float = DEFAULT_MAX_FAILED_SHARE
+    """The most requests a candidate may answer with 429 or an error, as a share."""
+    include_warmup: bool = False
+    """Judge on the whole run, warm-up included, instead of the steady state after it."""
 
     def met_by(self, result: SimResult) -> bool:
-        if self.hit_ratio is not None and result.hit_ratio < self.hit_ratio:
-            return False
-        return self.p99_s is None or result.wait_p99_s <= self.p99_s
+        return not self.missed(result)
+
+    def missed(self, result: SimResult) -> list[str]:
+        """Each target the candidate misses, with its figure and the target."""
+        window = result.judged(self.include_warmup)
+        found = []
+        if window.failed_share > self.max_failed_share:
+            found.append(
+                f"429s and errors {window.failed_share:.2%} of requests > "
+                f"{self.max_failed_share:.2%}"
+            )
+        if self.hit_ratio is not None and window.hit_ratio < self.hit_ratio:
+            found.append(f"hit ratio {window.hit_ratio:.3f} < {self.hit_ratio:g}")
+        if self.p99_s is not None and window.wait_p99_s > self.p99_s:
+            found.append(
+                f"added p99 {window.wait_p99_s * 1000:,.0f} ms > {self.p99_s * 1000:,.0f} ms"
+            )
+        return found
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,8 @@ class Outcome:
     result: SimResult
     price_per_hour: float | None
     meets: bool
+    price_verified: bool = False
+    """The price comes from a user's --prices file or a checked table, not from memory."""
 
 
 @dataclass(frozen=True)
@@ -87,32 +113,40 @@ def instance_candidates(
     profile: Profile,
     parallel: Parallelism,
     ready_timeout_s: float,
+    cache_enabled: bool = True,
+    allowances: Allowances | None = None,
 ) -> list[Candidate]:
-    """Each instance type x count, with the type's host, GPU and instance-storage budgets."""
+    """Each instance type x count, with the type's host (less the reserve), GPU and
+    instance-storage budgets; a load that doesn't fit fails as the container answers it."""
+    allowances = allowances or Allowances()
     candidates = []
     for name in names:
         try:
             spec = instance_type(name, what="--instances")
         except UnknownInstanceType as error:
             raise CapacityError(str(error)) from None
+        memory = instance_memory(spec.host_memory_bytes, spec.gpu_memory_bytes, profile, allowances)
         budgets = Budgets(
             max_loaded_models=None,
-            host_memory_bytes=spec.host_memory_bytes,
+            host_memory_bytes=memory.host_budget_bytes,
             disk_bytes=spec.instance_storage_bytes,
             max_archive_bytes=MAX_ARCHIVE_BYTES,
-            gpu_memory_bytes=spec.gpu_memory_bytes,
+            gpu_memory_bytes=memory.gpu_budget_bytes,
         )
         for count in counts:
             config = SimConfig(
                 budgets=budgets,
                 count=count,
-                base_host_bytes=profile.baseline_host_bytes,
-                base_gpu_bytes=profile.baseline_gpu_bytes or 0,
+                base_host_bytes=memory.base_host_bytes,
+                base_gpu_bytes=memory.base_gpu_bytes,
                 parallel_downloads=parallel.downloads or spec.vcpus,
                 parallel_loads=parallel.loads or spec.vcpus,
                 ready_timeout_s=ready_timeout_s,
+                cache_enabled=cache_enabled,
+                out_of_memory=True,
             )
-            candidates.append(Candidate(f"{name} x{count}", config, name))
+            label = f"{name} x{count}" + ("" if cache_enabled else " (cache disabled)")
+            candidates.append(Candidate(label, config, name))
     return candidates
 
 
@@ -157,40 +191,83 @@ def run_plan(
     candidates: list[Candidate],
     targets: Targets,
     prices: PriceTable | None,
+    allowances: Allowances | None = None,
 ) -> Plan:
     """Simulate every candidate; price it and check it against the targets."""
     if len(workload) == 0:
         raise CapacityError("the workload has no requests")
-    costs = {flag: model_costs(workload, profile, flag) for flag in (True, False)}
+    allowances = allowances or Allowances()
+    costs = {flag: model_costs(workload, profile, flag, allowances) for flag in (True, False)}
     outcomes = []
     for candidate in candidates:
         result = simulate(workload, costs[candidate.cloud_footprints], candidate.config)
-        price = None
+        price, verified = None, False
         if prices is not None and candidate.instance_type is not None:
             hourly = prices.hourly(candidate.instance_type)
             price = None if hourly is None else hourly * candidate.config.count
-        outcomes.append(Outcome(candidate, result, price, targets.met_by(result)))
-    return Plan(outcomes, targets, prices, notes=_notes(profile, candidates))
+            verified = prices.is_verified(candidate.instance_type)
+        outcomes.append(Outcome(candidate, result, price, targets.met_by(result), verified))
+    notes = _notes(profile, candidates, allowances, targets, costs[True].gpu_estimated)
+    return Plan(outcomes, targets, prices, notes=notes)
 
 
-def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
+def _notes(
+    profile: Profile,
+    candidates: list[Candidate],
+    allowances: Allowances,
+    targets: Targets,
+    gpu_estimated: bool,
+) -> list[str]:
     notes = []
+    if targets.include_warmup:
+        notes.append("candidates are judged on the whole run, warm-up included")
+    else:
+        notes.append(
+            "figures are for the steady state, after the warm-up (until every model that "
+            "fits has loaded: each model loaded once, or the first eviction); "
+            "--include-warmup judges the whole run"
+        )
+    notes.append(
+        f"a candidate meets the targets only if at most {targets.max_failed_share:.2%} of "
+        "requests are answered 429 or with an error (--max-failed-share)"
+    )
     corrected = [f for f in profile.artifacts if profile.corrected(f)]
     if any(c.cloud_footprints for c in candidates):
+        notes.append(
+            "on a GPU instance a KIND_GPU model (Triton's default) holds its weights and "
+            "workspace in GPU memory and a host share in host memory; a KIND_CPU model holds "
+            "host memory only"
+        )
         if corrected:
             notes.append(
-                f"instance candidates use footprints less the per-stub cost "
-                f"({profile.stub_host_bytes >> 20} MiB host, measured on an empty TorchScript "
-                "model) for TorchScript artifacts: SageMaker's libtorch backend has no "
-                "per-model stub"
+                f"host footprints less the per-stub cost ({profile.stub_host_bytes >> 20} MiB, "
+                "measured on an empty TorchScript model) for TorchScript artifacts: "
+                "SageMaker's libtorch backend has no per-model stub"
             )
-        else:
-            notes.append("instance candidates use footprints as measured (no stub correction)")
-        if all(f.gpu_memory_bytes is None for f in profile.artifacts):
+        if gpu_estimated:
             notes.append(
-                "GPU memory was not measured (no GPU): each model's GPU footprint is taken "
-                "as its extracted size"
+                "GPU memory was not measured (no GPU profile): each KIND_GPU model's GPU "
+                "footprint is an estimate, its extracted size plus "
+                f"{allowances.gpu_workspace_bytes >> 20} MiB of workspace (--gpu-workspace), "
+                f"and its host share {allowances.host_share_bytes >> 20} MiB (--host-share); "
+                "a profile made on a GPU replaces both"
             )
+        notes.append(
+            f"host budget: the instance's memory less {allowances.host_reserve_bytes >> 20} "
+            "MiB for the OS, SageMaker's agents and the container's other processes "
+            "(--host-reserve); the model server itself as profiled "
+            f"({profile.baseline_host_bytes >> 20} MiB)"
+        )
+        if profile.baseline_gpu_bytes is None:
+            notes.append(
+                f"GPU memory with nothing loaded (CUDA context, backend): "
+                f"{allowances.gpu_baseline_bytes >> 20} MiB, not measured (--gpu-baseline)"
+            )
+        notes.append(
+            "a load that doesn't fit fails as on SageMaker: the container answers 507, an "
+            "idle model is unloaded and the load tried once more, else the request gets "
+            "the error"
+        )
         loads = sorted({c.config.parallel_loads or 0 for c in candidates if c.cloud_footprints})
         notes.append(
             "loads (and downloads) at once per instance: "

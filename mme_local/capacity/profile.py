@@ -37,6 +37,9 @@ class Footprint:
     """GPU memory the load added (NVML); None without a GPU."""
     warm_latency_s: float | None
     """Mean model latency of the sample request once loaded; None without a sample."""
+    instance_kind: str | None = None
+    """The kind config.pbtxt's instance_group names (KIND_GPU, KIND_CPU); None where it names
+    none (Triton then puts an instance on each GPU)."""
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def test_renderings_carry_every_candidate_and_the_assumptions() -> None:
     for outcome in plan.outcomes:
         assert outcome.candidate.label in table and outcome.candidate.label in markdown
     assert "Assumed:" in table and "us-east-1" in table
-    assert markdown.startswith("| candidate | hit ratio |")
+    assert markdown.startswith("| candidate | warm-up s | hit ratio |")
     data = json.loads(render_json(plan))
     assert len(data["candidates"]) == 6
     assert data["prices"]["region"] == "us-east-1"
