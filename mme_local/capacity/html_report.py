@@ -31,7 +31,8 @@ def chosen_outcome(plan: Plan) -> Outcome | None:
     """The cheapest that meets the targets; else the best hit ratio (e.g. unpriced replays)."""
     if plan.cheapest is not None:
         return plan.cheapest
-    return max(plan.outcomes, key=lambda o: o.result.hit_ratio, default=None)
+    include = plan.targets.include_warmup
+    return max(plan.outcomes, key=lambda o: o.result.judged(include).hit_ratio, default=None)
 
 
 @dataclass
@@ -172,6 +173,17 @@ def _bar(name: str, unit: str, used: int, limit: int | None) -> dict[str, Any]:
 def report_data(plan: Plan, workload: Workload, profile: Profile) -> dict[str, Any]:
     chosen = chosen_outcome(plan)
     data = plan_dict(plan)
+    # The page draws each candidate's judged figures (steady state unless --include-warmup).
+    for row, outcome in zip(data["candidates"], plan.outcomes, strict=True):
+        window = outcome.result.judged(plan.targets.include_warmup)
+        row.update(
+            hit_ratio=window.hit_ratio,
+            wait_p50_s=window.wait_p50_s,
+            wait_p99_s=window.wait_p99_s,
+            not_ready=window.not_ready,
+            errors=window.errors,
+            cold_starts_per_hour=window.loads_per_hour,
+        )
     data["workload"] = {
         "requests": len(workload),
         "models": len(workload.names),
@@ -179,7 +191,8 @@ def report_data(plan: Plan, workload: Workload, profile: Profile) -> dict[str, A
     }
     data["chosen"] = None
     if chosen is not None:
-        costs = model_costs(workload, profile, chosen.candidate.cloud_footprints)
+        cloud = chosen.candidate.cloud_footprints
+        costs = model_costs(workload, profile, cloud, plan.allowances)
         timeline = replay_timeline(workload, costs, chosen)
         data["chosen"] = {
             "label": chosen.candidate.label,

@@ -84,6 +84,8 @@ class Plan:
     targets: Targets
     prices: PriceTable | None
     notes: list[str] = field(default_factory=list)
+    allowances: Allowances = field(default_factory=Allowances)
+    """The memory assumptions the instance candidates were simulated with."""
 
     @property
     def cheapest(self) -> Outcome | None:
@@ -208,7 +210,7 @@ def run_plan(
             verified = prices.is_verified(candidate.instance_type)
         outcomes.append(Outcome(candidate, result, price, targets.met_by(result), verified))
     notes = _notes(profile, candidates, allowances, targets, costs[True].gpu_estimated)
-    return Plan(outcomes, targets, prices, notes=notes)
+    return Plan(outcomes, targets, prices, notes=notes, allowances=allowances)
 
 
 def _notes(
