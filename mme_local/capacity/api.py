@@ -81,6 +81,7 @@ class PlanRequest:
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
     allowances: Allowances = field(default_factory=Allowances)
+    busy_queue: int = 4
 
 
 def workload_for(request: PlanRequest, profile: Profile) -> Workload:
@@ -124,6 +125,7 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
         request.ready_timeout_s,
         request.cache_enabled,
         request.allowances,
+        request.busy_queue,
     )
 
 

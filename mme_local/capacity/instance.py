@@ -32,11 +32,16 @@ from mme_local.cache.machine import (
 if TYPE_CHECKING:
     from mme_local.capacity.simulator import ModelCosts, SimConfig
 
-# How a request was answered.
-HIT, COLD, NOT_READY, ERROR = range(4)
+# How a request was answered (a cache hit whose model could not answer in time counts as a
+# hit and as an error, as CloudWatch's ModelCacheHit and 5XX metrics would).
+HIT, COLD, NOT_READY, ERROR, HIT_TIMED_OUT = range(5)
 # Called once per request when its wait is known: (request index, wait s or None for a 429,
 # how it was answered).
 Answer_ = Callable[[int, "float | None", int], None]
+
+INVOKE_TIMEOUT_S = 60.0
+"""SageMaker answers an invocation within 60 s: a model that can't answer by then (queued
+behind others) gives the client an error."""
 
 _DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED = range(6)
 
@@ -84,6 +89,10 @@ class Instance:
         """Request index -> (arrival, service s) while it waits for its model."""
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
+        self._free: dict[int, list[float]] = {}
+        """Model -> when each of its instances is next free (a heap), with queueing."""
+        self._begins: dict[int, deque[float]] = {}
+        """Model -> when each request queued for its instances will begin (in order)."""
         self.peak_host = self.peak_gpu = 0
         self.not_ready = self.errors = self.rejected_loads = 0
         self.first_loaded = {} if first_loaded is None else first_loaded
@@ -120,15 +129,18 @@ class Instance:
         machine = self.machine
         entry = machine.request(index, key)
         if entry.state is LOADED:
-            self.answer(index, 0.0, HIT)
-            end = t + service_s
-            if end > self.busy_until.get(model, 0.0):
-                self.busy_until[model] = end
-            if service_s > 0:
-                self._seq += 1
-                heapq.heappush(self.events, (end, self._seq, _DONE, entry))
+            if self.config.queueing:
+                self._serve(entry, index, model, t, service_s, 0.0, HIT)
             else:
-                machine.done(entry)
+                self.answer(index, 0.0, HIT)
+                end = t + service_s
+                if end > self.busy_until.get(model, 0.0):
+                    self.busy_until[model] = end
+                if service_s > 0:
+                    self._seq += 1
+                    heapq.heappush(self.events, (end, self._seq, _DONE, entry))
+                else:
+                    machine.done(entry)
         else:
             self._waiting[index] = (t, service_s)
             if recorded >= 0 and entry.waiters and entry.waiters[0] == index:
@@ -139,8 +151,36 @@ class Instance:
             self._perform()
 
     def _serve(
-        self, entry: ModelEntry, index: int, model: int, start: float, service_s: float
+        self,
+        entry: ModelEntry,
+        index: int,
+        model: int,
+        start: float,
+        service_s: float,
+        waited: float,
+        how: int,
     ) -> None:
+        """Answer the request: with queueing, it waits for one of the model's instances
+        (first come, first served) and that wait counts in its added latency."""
+        if self.config.queueing:
+            free = self._free.get(model)
+            if free is None:
+                free = self._free[model] = [0.0] * self._instances(model)
+            begin = start if free[0] <= start else free[0]
+            heapq.heapreplace(free, begin + service_s)
+            if begin > start:
+                self._begins.setdefault(model, deque()).append(begin)
+            queued = begin - start
+            if queued + service_s > INVOKE_TIMEOUT_S:
+                # The model can't answer within SageMaker's 60 s: the client gets an error
+                # then, while the model still works through the queue.
+                how = HIT_TIMED_OUT if how == HIT else ERROR
+                waited += INVOKE_TIMEOUT_S - service_s
+                self.errors += 1
+            else:
+                waited += queued
+            start = begin
+        self.answer(index, waited, how)
         end = start + service_s
         if end > self.busy_until.get(model, 0.0):
             self.busy_until[model] = end
@@ -149,14 +189,33 @@ class Instance:
         else:
             self.machine.done(entry)
 
+    def _instances(self, model: int) -> int:
+        counts = self.costs.instances
+        return 1 if counts is None else max(1, counts[model])
+
+    def queued(self, model: int, t: float) -> int:
+        """Requests for the model waiting at `t` for one of its instances."""
+        begins = self._begins.get(model)
+        if not begins:
+            return 0
+        while begins and begins[0] <= t:
+            begins.popleft()
+        return len(begins)
+
     def holds(self, model: int) -> bool:
         entry = self.machine.models.get(self.keys[model])
         return entry is not None and entry.state in (LOADED, LOADING, DOWNLOADING)
 
     def busy(self, model: int, t: float) -> bool:
-        """Loaded and answering a request at `t` (a load in flight is not busy: wait on it)."""
+        """Loaded and too busy at `t` for one more request: with queueing, at least
+        `busy_queue` requests wait for its instances; without, one is being answered. A load
+        in flight is not busy: wait on it."""
         entry = self.machine.models[self.keys[model]]
-        return entry.state is LOADED and self.busy_until.get(model, 0.0) > t
+        if entry.state is not LOADED:
+            return False
+        if self.config.queueing:
+            return self.queued(model, t) >= self.config.busy_queue
+        return self.busy_until.get(model, 0.0) > t
 
     @property
     def memory_held(self) -> int:
@@ -288,9 +347,8 @@ class Instance:
             self.errors += 1
             self.machine.done(command.entry)
             return
-        self.answer(index, self.now - arrived, COLD)
         model = int(command.entry.target_model)
-        self._serve(command.entry, index, model, self.now, service_s)
+        self._serve(command.entry, index, model, self.now, service_s, self.now - arrived, COLD)
 
     def _peaks(self) -> None:
         if self.config.out_of_memory:

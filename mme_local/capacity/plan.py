@@ -117,6 +117,7 @@ def instance_candidates(
     ready_timeout_s: float,
     cache_enabled: bool = True,
     allowances: Allowances | None = None,
+    busy_queue: int = 4,
 ) -> list[Candidate]:
     """Each instance type x count, with the type's host (less the reserve), GPU and
     instance-storage budgets; a load that doesn't fit fails as the container answers it."""
@@ -146,6 +147,8 @@ def instance_candidates(
                 ready_timeout_s=ready_timeout_s,
                 cache_enabled=cache_enabled,
                 out_of_memory=True,
+                queueing=True,
+                busy_queue=busy_queue,
             )
             label = f"{name} x{count}" + ("" if cache_enabled else " (cache disabled)")
             candidates.append(Candidate(label, config, name))
@@ -277,10 +280,17 @@ def _notes(
             + " (its vCPUs, as the emulator; --parallel-loads/--parallel-downloads override)"
         )
         notes.append(
-            "several instances: a request goes to an instance that has its model loaded and "
-            "idle, else (a busy or unloaded model) to one without it that has the least model "
-            "memory in use"
+            "a loaded model answers as many requests at once as its config's instance count "
+            "(1 where it names none), each in its warm latency; the rest queue, and the "
+            "queueing counts in added latency"
         )
+        busy = sorted({c.config.busy_queue for c in candidates if c.cloud_footprints})
+        if any(c.config.count > 1 for c in candidates if c.cloud_footprints):
+            notes.append(
+                "several instances: a request goes to an instance that has its model loaded "
+                f"with fewer than {', '.join(str(b) for b in busy)} requests queued for it "
+                "(--busy-queue), else to one without it that has the least model memory in use"
+            )
     if any(not c.cloud_footprints for c in candidates):
         notes.append(
             "emulator budgets use raw footprints, as the emulator measures them, and a "

@@ -40,6 +40,9 @@ class Footprint:
     instance_kind: str | None = None
     """The kind config.pbtxt's instance_group names (KIND_GPU, KIND_CPU); None where it names
     none (Triton then puts an instance on each GPU)."""
+    instance_count: int | None = None
+    """Model instances (requests served at once) config.pbtxt's instance_group names; None
+    where it names none (one per GPU: one on a single-GPU instance)."""
 
 
 @dataclass(frozen=True)

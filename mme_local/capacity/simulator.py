@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mme_local.cache.policy import Budgets
-from mme_local.capacity.instance import ERROR, HIT, NOT_READY, Instance
+from mme_local.capacity.instance import ERROR, HIT, HIT_TIMED_OUT, NOT_READY, Instance
 from mme_local.capacity.memory_model import Allowances, cloud_memory
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.workload import Workload
@@ -38,6 +38,8 @@ class ModelCosts:
     latency_s: list[float]
     gpu_estimated: bool = False
     """Some GPU footprint is an estimate (no GPU profile for its artifact)."""
+    instances: list[int] | None = None
+    """Per model: how many requests it serves at once (its config's instance count)."""
 
 
 def model_costs(
@@ -69,6 +71,7 @@ def model_costs(
         unload_s=[f.unload_s for f in fps],
         latency_s=[f.warm_latency_s or 0.0 for f in fps],
         gpu_estimated=estimated,
+        instances=[f.instance_count or 1 for f in fps],
     )
 
 
@@ -93,6 +96,13 @@ class SimConfig:
     """A load that does not fit in the instance's memory fails as the container answers it
     (507: the platform unloads an idle model and loads once more, else the request gets the
     error). Off for the emulator's own budgets, which load over a budget and log it."""
+    queueing: bool = False
+    """A loaded model answers as many requests at once as it has instances, each taking its
+    service time; the rest queue, and the queueing counts in added latency. Off for replays
+    of recorded runs, whose recorded model latency has the real queueing in it."""
+    busy_queue: int = 4
+    """With queueing and several instances: a model with this many requests queued is busy,
+    and the next request goes to another instance."""
 
 
 @dataclass(frozen=True)
@@ -275,13 +285,13 @@ def _warmup_end(
 def _window(
     waits: npt.NDArray[np.float64], outcome: npt.NDArray[np.int8], loads: int, duration: float
 ) -> Window:
-    counts = np.bincount(outcome, minlength=4)
+    counts = np.bincount(outcome, minlength=5)
     p50, p99 = _percentiles(waits)
     return Window(
         requests=len(waits),
-        hits=int(counts[HIT]),
+        hits=int(counts[HIT] + counts[HIT_TIMED_OUT]),
         not_ready=int(counts[NOT_READY]),
-        errors=int(counts[ERROR]),
+        errors=int(counts[ERROR] + counts[HIT_TIMED_OUT]),
         loads=loads,
         duration_s=duration,
         wait_p50_s=p50,

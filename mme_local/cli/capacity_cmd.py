@@ -149,6 +149,13 @@ def plan(
         str,
         typer.Option(help="GPU memory per model beyond its parameters, where not measured."),
     ] = "64MiB",
+    busy_queue: Annotated[
+        int,
+        typer.Option(
+            help="Requests queued for a model that make it busy: the next goes to another "
+            "instance (with --count above 1)."
+        ),
+    ] = 4,
     host_share: Annotated[
         str,
         typer.Option(help="Host memory per KIND_GPU model, where not measured on a GPU."),
@@ -182,6 +189,8 @@ def plan(
 
     memory = size("--memory-limit", memory_limit)
     disk = size("--disk-limit", disk_limit)
+    if busy_queue < 1:
+        raise CapacityError("--busy-queue must be 1 or more")
     if not 0 <= max_failed_share <= 1:
         raise CapacityError("--max-failed-share must be a share between 0 and 1, e.g. 0.001")
 
@@ -212,6 +221,7 @@ def plan(
         ready_timeout_s=model_ready_timeout,
         cache_enabled=model_cache == "Enabled",
         allowances=allowances,
+        busy_queue=busy_queue,
     )
     result = make_plan(request)
     rendered = RENDERERS[format](result)

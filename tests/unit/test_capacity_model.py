@@ -121,11 +121,11 @@ def test_a_model_larger_than_the_gpu_is_answered_with_an_error() -> None:
 
 
 def test_a_load_that_does_not_fit_beside_a_busy_model_gets_the_error() -> None:
-    # two 12 GiB models on an A10G; a is answering a 100 s request when b arrives: 507, a is
+    # two 12 GiB models on an A10G; a is answering a 50 s request when b arrives: 507, a is
     # pinned, so b's request gets the error.
     allowances = replace(NO_SLACK, gpu_workspace_bytes=12 * GiB - 20 * MiB)
     fp = footprint()
-    workload = Workload([0.0, 5.0], [0, 1], ["a", "b"], [fp, fp], service_s=[100.0, 0.0])
+    workload = Workload([0.0, 5.0], [0, 1], ["a", "b"], [fp, fp], service_s=[50.0, 0.0])
     result = _run(workload, "ml.g5.xlarge", allowances)
     assert (result.loads, result.rejected_loads, result.errors) == (1, 1, 1)
 
@@ -254,7 +254,7 @@ def test_every_output_marks_unverified_prices(tmp_path: Path) -> None:
 
 
 def test_the_profiler_reads_where_a_config_places_its_instances(tmp_path: Path) -> None:
-    from mme_local.capacity.profiler import _instance_kind
+    from mme_local.capacity.profiler import _instance_count, _instance_kind
 
     (tmp_path / "m").mkdir()
     config = tmp_path / "m" / "config.pbtxt"
@@ -264,3 +264,77 @@ def test_the_profiler_reads_where_a_config_places_its_instances(tmp_path: Path) 
     assert _instance_kind(tmp_path) == "KIND_GPU"
     config.write_text("instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n")
     assert _instance_kind(tmp_path) == "KIND_CPU"
+    assert _instance_count(tmp_path) == 1
+    config.write_text("instance_group [ { count: 2 kind: KIND_GPU }, { count: 1 } ]\n")
+    assert _instance_count(tmp_path) == 3
+    config.write_text('platform: "onnxruntime_onnx"\n')
+    assert _instance_count(tmp_path) is None
+
+
+# ----- 4. queueing: a model serves as many requests at once as it has instances ---------------
+
+
+def _waits(
+    times: list[float], count: int = 1, instances: int = 1, busy_queue: int = 4
+) -> tuple[list[float], int]:
+    """Waits per request for one model (load 1 s, download 0.5 s, service 1 s) and the
+    number of loads over `count` instances of an ml.g5.xlarge."""
+    fp = replace(footprint(), warm_latency_s=1.0, instance_count=instances)
+    workload = Workload(times, [0] * len(times), ["a"], [fp])
+    prof = profile(fp)
+    (candidate,) = instance_candidates(
+        ["ml.g5.xlarge"], [count], prof, Parallelism(), 60.0, busy_queue=busy_queue
+    )
+    costs = model_costs(workload, prof, True)
+    waits: list[float] = [0.0] * len(times)
+
+    def answer(index: int, wait: float | None, how: int) -> None:
+        waits[index] = -1.0 if wait is None else wait
+
+    from mme_local.capacity.instance import Instance
+    from mme_local.capacity.simulator import route
+
+    fleet = [Instance(candidate.config, costs, answer) for _ in range(count)]
+    for index, t in enumerate(times):
+        route(fleet, 0, t).request(index, t, 0, 1.0, -1.0)
+    for inst in fleet:
+        inst.advance(float("inf"))
+    return waits, sum(inst.machine.loads for inst in fleet)
+
+
+def test_requests_beyond_the_models_instances_queue_and_wait() -> None:
+    # loaded by 1.5 s; three requests at 10 s on one instance of the model: served at 10, 11
+    # and 12 s (1 s each), so they wait 0, 1 and 2 s
+    waits, loads = _waits([0.0, 10.0, 10.0, 10.0])
+    assert waits == [1.5, 0.0, 1.0, 2.0]
+    assert loads == 1
+
+
+def test_a_model_with_two_instances_serves_two_at_once() -> None:
+    waits, _ = _waits([0.0, 10.0, 10.0, 10.0], instances=2)
+    assert waits == [1.5, 0.0, 0.0, 1.0]
+
+
+def test_a_model_is_busy_by_its_queue_length_and_the_threshold_is_configurable() -> None:
+    # two instances of the endpoint; at 10 s, four requests: the first is served at once, the
+    # next two queue (2 waiting). With --busy-queue 2 the fourth goes to the other instance,
+    # which loads the model (1.5 s); with 3 it queues on the first (waits 3 s).
+    waits, loads = _waits([0.0, 10.0, 10.0, 10.0, 10.0], count=2, busy_queue=2)
+    assert (waits[4], loads) == (1.5, 2)
+    waits, loads = _waits([0.0, 10.0, 10.0, 10.0, 10.0], count=2, busy_queue=3)
+    assert (waits[4], loads) == (3.0, 1)
+
+
+def test_a_request_queued_past_sagemakers_60_s_gets_an_error() -> None:
+    # service 1 s, one instance of the model: 62 requests at 10 s. The 61st begins at 70 s
+    # and would answer at 71 s, past 10 + 60: it and the 62nd get the error (a cache hit all
+    # the same), after 59 s of waiting (the 60 s less its own service)
+    waits, _ = _waits([0.0] + [10.0] * 62)
+    assert waits[1:3] == [0.0, 1.0] and waits[60] == 59.0
+    assert waits[61] == waits[62] == 59.0
+    fp = replace(footprint(), warm_latency_s=1.0)
+    result = _run(
+        Workload([0.0] + [10.0] * 62, [0] * 63, ["a"], [fp]), "ml.g5.xlarge", Allowances()
+    )
+    assert (result.hits, result.errors) == (62, 2)
+    assert result.steady is not None and result.steady.errors == 2

@@ -34,7 +34,7 @@ def _plan(targets: Targets, models: int = 40):  # type: ignore[no-untyped-def]
 
 
 def test_more_memory_means_more_hits_and_the_cheapest_fitting_is_chosen() -> None:
-    plan = _plan(Targets(hit_ratio=0.8))
+    plan = _plan(Targets(hit_ratio=0.7))
     by_label = {o.candidate.label: o for o in plan.outcomes}
     assert (
         by_label["ml.g5.xlarge x1"].result.hit_ratio
