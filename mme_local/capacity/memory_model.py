@@ -12,7 +12,9 @@ unload unused models. So each memory is charged for what it holds there:
 A GPU profile (the GPU check, or `capacity profile` on a GPU) measured both memories and
 replaces every estimate below. A CPU-only profile measured host memory with the weights in
 it, so for `KIND_GPU` models the GPU footprint is estimated (parameter bytes, taken as the
-extracted size, plus a workspace allowance) and the host share is an allowance too.
+extracted size, plus a workspace allowance) and the host share is an allowance too. The
+defaults come from AWS's GPU MME benchmark (see `Allowances`); the host share and host reserve
+are assumptions.
 
 The instance's budgets leave room for what is not a model: host memory less a reserve for the
 OS, the platform's agents and the container's other processes; GPU memory less the CUDA
@@ -38,17 +40,22 @@ class Allowances:
     host_share_bytes: int = 10 * MiB
     """Host memory a `KIND_GPU` model holds besides its GPU copy (backend bookkeeping, the
     model's config and I/O buffers), used when no GPU profile measured it (--host-share)."""
-    gpu_workspace_bytes: int = 64 * MiB
+    gpu_workspace_share: float = 0.15
     """GPU memory a model needs beyond its parameters (activations, cuDNN/cuBLAS workspace),
-    added to the parameter bytes when no GPU profile measured it (--gpu-workspace). AWS's GPU
-    MME benchmark measured about 480 MB per TorchScript bert-base copy, whose weights are
-    about 420 MB."""
+    as a share of the parameter bytes, when no GPU profile measured it (--gpu-workspace 15%).
+    AWS's GPU MME benchmark measured about 480 MB per TorchScript bert-base copy on a T4,
+    whose fp32 weights are about 420 MB: about 15% over the weights."""
+    gpu_workspace_bytes: int = 0
+    """Or a fixed amount per model (--gpu-workspace 64MiB), in place of the share."""
     host_reserve_bytes: int = 2 * GiB
     """Host memory kept from models: the OS, SageMaker's agents and the container's
-    processes other than the model server (--host-reserve)."""
-    gpu_baseline_bytes: int = 1 * GiB
-    """GPU memory the model server takes with nothing loaded (CUDA context, the backend's
-    kernels), used when no GPU profile measured it (--gpu-baseline)."""
+    processes other than the model server (--host-reserve). An assumption: AWS publishes no
+    figure."""
+    gpu_baseline_bytes: int = 2_900_000_000
+    """GPU memory not available to models with nothing loaded (CUDA context, the backend,
+    the platform's headroom), used when no GPU profile measured it (--gpu-baseline). In the
+    same AWS benchmark 25-26 copies of 480 MB filled the T4's 15,360 MiB: about 2.9 GB went
+    elsewhere, once per instance."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ def cloud_memory(profile: Profile, footprint: Footprint, allowances: Allowances)
         return ModelMemory(host, 0, estimated=False)
     if footprint.gpu_memory_bytes is not None:
         return ModelMemory(host, profile.cloud_gpu_bytes(footprint), estimated=False)
-    gpu = footprint.extracted_bytes + allowances.gpu_workspace_bytes
+    weights = footprint.extracted_bytes
+    gpu = weights + int(weights * allowances.gpu_workspace_share) + allowances.gpu_workspace_bytes
     return ModelMemory(allowances.host_share_bytes, gpu, estimated=True)
 
 

@@ -252,10 +252,10 @@ def _notes(
         if gpu_estimated:
             notes.append(
                 "GPU memory was not measured (no GPU profile): each KIND_GPU model's GPU "
-                "footprint is an estimate, its extracted size plus "
-                f"{allowances.gpu_workspace_bytes >> 20} MiB of workspace (--gpu-workspace), "
-                f"and its host share {allowances.host_share_bytes >> 20} MiB (--host-share); "
-                "a profile made on a GPU replaces both"
+                f"footprint is an estimate, its extracted size plus {_workspace(allowances)} "
+                "of workspace (--gpu-workspace; AWS's bert-base benchmark: about 15%), and its "
+                f"host share {allowances.host_share_bytes >> 20} MiB (--host-share); a profile "
+                "made on a GPU replaces both"
             )
         notes.append(
             f"host budget: the instance's memory less {allowances.host_reserve_bytes >> 20} "
@@ -265,8 +265,9 @@ def _notes(
         )
         if profile.baseline_gpu_bytes is None:
             notes.append(
-                f"GPU memory with nothing loaded (CUDA context, backend): "
-                f"{allowances.gpu_baseline_bytes >> 20} MiB, not measured (--gpu-baseline)"
+                "GPU memory not available to models (CUDA context, backend, headroom): "
+                f"{allowances.gpu_baseline_bytes >> 20} MiB, not measured (--gpu-baseline; "
+                "AWS's bert-base benchmark on a T4: about 2.9 GB)"
             )
         notes.append(
             "a load that doesn't fit fails as on SageMaker: the container answers 507, an "
@@ -297,3 +298,12 @@ def _notes(
             "recorded trace's own cold-start waits where it has them"
         )
     return notes
+
+
+def _workspace(allowances: Allowances) -> str:
+    parts = []
+    if allowances.gpu_workspace_share:
+        parts.append(f"{allowances.gpu_workspace_share:.0%}")
+    if allowances.gpu_workspace_bytes:
+        parts.append(f"{allowances.gpu_workspace_bytes >> 20} MiB")
+    return " + ".join(parts) or "nothing"

@@ -143,12 +143,15 @@ def plan(
     ] = "2GiB",
     gpu_baseline: Annotated[
         str,
-        typer.Option(help="GPU memory taken with nothing loaded, where the profile has none."),
-    ] = "1GiB",
+        typer.Option(help="GPU memory not for models (CUDA, backend), where not profiled."),
+    ] = "2.9G",
     gpu_workspace: Annotated[
         str,
-        typer.Option(help="GPU memory per model beyond its parameters, where not measured."),
-    ] = "64MiB",
+        typer.Option(
+            help="GPU memory per model beyond its parameters, where not measured: a share "
+            "(15%) or a size (64MiB)."
+        ),
+    ] = "15%",
     busy_queue: Annotated[
         int,
         typer.Option(
@@ -199,9 +202,17 @@ def plan(
         assert value is not None
         return value
 
+    if gpu_workspace.endswith("%"):
+        try:
+            share, fixed = float(gpu_workspace[:-1]) / 100, 0
+        except ValueError:
+            raise CapacityError(f"--gpu-workspace {gpu_workspace!r}: give 15% or 64MiB") from None
+    else:
+        share, fixed = 0.0, allowance("--gpu-workspace", gpu_workspace)
     allowances = Allowances(
         host_share_bytes=allowance("--host-share", host_share),
-        gpu_workspace_bytes=allowance("--gpu-workspace", gpu_workspace),
+        gpu_workspace_share=share,
+        gpu_workspace_bytes=fixed,
         host_reserve_bytes=allowance("--host-reserve", host_reserve),
         gpu_baseline_bytes=allowance("--gpu-baseline", gpu_baseline),
     )

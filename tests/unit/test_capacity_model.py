@@ -23,7 +23,7 @@ from mme_local.capacity.workload import Workload
 from tests.unit.capacity_support import MiB, footprint, profile, sequential
 
 GiB = 1024 * MiB
-NO_SLACK = Allowances(host_reserve_bytes=0, gpu_baseline_bytes=0, gpu_workspace_bytes=0)
+NO_SLACK = Allowances(host_reserve_bytes=0, gpu_baseline_bytes=0, gpu_workspace_share=0.0)
 
 
 def _run(workload: Workload, instance: str, allowances: Allowances, **kw: object) -> SimResult:
@@ -48,8 +48,8 @@ def test_a_cpu_profile_puts_the_weights_on_the_gpu_and_a_host_share_in_host_memo
     fp = replace(footprint(host_mib=435, platform="pytorch_libtorch"))
     prof = profile(fp, stub_mib=350)
     memory = cloud_memory(prof, fp, Allowances())
-    # GPU: 20 MiB of parameters + 64 MiB workspace; host: the 10 MiB share, not the 85 MiB
-    assert (memory.host_bytes, memory.gpu_bytes, memory.estimated) == (10 * MiB, 84 * MiB, True)
+    # GPU: 20 MiB of parameters + 15% workspace; host: the 10 MiB share, not the 85 MiB
+    assert (memory.host_bytes, memory.gpu_bytes, memory.estimated) == (10 * MiB, 23 * MiB, True)
 
 
 def test_a_kind_cpu_model_holds_host_memory_only() -> None:
@@ -82,7 +82,7 @@ def test_weights_count_against_the_gpu_only() -> None:
 def test_instance_budgets_take_the_reserve_and_the_gpu_baseline() -> None:
     memory = instance_memory(16 * GiB, 15_360 * MiB, profile(), Allowances())
     assert memory.host_budget_bytes == 14 * GiB  # 16 GiB less the 2 GiB reserve
-    assert (memory.base_gpu_bytes, memory.gpu_base_measured) == (1 * GiB, False)
+    assert (memory.base_gpu_bytes, memory.gpu_base_measured) == (2_900_000_000, False)
     measured = replace(profile(), baseline_gpu_bytes=300 * MiB)
     assert instance_memory(16 * GiB, 15_360 * MiB, measured, Allowances()).base_gpu_bytes == (
         300 * MiB
@@ -338,3 +338,27 @@ def test_a_request_queued_past_sagemakers_60_s_gets_an_error() -> None:
     )
     assert (result.hits, result.errors) == (62, 2)
     assert result.steady is not None and result.steady.errors == 2
+
+
+def test_cli_memory_flags_reach_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from mme_local.cli.app import app
+    from mme_local.cli.errors import run_app
+
+    path = tmp_path / "p.json"
+    profile().save(path)
+    args = ["--profile", str(path), "--models", "3", "--requests", "30", "--format", "json"]
+    flags = ["--gpu-workspace", "64MiB", "--gpu-baseline", "1GiB", "--instances", "ml.g5.xlarge"]
+    monkeypatch.setattr(sys, "argv", ["mme-local", "capacity", "plan", *args, *flags])
+    run_app(app)
+    notes = " ".join(json.loads(capsys.readouterr().out)["notes"])
+    assert "plus 64 MiB of workspace" in notes and "1024 MiB, not measured" in notes
+    monkeypatch.setattr(
+        sys, "argv", ["mme-local", "capacity", "plan", *args, "--gpu-workspace", "lots%"]
+    )
+    with pytest.raises(SystemExit):
+        run_app(app)
+    assert "--gpu-workspace 'lots%'" in capsys.readouterr().err
