@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.front_end import DEFAULT_STALL_SHARE, DEFAULT_TRITON_VERSION
 from mme_local.capacity.memory_model import Allowances
 from mme_local.capacity.plan import (
     Candidate,
@@ -82,6 +83,8 @@ class PlanRequest:
     cache_enabled: bool = True
     allowances: Allowances = field(default_factory=Allowances)
     busy_queue: int = 4
+    triton_version: str = DEFAULT_TRITON_VERSION
+    stall_share: float = DEFAULT_STALL_SHARE
 
 
 def workload_for(request: PlanRequest, profile: Profile) -> Workload:
@@ -126,6 +129,8 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
         request.cache_enabled,
         request.allowances,
         request.busy_queue,
+        request.triton_version,
+        request.stall_share,
     )
 
 

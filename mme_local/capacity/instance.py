@@ -13,6 +13,7 @@ recording takes the time that request waited (its download included), not the pr
 from __future__ import annotations
 
 import heapq
+import random
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -89,6 +90,10 @@ class Instance:
         """Request index -> (arrival, service s) while it waits for its model."""
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
+        self._ops: list[float] = []
+        """When each load and unload in flight ends (a heap), for the front end's stalls."""
+        self._unloads_end = 0.0
+        self._rng = random.Random(0)
         self._free: dict[int, list[float]] = {}
         """Model -> when each of its instances is next free (a heap), with queueing."""
         self._begins: dict[int, deque[float]] = {}
@@ -161,7 +166,14 @@ class Instance:
         how: int,
     ) -> None:
         """Answer the request: with queueing, it waits for one of the model's instances
-        (first come, first served) and that wait counts in its added latency."""
+        (first come, first served) and that wait counts in its added latency; so do the
+        model server's stalls (`_stalled`)."""
+        config = self.config
+        stalled = 0.0
+        if config.unload_blocks_invokes or config.stall_share:
+            stalled = self._stalled(start) - start
+            waited += stalled
+            start += stalled
         if self.config.queueing:
             free = self._free.get(model)
             if free is None:
@@ -171,11 +183,11 @@ class Instance:
             if begin > start:
                 self._begins.setdefault(model, deque()).append(begin)
             queued = begin - start
-            if queued + service_s > INVOKE_TIMEOUT_S:
+            if stalled + queued + service_s > INVOKE_TIMEOUT_S:
                 # The model can't answer within SageMaker's 60 s: the client gets an error
                 # then, while the model still works through the queue.
                 how = HIT_TIMED_OUT if how == HIT else ERROR
-                waited += INVOKE_TIMEOUT_S - service_s
+                waited += INVOKE_TIMEOUT_S - service_s - stalled
                 self.errors += 1
             else:
                 waited += queued
@@ -188,6 +200,24 @@ class Instance:
             self._push(end, _DONE, entry)
         else:
             self.machine.done(entry)
+
+    def _stalled(self, start: float) -> float:
+        """When a request the model could start at `start` gets to Triton's model: from
+        Triton 2.65 (25.12) every invocation waits while any model unloads (the SageMaker
+        front end holds its model-list mutex for the whole unload); in every version a
+        request whose front-end thread is running a load or unload waits for it, which a
+        `stall_share` of the requests arriving during one does (their thread is unknown)."""
+        begin = start
+        if self.config.unload_blocks_invokes and self._unloads_end > begin:
+            begin = self._unloads_end
+        ops = self._ops
+        while ops and ops[0] <= start:
+            heapq.heappop(ops)
+        if ops and self._rng.random() < self.config.stall_share:
+            end = ops[self._rng.randrange(len(ops))]
+            if end > begin:
+                begin = end
+        return begin
 
     def _instances(self, model: int) -> int:
         counts = self.costs.instances
@@ -301,11 +331,14 @@ class Instance:
         end = self._recorded_end.pop(entry.target_model, None)
         if self.config.out_of_memory and not self._fits(entry, model):
             # The container fails the load once it runs out of memory: at its end, at worst.
-            self._push(self.now + self.costs.load_s[model], _REJECTED, entry)
+            at, kind = self.now + self.costs.load_s[model], _REJECTED
         elif end is not None:
-            self._push(max(self.now, end), _LOADED, entry)
+            at, kind = max(self.now, end), _LOADED
         else:
-            self._push(self.now + self.costs.load_s[model], _LOADED, entry)
+            at, kind = self.now + self.costs.load_s[model], _LOADED
+        self._push(at, kind, entry)
+        if self.config.stall_share:
+            heapq.heappush(self._ops, at)
 
     def _fits(self, entry: ModelEntry, model: int) -> bool:
         """Take the model's memory if the instance has it (what a load really allocates)."""
@@ -334,7 +367,12 @@ class Instance:
     def _unload(self, command: Unload) -> None:
         entry = command.entry
         kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
-        self._push(self.now + self.costs.unload_s[int(entry.target_model)], kind, entry)
+        at = self.now + self.costs.unload_s[int(entry.target_model)]
+        self._push(at, kind, entry)
+        if self.config.stall_share:
+            heapq.heappush(self._ops, at)
+        if at > self._unloads_end:
+            self._unloads_end = at
 
     def _answered(self, command: Answer) -> None:
         index = command.request

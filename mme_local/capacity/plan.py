@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.cache.policy import Budgets
 from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.front_end import (
+    DEFAULT_STALL_SHARE,
+    DEFAULT_TRITON_VERSION,
+    unload_blocks_invokes,
+)
 from mme_local.capacity.memory_model import Allowances, instance_memory
 from mme_local.capacity.prices import PriceTable
 from mme_local.capacity.profile import Profile
@@ -118,10 +123,13 @@ def instance_candidates(
     cache_enabled: bool = True,
     allowances: Allowances | None = None,
     busy_queue: int = 4,
+    triton_version: str = DEFAULT_TRITON_VERSION,
+    stall_share: float = DEFAULT_STALL_SHARE,
 ) -> list[Candidate]:
     """Each instance type x count, with the type's host (less the reserve), GPU and
     instance-storage budgets; a load that doesn't fit fails as the container answers it."""
     allowances = allowances or Allowances()
+    unload_blocks = unload_blocks_invokes(triton_version)
     candidates = []
     for name in names:
         try:
@@ -149,6 +157,8 @@ def instance_candidates(
                 out_of_memory=True,
                 queueing=True,
                 busy_queue=busy_queue,
+                unload_blocks_invokes=unload_blocks,
+                stall_share=stall_share,
             )
             label = f"{name} x{count}" + ("" if cache_enabled else " (cache disabled)")
             candidates.append(Candidate(label, config, name))
@@ -284,6 +294,19 @@ def _notes(
             "a loaded model answers as many requests at once as its config's instance count "
             "(1 where it names none), each in its warm latency; the rest queue, and the "
             "queueing counts in added latency"
+        )
+        cloud = [c.config for c in candidates if c.cloud_footprints]
+        if any(c.unload_blocks_invokes for c in cloud):
+            notes.append(
+                "Triton 25.12 or later: every invocation waits while any model unloads on its "
+                "instance (the SageMaker front end holds its model-list mutex for the unload)"
+            )
+        share = max(c.stall_share for c in cloud)
+        notes.append(
+            f"{share:.0%} of the requests that arrive while a load or unload runs on their "
+            "instance wait for it (their front-end thread runs it; as measured on the embedded "
+            "Triton 2.51, 6 of 7; the platform's connection placement is unknown; "
+            "--front-end-stall)"
         )
         busy = sorted({c.config.busy_queue for c in candidates if c.cloud_footprints})
         if any(c.config.count > 1 for c in candidates if c.cloud_footprints):

@@ -100,6 +100,11 @@ class SimConfig:
     """A loaded model answers as many requests at once as it has instances, each taking its
     service time; the rest queue, and the queueing counts in added latency. Off for replays
     of recorded runs, whose recorded model latency has the real queueing in it."""
+    unload_blocks_invokes: bool = False
+    """Triton 2.65 (25.12) and later: every invocation waits while any model unloads."""
+    stall_share: float = 0.0
+    """Share of the requests arriving during a load or unload that wait for it (their
+    front-end thread is running it), in every Triton version."""
     busy_queue: int = 4
     """With queueing and several instances: a model with this many requests queued is busy,
     and the next request goes to another instance."""

@@ -159,6 +159,20 @@ def plan(
             "instance (with --count above 1)."
         ),
     ] = 4,
+    triton_version: Annotated[
+        str,
+        typer.Option(
+            help="The Triton container the endpoint runs (25.12 and later: unloads block "
+            "every invocation)."
+        ),
+    ] = "24.09",
+    front_end_stall: Annotated[
+        float,
+        typer.Option(
+            help="Share of requests arriving during a load or unload that wait for it (0 to 1).",
+            show_default="6/7, as measured locally",
+        ),
+    ] = 6 / 7,
     host_share: Annotated[
         str,
         typer.Option(help="Host memory per KIND_GPU model, where not measured on a GPU."),
@@ -192,6 +206,8 @@ def plan(
 
     memory = size("--memory-limit", memory_limit)
     disk = size("--disk-limit", disk_limit)
+    if not 0 <= front_end_stall <= 1:
+        raise CapacityError("--front-end-stall must be a share between 0 and 1")
     if busy_queue < 1:
         raise CapacityError("--busy-queue must be 1 or more")
     if not 0 <= max_failed_share <= 1:
@@ -233,6 +249,8 @@ def plan(
         cache_enabled=model_cache == "Enabled",
         allowances=allowances,
         busy_queue=busy_queue,
+        triton_version=triton_version,
+        stall_share=front_end_stall,
     )
     result = make_plan(request)
     rendered = RENDERERS[format](result)

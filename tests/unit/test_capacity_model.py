@@ -362,3 +362,57 @@ def test_cli_memory_flags_reach_the_plan(
     with pytest.raises(SystemExit):
         run_app(app)
     assert "--gpu-workspace 'lots%'" in capsys.readouterr().err
+
+
+# ----- 9. invocations that wait for loads and unloads ------------------------------------------
+
+
+def _cold_then_other(version: str, stall_share: float) -> list[float]:
+    """Cache disabled: model a (at 0 s) loads by 1.5 s, answers in 10 ms, then unloads for
+    5 s (until 6.51 s); model b, asked at 2 s, is downloaded and loaded by 3.5 s."""
+    from mme_local.capacity.instance import Instance
+
+    fp = footprint(load_s=1.0, download_s=0.5, unload_s=5.0)
+    workload = Workload([0.0, 2.0], [0, 1], ["a", "b"], [fp, fp])
+    prof = profile(fp)
+    (candidate,) = instance_candidates(
+        ["ml.g5.xlarge"],
+        [1],
+        prof,
+        Parallelism(),
+        60.0,
+        cache_enabled=False,
+        triton_version=version,
+        stall_share=stall_share,
+    )
+    waits = [0.0, 0.0]
+
+    def answer(index: int, wait: float | None, how: int) -> None:
+        waits[index] = -1.0 if wait is None else wait
+
+    inst = Instance(candidate.config, model_costs(workload, prof, True), answer)
+    for index, (t, model) in enumerate(zip(workload.times, workload.models, strict=True)):
+        inst.request(index, t, model, 0.01, -1.0)
+    inst.advance(float("inf"))
+    return waits
+
+
+def test_from_triton_25_12_every_invocation_waits_for_an_unload_in_flight() -> None:
+    # b is ready at 3.5 s but waits for a's unload to end at 6.51 s: 4.51 s after asking
+    assert _cold_then_other("25.12", 0.0) == [1.5, pytest.approx(4.51)]
+    assert _cold_then_other("24.09", 0.0) == [1.5, 1.5]
+
+
+def test_a_request_on_the_thread_running_an_unload_waits_in_every_version() -> None:
+    # every request arriving during a load or unload waits for one of them (share 1): b's
+    # only one in flight at 3.5 s is a's unload
+    assert _cold_then_other("24.09", 1.0) == [1.5, pytest.approx(4.51)]
+
+
+def test_a_bad_triton_version_gets_one_line() -> None:
+    from mme_local.capacity.errors import CapacityError
+
+    with pytest.raises(CapacityError, match="not a release like 24.09"):
+        instance_candidates(
+            ["ml.g5.xlarge"], [1], profile(), Parallelism(), 60.0, triton_version="x"
+        )
