@@ -90,6 +90,10 @@ class Instance:
         """Request index -> (arrival, service s) while it waits for its model."""
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
+        self._queueing = config.queueing
+        self._unload_blocks = config.unload_blocks_invokes
+        self._stall_share = config.stall_share
+        self._stalls = config.unload_blocks_invokes or config.stall_share > 0
         self._ops: list[float] = []
         """When each load and unload in flight ends (a heap), for the front end's stalls."""
         self._unloads_end = 0.0
@@ -134,7 +138,7 @@ class Instance:
         machine = self.machine
         entry = machine.request(index, key)
         if entry.state is LOADED:
-            if self.config.queueing:
+            if self._queueing:
                 self._serve(entry, index, model, t, service_s, 0.0, HIT)
             else:
                 self.answer(index, 0.0, HIT)
@@ -168,21 +172,27 @@ class Instance:
         """Answer the request: with queueing, it waits for one of the model's instances
         (first come, first served) and that wait counts in its added latency; so do the
         model server's stalls (`_stalled`)."""
-        config = self.config
         stalled = 0.0
-        if config.unload_blocks_invokes or config.stall_share:
+        if self._stalls:
             stalled = self._stalled(start) - start
             waited += stalled
             start += stalled
-        if self.config.queueing:
+        if self._queueing:
             free = self._free.get(model)
             if free is None:
                 free = self._free[model] = [0.0] * self._instances(model)
-            begin = start if free[0] <= start else free[0]
-            heapq.heapreplace(free, begin + service_s)
-            if begin > start:
-                self._begins.setdefault(model, deque()).append(begin)
-            queued = begin - start
+            first = free[0]
+            if first > start:
+                heapq.heapreplace(free, first + service_s)
+                begins = self._begins.get(model)
+                if begins is None:
+                    begins = self._begins[model] = deque()
+                begins.append(first)
+                queued = first - start
+                start = first
+            else:
+                heapq.heapreplace(free, start + service_s)
+                queued = 0.0
             if stalled + queued + service_s > INVOKE_TIMEOUT_S:
                 # The model can't answer within SageMaker's 60 s: the client gets an error
                 # then, while the model still works through the queue.
@@ -191,13 +201,14 @@ class Instance:
                 self.errors += 1
             else:
                 waited += queued
-            start = begin
         self.answer(index, waited, how)
         end = start + service_s
-        if end > self.busy_until.get(model, 0.0):
-            self.busy_until[model] = end
+        busy_until = self.busy_until
+        if end > busy_until.get(model, 0.0):
+            busy_until[model] = end
         if service_s > 0:
-            self._push(end, _DONE, entry)
+            self._seq += 1
+            heapq.heappush(self.events, (end, self._seq, _DONE, entry))
         else:
             self.machine.done(entry)
 
@@ -208,13 +219,15 @@ class Instance:
         request whose front-end thread is running a load or unload waits for it, which a
         `stall_share` of the requests arriving during one does (their thread is unknown)."""
         begin = start
-        if self.config.unload_blocks_invokes and self._unloads_end > begin:
+        if self._unload_blocks and self._unloads_end > begin:
             begin = self._unloads_end
         ops = self._ops
+        if not ops:
+            return begin
         while ops and ops[0] <= start:
             heapq.heappop(ops)
-        if ops and self._rng.random() < self.config.stall_share:
-            end = ops[self._rng.randrange(len(ops))]
+        if ops and self._rng.random() < self._stall_share:
+            end = ops[int(self._rng.random() * len(ops))]
             if end > begin:
                 begin = end
         return begin
