@@ -238,6 +238,8 @@ class CacheMachine:
         self._loads = _Slots(max_parallel_loads)
         self._room_queue: deque[ModelEntry] = deque()
         self._memory_queue: deque[ModelEntry] = deque()
+        self._memory_wait: tuple[object, ...] | None = None
+        """`_memory_key()` when the head of the memory queue last waited for unloads."""
         self._after_unload: dict[str, ModelEntry] = {}
         """Victim name -> the load that answered 507 and retries once the victim is out."""
         self._wanted_reserve: dict[str, int] = {}
@@ -546,11 +548,27 @@ class CacheMachine:
                     "%s loads over the %s: every model is in use", entry.target_model, reason
                 )
             elif reason is not None:
-                return  # unloads in flight free enough: wait for them
+                # Unloads in flight free enough: wait for them. Until the memory figures or
+                # the head change, another try would end here again.
+                self._memory_wait = self._memory_key()
+                return
             queue.popleft()
             self._hold_memory(entry)
             entry.waiting = None
             self.outbox.append(Load(entry))
+
+    def _memory_key(self) -> tuple[object, ...]:
+        """What `_grant_memory`'s wait for unloads in flight depends on."""
+        head = self._memory_queue[0] if self._memory_queue else None
+        return (
+            head,
+            self.base_host,
+            self.base_gpu,
+            self.host_held,
+            self.gpu_held,
+            self.host_leaving,
+            self.gpu_leaving,
+        )
 
     def _hold_memory(self, entry: ModelEntry) -> None:
         if not entry.holds_memory:
@@ -763,7 +781,7 @@ class CacheMachine:
             self.models.pop(entry.target_model, None)
             self.forgotten += 1
             return
-        if state is LOADED and self._memory_queue:
+        if state is LOADED and self._memory_queue and self._memory_wait != self._memory_key():
             self._grant_memory()
         if (state is LOADED or state is ON_DISK) and self._room_queue:
             if self._room_short is not None:
