@@ -665,8 +665,7 @@ class CacheMachine:
         entry.waiting = Waiting.MEMORY
         self._after_unload[victim.target_model] = entry
         self._unload(victim, "container answered 507 on load")
-        # Only now: the load that takes over the slot may want room too, and must not pick
-        # the victim already chosen here.
+        # Only now: the load that takes over the slot may pick victims too, not this one.
         self._load_slot_freed()
 
     def load_timed_out(self, entry: ModelEntry, error: BaseException) -> None:
