@@ -412,7 +412,7 @@ def test_a_request_on_the_thread_running_an_unload_waits_in_every_version() -> N
 def test_a_bad_triton_version_gets_one_line() -> None:
     from mme_local.capacity.errors import CapacityError
 
-    with pytest.raises(CapacityError, match="not a release like 24.09"):
+    with pytest.raises(CapacityError, match=r"not a release like 24\.09"):
         instance_candidates(
             ["ml.g5.xlarge"], [1], profile(), Parallelism(), 60.0, triton_version="x"
         )
