@@ -91,6 +91,7 @@ class Instance:
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
         self._queueing = config.queueing
+        self._routed = config.count > 1
         self._unload_blocks = config.unload_blocks_invokes
         self._stall_share = config.stall_share
         self._stalls = config.unload_blocks_invokes or config.stall_share > 0
@@ -184,10 +185,11 @@ class Instance:
             first = free[0]
             if first > start:
                 heapq.heapreplace(free, first + service_s)
-                begins = self._begins.get(model)
-                if begins is None:
-                    begins = self._begins[model] = deque()
-                begins.append(first)
+                if self._routed:  # only routing over several instances asks for queues
+                    begins = self._begins.get(model)
+                    if begins is None:
+                        begins = self._begins[model] = deque()
+                    begins.append(first)
                 queued = first - start
                 start = first
             else:
