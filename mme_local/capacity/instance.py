@@ -6,6 +6,11 @@ module only plays the executor's part with measured costs instead of I/O: a down
 model's memory, an unload `unload_s` later. A request that waits longer than the ready timeout
 is answered 429 (the work goes on), and a request holds its model for its service time.
 
+For instance candidates it also plays the cloud's model server: a load that doesn't fit what
+the instance really holds fails with a 507 (`out_of_memory`), a loaded model serves as many
+requests at once as it has instances and queues the rest (`queueing`), and requests wait for
+loads and unloads as Triton's SageMaker front end makes them (`front_end.py`).
+
 When replaying a recorded run, a load started by a request that was a cold start in the
 recording takes the time that request waited (its download included), not the profile's times.
 """
