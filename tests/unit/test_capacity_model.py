@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mme_local.capacity.memory_model import (
     CPU,
@@ -19,7 +21,7 @@ from mme_local.capacity.plan import Parallelism, Targets, instance_candidates, r
 from mme_local.capacity.prices import load_prices
 from mme_local.capacity.report import render_json, render_markdown, render_table
 from mme_local.capacity.simulator import SimResult, Window, model_costs, simulate
-from mme_local.capacity.workload import Workload
+from mme_local.capacity.workload import SyntheticSpec, Workload, synthetic
 from tests.unit.capacity_support import MiB, footprint, profile, sequential
 
 GiB = 1024 * MiB
@@ -416,3 +418,78 @@ def test_a_bad_triton_version_gets_one_line() -> None:
         instance_candidates(
             ["ml.g5.xlarge"], [1], profile(), Parallelism(), 60.0, triton_version="x"
         )
+
+
+# ----- the model's invariants over random workloads ---------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    models=st.integers(1, 12),
+    requests=st.integers(1, 150),
+    rate=st.floats(0.2, 50.0),
+    gib=st.integers(1, 9),
+    count=st.integers(1, 3),
+    instances=st.integers(1, 3),
+    stall=st.sampled_from([0.0, 0.5, 1.0]),
+    version=st.sampled_from(["24.09", "25.12"]),
+    seed=st.integers(0, 5),
+)
+def test_every_request_is_answered_once_and_memory_never_passes_the_gpu(
+    models: int,
+    requests: int,
+    rate: float,
+    gib: int,
+    count: int,
+    instances: int,
+    stall: float,
+    version: str,
+    seed: int,
+) -> None:
+    # models of `gib` GiB on an A10G (23,028 MiB, 2.9 GB kept back): from 7 fitting to 2
+    fp = replace(footprint(), warm_latency_s=0.05, instance_count=instances)
+    prof = profile(fp)
+    workload = synthetic(SyntheticSpec(models, requests, 1.0, rate, seed=seed), prof)
+    allowances = replace(Allowances(), gpu_workspace_share=0.0, gpu_workspace_bytes=gib * GiB)
+    candidates = instance_candidates(
+        ["ml.g5.xlarge"],
+        [count],
+        prof,
+        Parallelism(),
+        60.0,
+        allowances=allowances,
+        triton_version=version,
+        stall_share=stall,
+    )
+    costs = model_costs(workload, prof, True, allowances)
+    result = simulate(workload, costs, candidates[0].config)
+    # the GPU never holds more than it has: loads that don't fit are refused (507)
+    assert result.peak_gpu_bytes is not None
+    assert result.peak_gpu_bytes <= 23_028 * MiB
+    # every request is answered exactly once: a hit, a cold start, a 429 or an error
+    from mme_local.capacity.instance import Instance
+    from mme_local.capacity.simulator import route
+
+    answers = [0] * requests
+
+    def answer(index: int, wait: float | None, how: int) -> None:
+        answers[index] += 1
+
+    fleet = [Instance(candidates[0].config, costs, answer) for _ in range(count)]
+    for index, (t, model) in enumerate(zip(workload.times, workload.models, strict=True)):
+        route(fleet, model, t).request(index, t, model, 0.05, -1.0)
+    for inst in fleet:
+        inst.advance(float("inf"))
+    assert answers == [1] * requests
+    whole = result.whole
+    assert result.hits + result.not_ready <= requests
+    assert result.errors <= requests - result.not_ready
+    # the steady state is the requests after the warm-up, and nothing else
+    if result.steady is not None:
+        assert result.steady.requests + result.warmup_requests == requests
+        assert result.steady.hits <= result.hits
+        assert result.steady.loads <= result.loads
+    else:
+        assert result.warmup_requests == requests and result.judged(False) == whole
+    # added latency never exceeds a wait for the model plus SageMaker's 60 s
+    assert result.wait_p99_s <= 60.0 + 60.0
