@@ -189,6 +189,12 @@ def report_data(plan: Plan, workload: Workload, profile: Profile) -> dict[str, A
         "models": len(workload.names),
         "duration_s": workload.duration_s,
     }
+    if any(o.price_per_hour is not None and not o.price_verified for o in plan.outcomes):
+        data["notes"] = [
+            "* unverified price: written from memory, not checked against AWS's pricing page; "
+            "give your own with --prices FILE",
+            *data["notes"],
+        ]
     data["chosen"] = None
     if chosen is not None:
         cloud = chosen.candidate.cloud_footprints

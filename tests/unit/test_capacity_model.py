@@ -493,3 +493,15 @@ def test_every_request_is_answered_once_and_memory_never_passes_the_gpu(
         assert result.warmup_requests == requests and result.judged(False) == whole
     # added latency never exceeds a wait for the model plus SageMaker's 60 s
     assert result.wait_p99_s <= 60.0 + 60.0
+
+
+def test_the_html_page_marks_unverified_prices_too() -> None:
+    from mme_local.capacity.html_report import report_data
+
+    workload = sequential([0, 1, 0])
+    prof = profile(workload.footprints[0])
+    candidates = instance_candidates(["ml.g5.xlarge"], [1], prof, Parallelism(), 60.0)
+    plan = run_plan(workload, prof, candidates, Targets(), load_prices())
+    data = report_data(plan, workload, prof)
+    assert data["notes"][0].startswith("* unverified price")
+    assert data["candidates"][0]["price_verified"] is False
