@@ -48,6 +48,7 @@ until its unload ends.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
@@ -148,6 +149,63 @@ class _Slots:
         return None
 
 
+class _Settled:
+    """Models with their files on disk and no download in flight, least recently used first,
+    with the deletable ones (on disk only, idle) reachable without walking the busy ones.
+
+    Each model carries the sequence number of its last use; deletable models wait in a heap
+    by that number. Heap items go stale when a model is used or gets busy, and are dropped
+    when they come up, so the disk pass costs what it deletes, not the models it skips (with
+    thousands of downloaded models queued for a load slot it used to walk them all).
+    """
+
+    def __init__(self) -> None:
+        self._seq: dict[str, int] = {}
+        self._heap: list[tuple[int, str, ModelEntry]] = []
+        self._queued: dict[str, int] = {}
+        self._counter = 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._seq
+
+    def __setitem__(self, name: str, entry: ModelEntry) -> None:
+        self.move_to_end(name)
+        self.offer(entry)
+
+    def move_to_end(self, name: str) -> None:
+        self._counter += 1
+        self._seq[name] = self._counter
+
+    def pop(self, name: str, default: None = None) -> None:
+        self._seq.pop(name, None)
+
+    def offer(self, entry: ModelEntry) -> None:
+        """The model may have become deletable: queue it at its place in the order."""
+        name = entry.target_model
+        seq = self._seq.get(name)
+        if seq is None or not entry.deletable or self._queued.get(name) == seq:
+            return
+        self._queued[name] = seq
+        heapq.heappush(self._heap, (seq, name, entry))
+
+    def deletable(self, taken: list[ModelEntry]) -> Iterator[ModelEntry]:
+        """Deletable models, least recently used first; each one yielded is appended to
+        `taken` and must be offered again if it is not deleted."""
+        heap, queued = self._heap, self._queued
+        while heap:
+            seq, name, entry = heapq.heappop(heap)
+            if queued.get(name) == seq:
+                del queued[name]
+            if self._seq.get(name) != seq or not entry.deletable:
+                continue
+            taken.append(entry)
+            yield entry
+
+    def give_back(self, taken: list[ModelEntry]) -> None:
+        for entry in taken:
+            self.offer(entry)
+
+
 class CacheMachine:
     """The cache's decisions for one instance. Not thread-safe: one caller at a time."""
 
@@ -175,11 +233,13 @@ class CacheMachine:
         # Least recently used first. `_loaded`: models in LOADED; `_settled`: every model with
         # its files on disk and no download in flight (the disk pass skips busy ones).
         self._loaded: OrderedDict[str, ModelEntry] = OrderedDict()
-        self._settled: OrderedDict[str, ModelEntry] = OrderedDict()
+        self._settled = _Settled()
         self._downloads = _Slots(max_parallel_downloads)
         self._loads = _Slots(max_parallel_loads)
         self._room_queue: deque[ModelEntry] = deque()
         self._memory_queue: deque[ModelEntry] = deque()
+        self._memory_wait: tuple[object, ...] | None = None
+        """`_memory_key()` when the head of the memory queue last waited for unloads."""
         self._after_unload: dict[str, ModelEntry] = {}
         """Victim name -> the load that answered 507 and retries once the victim is out."""
         self._wanted_reserve: dict[str, int] = {}
@@ -347,7 +407,9 @@ class CacheMachine:
             need = self._wanted_reserve[entry.target_model]
             short = self.disk_used + self.disk_reserved + need - budget
             if short > 0:
-                on_disk = list(self.policy.disk_victims(self._settled.values(), budget + short))
+                taken: list[ModelEntry] = []
+                order = self._settled.deletable(taken)
+                on_disk = list(self.policy.disk_victims(order, budget + short))
                 freed = sum(victim.disk_bytes for victim in on_disk)
                 coming = self.disk_reclaiming
                 loaded: list[ModelEntry] = []
@@ -360,10 +422,12 @@ class CacheMachine:
                         if freed + coming >= short:
                             break
                 if freed + coming < short:
+                    self._settled.give_back(taken)
                     self._room_short = short - freed - coming
                     return
                 for victim in on_disk:
                     self._delete(victim, "disk budget")
+                self._settled.give_back(taken)
                 for victim in loaded:
                     self._unload(victim, "disk budget", reclaim=True)
                 if freed < short:
@@ -484,11 +548,27 @@ class CacheMachine:
                     "%s loads over the %s: every model is in use", entry.target_model, reason
                 )
             elif reason is not None:
-                return  # unloads in flight free enough: wait for them
+                # Unloads in flight free enough: wait for them. Until the memory figures or
+                # the head change, another try would end here again.
+                self._memory_wait = self._memory_key()
+                return
             queue.popleft()
             self._hold_memory(entry)
             entry.waiting = None
             self.outbox.append(Load(entry))
+
+    def _memory_key(self) -> tuple[object, ...]:
+        """What `_grant_memory`'s wait for unloads in flight depends on."""
+        head = self._memory_queue[0] if self._memory_queue else None
+        return (
+            head,
+            self.base_host,
+            self.base_gpu,
+            self.host_held,
+            self.gpu_held,
+            self.host_leaving,
+            self.gpu_leaving,
+        )
 
     def _hold_memory(self, entry: ModelEntry) -> None:
         if not entry.holds_memory:
@@ -701,12 +781,14 @@ class CacheMachine:
                 if self._room_queue:
                     self._grant_room()
         state = entry.state
-        if state is REMOTE and entry.downloads == 0:
+        if state is ON_DISK:
+            self._settled.offer(entry)
+        elif state is REMOTE and entry.downloads == 0:
             self.models.pop(entry.target_model, None)
             self.forgotten += 1
             return
         if state is LOADED:
-            if self._memory_queue:
+            if self._memory_queue and self._memory_wait != self._memory_key():
                 self._grant_memory()
             # A load over a budget while every model was in use: the models it could not
             # displace then go as soon as they are idle.
@@ -744,6 +826,7 @@ class CacheMachine:
         self.occupying -= 1
         self._free_memory(entry)
         entry.state = ON_DISK
+        self._settled.offer(entry)
         self._grant_memory()
 
     def flag_changed(self, etags: dict[str, str | None]) -> list[str]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.front_end import DEFAULT_STALL_SHARE, DEFAULT_TRITON_VERSION
+from mme_local.capacity.memory_model import Allowances
 from mme_local.capacity.plan import (
     Candidate,
     Parallelism,
@@ -79,6 +81,10 @@ class PlanRequest:
     parallel: Parallelism = field(default_factory=Parallelism)
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
+    allowances: Allowances = field(default_factory=Allowances)
+    busy_queue: int = 4
+    triton_version: str = DEFAULT_TRITON_VERSION
+    stall_share: float = DEFAULT_STALL_SHARE
 
 
 def workload_for(request: PlanRequest, profile: Profile) -> Workload:
@@ -120,6 +126,11 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
         profile,
         request.parallel,
         request.ready_timeout_s,
+        request.cache_enabled,
+        request.allowances,
+        request.busy_queue,
+        request.triton_version,
+        request.stall_share,
     )
 
 
@@ -128,4 +139,4 @@ def make_plan(request: PlanRequest) -> Plan:
     workload = workload_for(request, profile)
     candidates = candidates_for(request, profile)
     prices = load_prices(request.prices)
-    return run_plan(workload, profile, candidates, request.targets, prices)
+    return run_plan(workload, profile, candidates, request.targets, prices, request.allowances)

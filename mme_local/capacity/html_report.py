@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mme_local.capacity.errors import CapacityError
-from mme_local.capacity.instance import Instance
+from mme_local.capacity.instance import HIT, Instance
 from mme_local.capacity.plan import Outcome, Plan
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.report import plan_dict
@@ -31,7 +31,8 @@ def chosen_outcome(plan: Plan) -> Outcome | None:
     """The cheapest that meets the targets; else the best hit ratio (e.g. unpriced replays)."""
     if plan.cheapest is not None:
         return plan.cheapest
-    return max(plan.outcomes, key=lambda o: o.result.hit_ratio, default=None)
+    include = plan.targets.include_warmup
+    return max(plan.outcomes, key=lambda o: o.result.judged(include).hit_ratio, default=None)
 
 
 @dataclass
@@ -57,9 +58,9 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
     buckets.outcomes = [[0, 0, 0, 0] for _ in range(count)]
     answered: list[float | None] = [None] * len(times)
 
-    def answer(index: int, wait: float | None) -> None:
+    def answer(index: int, wait: float | None, how: int) -> None:
         answered[index] = wait
-        kind = 2 if wait is None else (0 if wait == 0 else 1)
+        kind = 2 if wait is None else (0 if how == HIT else 1)
         buckets.outcomes[buckets.index(times[index])][kind] += 1
 
     instances = [Instance(config, costs, answer) for _ in range(config.count)]
@@ -172,14 +173,32 @@ def _bar(name: str, unit: str, used: int, limit: int | None) -> dict[str, Any]:
 def report_data(plan: Plan, workload: Workload, profile: Profile) -> dict[str, Any]:
     chosen = chosen_outcome(plan)
     data = plan_dict(plan)
+    # The page draws each candidate's judged figures (steady state unless --include-warmup).
+    for row, outcome in zip(data["candidates"], plan.outcomes, strict=True):
+        window = outcome.result.judged(plan.targets.include_warmup)
+        row.update(
+            hit_ratio=window.hit_ratio,
+            wait_p50_s=window.wait_p50_s,
+            wait_p99_s=window.wait_p99_s,
+            not_ready=window.not_ready,
+            errors=window.errors,
+            cold_starts_per_hour=window.loads_per_hour,
+        )
     data["workload"] = {
         "requests": len(workload),
         "models": len(workload.names),
         "duration_s": workload.duration_s,
     }
+    if any(o.price_per_hour is not None and not o.price_verified for o in plan.outcomes):
+        data["notes"] = [
+            "* unverified price: written from memory, not checked against AWS's pricing page; "
+            "give your own with --prices FILE",
+            *data["notes"],
+        ]
     data["chosen"] = None
     if chosen is not None:
-        costs = model_costs(workload, profile, chosen.candidate.cloud_footprints)
+        cloud = chosen.candidate.cloud_footprints
+        costs = model_costs(workload, profile, cloud, plan.allowances)
         timeline = replay_timeline(workload, costs, chosen)
         data["chosen"] = {
             "label": chosen.candidate.label,

@@ -6,6 +6,11 @@ module only plays the executor's part with measured costs instead of I/O: a down
 model's memory, an unload `unload_s` later. A request that waits longer than the ready timeout
 is answered 429 (the work goes on), and a request holds its model for its service time.
 
+For instance candidates it also plays the cloud's model server: a load that doesn't fit what
+the instance really holds fails with a 507 (`out_of_memory`), a loaded model serves as many
+requests at once as it has instances and queues the rest (`queueing`), and requests wait for
+loads and unloads as Triton's SageMaker front end makes them (`front_end.py`).
+
 When replaying a recorded run, a load started by a request that was a cold start in the
 recording takes the time that request waited (its download included), not the profile's times.
 """
@@ -13,24 +18,55 @@ recording takes the time that request waited (its download included), not the pr
 from __future__ import annotations
 
 import heapq
+import random
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mme_local.cache.entry import ModelEntry, ModelState
-from mme_local.cache.machine import Answer, CacheMachine, Download, Load, Probe, Unload
+from mme_local.cache.machine import (
+    Answer,
+    CacheMachine,
+    Command,
+    Download,
+    Evicted,
+    Load,
+    Probe,
+    Unload,
+)
 
 if TYPE_CHECKING:
     from mme_local.capacity.simulator import ModelCosts, SimConfig
 
-# Called once per request when its wait is known: (request index, wait s or None for a 429).
-Answer_ = Callable[[int, "float | None"], None]
+# How a request was answered (a cache hit whose model could not answer in time counts as a
+# hit and as an error, as CloudWatch's ModelCacheHit and 5XX metrics would).
+HIT, COLD, NOT_READY, ERROR, HIT_TIMED_OUT = range(5)
+# Called once per request when its wait is known: (request index, wait s or None for a 429,
+# how it was answered).
+Answer_ = Callable[[int, "float | None", int], None]
 
-_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _DEADLINE = range(6)
+INVOKE_TIMEOUT_S = 60.0
+"""SageMaker answers an invocation within 60 s: a model that can't answer by then (queued
+behind others) gives the client an error."""
+
+_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED = range(6)
+
+
+class ContainerOutOfMemory(Exception):
+    """The container answered 507: the model does not fit in the instance's memory."""
+
+
 LOADED, LOADING, DOWNLOADING = ModelState.LOADED, ModelState.LOADING, ModelState.DOWNLOADING
 
 
 class Instance:
-    def __init__(self, config: SimConfig, costs: ModelCosts, answer: Answer_) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        costs: ModelCosts,
+        answer: Answer_,
+        first_loaded: dict[int, float] | None = None,
+    ) -> None:
         self.costs = costs
         self.config = config
         self.answer = answer
@@ -49,14 +85,48 @@ class Instance:
         if config.base_gpu_bytes is not None:
             machine.base_gpu = config.base_gpu_bytes
         self.keys = [str(m) for m in range(len(costs.disk_bytes))]
-        self.events: list[tuple[float, int, int, object]] = []
+        # Two time-ordered queues, ties broken by one sequence number so events replay in the
+        # order they were scheduled: a heap for work and service ends, and a FIFO for the
+        # ready deadlines (arrival + a fixed timeout, so already in order: no heap needed).
+        self.events: list[tuple[float, int, int, ModelEntry]] = []
+        self.deadlines: deque[tuple[float, int, int, ModelEntry]] = deque()
         self._seq = 0
-        self._arrived: dict[int, float] = {}
-        self._service: dict[int, float] = {}
+        self._waiting: dict[int, tuple[float, float]] = {}
+        """Request index -> (arrival, service s) while it waits for its model."""
         self._recorded_end: dict[str, float] = {}
         self.busy_until: dict[int, float] = {}
+        self._queueing = config.queueing
+        self._routed = config.count > 1
+        self._unload_blocks = config.unload_blocks_invokes
+        self._stall_share = config.stall_share
+        self._stalls = config.unload_blocks_invokes or config.stall_share > 0
+        self._ops: list[float] = []
+        """When each load and unload in flight ends (a heap), for the front end's stalls."""
+        self._unloads_end = 0.0
+        self._rng = random.Random(0)
+        self._free: dict[int, list[float]] = {}
+        """Model -> when each of its instances is next free (a heap), with queueing."""
+        self._begins: dict[int, deque[float]] = {}
+        """Model -> when each request queued for its instances will begin (in order)."""
         self.peak_host = self.peak_gpu = 0
-        self.not_ready = self.errors = 0
+        self.not_ready = self.errors = self.rejected_loads = 0
+        self.first_loaded = {} if first_loaded is None else first_loaded
+        """Model -> when it first finished loading (shared by an endpoint's instances)."""
+        self.load_times: list[float] = []
+        self.first_eviction: float | None = None
+        # What the instance really holds (loads in flight included), which the cache only
+        # learns after each model's first load: a load that would pass a budget fails (507).
+        self.host_in_use = config.base_host_bytes
+        self.gpu_in_use = config.base_gpu_bytes or 0
+        self._in_memory: set[str] = set()
+        self._perform_one: dict[type, Callable[[Command], None]] = {
+            Answer: self._answered,  # type: ignore[dict-item]
+            Probe: self._probe,  # type: ignore[dict-item]
+            Download: self._download,  # type: ignore[dict-item]
+            Load: self._load,  # type: ignore[dict-item]
+            Unload: self._unload,  # type: ignore[dict-item]
+            Evicted: self._evicted,  # type: ignore[dict-item]
+        }
 
     def _clock(self) -> float:
         return self.now
@@ -65,42 +135,137 @@ class Instance:
 
     def request(self, index: int, t: float, model: int, service_s: float, recorded: float) -> None:
         """One request; `recorded` is its cold-start wait in a recorded run (-1 if none)."""
-        if self.events and self.events[0][0] <= t:
+        if (self.events and self.events[0][0] <= t) or (
+            self.deadlines and self.deadlines[0][0] <= t
+        ):
             self.advance(t)
         self.now = t
         key = self.keys[model]
-        entry = self.machine.request(index, key)
+        machine = self.machine
+        entry = machine.request(index, key)
         if entry.state is LOADED:
-            self.answer(index, 0.0)
-            self._serve(entry, index, model, t, service_s)
+            if self._queueing:
+                self._serve(entry, index, model, t, service_s, 0.0, HIT)
+            else:
+                self.answer(index, 0.0, HIT)
+                end = t + service_s
+                if end > self.busy_until.get(model, 0.0):
+                    self.busy_until[model] = end
+                if service_s > 0:
+                    self._seq += 1
+                    heapq.heappush(self.events, (end, self._seq, _DONE, entry))
+                else:
+                    machine.done(entry)
         else:
-            self._arrived[index] = t
-            self._service[index] = service_s
+            self._waiting[index] = (t, service_s)
             if recorded >= 0 and entry.waiters and entry.waiters[0] == index:
                 self._recorded_end[key] = t + recorded
-            self._push(t + self.config.ready_timeout_s, _DEADLINE, (index, entry))
-        if self.machine.outbox:
+            self._seq += 1
+            self.deadlines.append((t + self.config.ready_timeout_s, self._seq, index, entry))
+        if machine.outbox:
             self._perform()
 
     def _serve(
-        self, entry: ModelEntry, index: int, model: int, start: float, service_s: float
+        self,
+        entry: ModelEntry,
+        index: int,
+        model: int,
+        start: float,
+        service_s: float,
+        waited: float,
+        how: int,
     ) -> None:
+        """Answer the request: with queueing, it waits for one of the model's instances
+        (first come, first served) and that wait counts in its added latency; so do the
+        model server's stalls (`_stalled`)."""
+        stalled = 0.0
+        if self._stalls:
+            stalled = self._stalled(start) - start
+            waited += stalled
+            start += stalled
+        if self._queueing:
+            free = self._free.get(model)
+            if free is None:
+                free = self._free[model] = [0.0] * self._instances(model)
+            first = free[0]
+            if first > start:
+                heapq.heapreplace(free, first + service_s)
+                if self._routed:  # only routing over several instances asks for queues
+                    begins = self._begins.get(model)
+                    if begins is None:
+                        begins = self._begins[model] = deque()
+                    begins.append(first)
+                queued = first - start
+                start = first
+            else:
+                heapq.heapreplace(free, start + service_s)
+                queued = 0.0
+            if stalled + queued + service_s > INVOKE_TIMEOUT_S:
+                # The model can't answer within SageMaker's 60 s: the client gets an error
+                # then, while the model still works through the queue.
+                how = HIT_TIMED_OUT if how == HIT else ERROR
+                waited += INVOKE_TIMEOUT_S - service_s - stalled
+                self.errors += 1
+            else:
+                waited += queued
+        self.answer(index, waited, how)
         end = start + service_s
-        if end > self.busy_until.get(model, 0.0):
-            self.busy_until[model] = end
+        busy_until = self.busy_until
+        if end > busy_until.get(model, 0.0):
+            busy_until[model] = end
         if service_s > 0:
-            self._push(end, _DONE, entry)
+            self._seq += 1
+            heapq.heappush(self.events, (end, self._seq, _DONE, entry))
         else:
             self.machine.done(entry)
+
+    def _stalled(self, start: float) -> float:
+        """When a request the model could start at `start` gets to Triton's model: from
+        Triton 2.65 (25.12) every invocation waits while any model unloads (the SageMaker
+        front end holds its model-list mutex for the whole unload); in every version a
+        request whose front-end thread is running a load or unload waits for it, which a
+        `stall_share` of the requests arriving during one does (their thread is unknown)."""
+        begin = start
+        if self._unload_blocks and self._unloads_end > begin:
+            begin = self._unloads_end
+        ops = self._ops
+        if not ops:
+            return begin
+        while ops and ops[0] <= start:
+            heapq.heappop(ops)
+        if ops and self._rng.random() < self._stall_share:
+            end = ops[int(self._rng.random() * len(ops))]
+            if end > begin:
+                begin = end
+        return begin
+
+    def _instances(self, model: int) -> int:
+        counts = self.costs.instances
+        return 1 if counts is None else max(1, counts[model])
+
+    def queued(self, model: int, t: float) -> int:
+        """Requests for the model waiting at `t` for one of its instances."""
+        begins = self._begins.get(model)
+        if not begins:
+            return 0
+        while begins and begins[0] <= t:
+            begins.popleft()
+        return len(begins)
 
     def holds(self, model: int) -> bool:
         entry = self.machine.models.get(self.keys[model])
         return entry is not None and entry.state in (LOADED, LOADING, DOWNLOADING)
 
     def busy(self, model: int, t: float) -> bool:
-        """Loaded and answering a request at `t` (a load in flight is not busy: wait on it)."""
+        """Loaded and too busy at `t` for one more request: with queueing, at least
+        `busy_queue` requests wait for its instances; without, one is being answered. A load
+        in flight is not busy: wait on it."""
         entry = self.machine.models[self.keys[model]]
-        return entry.state is LOADED and self.busy_until.get(model, 0.0) > t
+        if entry.state is not LOADED:
+            return False
+        if self.config.queueing:
+            return self.queued(model, t) >= self.config.busy_queue
+        return self.busy_until.get(model, 0.0) > t
 
     @property
     def memory_held(self) -> int:
@@ -108,81 +273,146 @@ class Instance:
 
     def advance(self, until: float) -> None:
         """Process every event up to `until`, in time order."""
-        events, machine = self.events, self.machine
-        while events and events[0][0] <= until:
-            at, _, kind, payload = heapq.heappop(events)
-            self.now = at
+        events, deadlines, machine = self.events, self.deadlines, self.machine
+        pop = heapq.heappop
+        disk_bytes = self.costs.disk_bytes
+        while True:
+            if deadlines and deadlines[0][0] <= until:
+                due = deadlines[0]
+                if events:
+                    head = events[0]
+                    if head[0] < due[0] or (head[0] == due[0] and head[1] < due[1]):
+                        due = None  # type: ignore[assignment]
+                if due is not None:
+                    deadlines.popleft()
+                    self.now, _, index, entry = due
+                    if machine.abandon(index, entry):
+                        self.not_ready += 1
+                        self.answer(index, None, NOT_READY)
+                        del self._waiting[index]
+                        if machine.outbox:
+                            self._perform()
+                    continue
+            elif not events or events[0][0] > until:
+                return
+            self.now, _, kind, entry = pop(events)
             if kind == _DONE:
-                machine.done(payload)  # type: ignore[arg-type]
-            elif kind == _DEADLINE:
-                index, entry = payload  # type: ignore[misc]
-                if machine.abandon(index, entry):
-                    self.not_ready += 1
-                    self.answer(index, None)
-                    self._arrived.pop(index, None)
+                machine.done(entry)
             elif kind == _DOWNLOADED:
-                entry = payload  # type: ignore[assignment]
-                machine.downloaded(entry, self.costs.disk_bytes[int(entry.target_model)], None)
+                machine.downloaded(entry, disk_bytes[int(entry.target_model)], None)
             elif kind == _LOADED:
-                entry = payload  # type: ignore[assignment]
                 model = int(entry.target_model)
                 machine.loaded(entry)
                 machine.measured(entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model])
+                self.load_times.append(self.now)
+                self.first_loaded.setdefault(model, self.now)
                 self._peaks()
+            elif kind == _REJECTED:
+                self.rejected_loads += 1
+                machine.load_rejected_for_memory(
+                    entry, ContainerOutOfMemory(f"{entry.target_model} does not fit in memory")
+                )
             else:
-                machine.unloaded(payload, ghost=kind == _GHOST_UNLOADED)  # type: ignore[arg-type]
+                self._left_memory(entry)
+                machine.unloaded(entry, ghost=kind == _GHOST_UNLOADED)
             if machine.outbox:
                 self._perform()
 
     # ----- the executor's part ----------------------------------------------------------------
 
-    def _push(self, at: float, kind: int, payload: object) -> None:
+    def _push(self, at: float, kind: int, entry: ModelEntry) -> None:
         self._seq += 1
-        heapq.heappush(self.events, (at, self._seq, kind, payload))
+        heapq.heappush(self.events, (at, self._seq, kind, entry))
 
     def _perform(self) -> None:
-        machine, costs, now = self.machine, self.costs, self.now
-        outbox = machine.outbox
+        outbox = self.machine.outbox
+        perform = self._perform_one
         while outbox:
             commands = list(outbox)
             outbox.clear()
             for command in commands:
-                if isinstance(command, Answer):
-                    self._answered(command)
-                    continue
-                if isinstance(command, (Probe, Download, Load, Unload)):
-                    entry = command.entry
-                    model = int(entry.target_model)
-                if isinstance(command, Probe):
-                    machine.probed(entry, costs.archive_bytes[model])
-                elif isinstance(command, Download):
-                    recorded = entry.target_model in self._recorded_end
-                    took = 0.0 if recorded else costs.download_s[model]
-                    self._push(now + took, _DOWNLOADED, entry)
-                elif isinstance(command, Load):
-                    end = self._recorded_end.pop(entry.target_model, None)
-                    at = max(now, end) if end is not None else now + costs.load_s[model]
-                    self._push(at, _LOADED, entry)
-                elif isinstance(command, Unload):
-                    kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
-                    self._push(now + costs.unload_s[model], kind, entry)
+                handler = perform.get(type(command))
+                if handler is not None:
+                    handler(command)
+
+    def _probe(self, command: Probe) -> None:
+        entry = command.entry
+        self.machine.probed(entry, self.costs.archive_bytes[int(entry.target_model)])
+
+    def _download(self, command: Download) -> None:
+        entry = command.entry
+        recorded = entry.target_model in self._recorded_end
+        took = 0.0 if recorded else self.costs.download_s[int(entry.target_model)]
+        self._push(self.now + took, _DOWNLOADED, entry)
+
+    def _load(self, command: Load) -> None:
+        entry = command.entry
+        model = int(entry.target_model)
+        end = self._recorded_end.pop(entry.target_model, None)
+        if self.config.out_of_memory and not self._fits(entry, model):
+            # The container fails the load once it runs out of memory: at its end, at worst.
+            at, kind = self.now + self.costs.load_s[model], _REJECTED
+        elif end is not None:
+            at, kind = max(self.now, end), _LOADED
+        else:
+            at, kind = self.now + self.costs.load_s[model], _LOADED
+        self._push(at, kind, entry)
+        if self.config.stall_share:
+            heapq.heappush(self._ops, at)
+
+    def _fits(self, entry: ModelEntry, model: int) -> bool:
+        """Take the model's memory if the instance has it (what a load really allocates)."""
+        host = self.host_in_use + self.costs.host_bytes[model]
+        gpu = self.gpu_in_use + self.costs.gpu_bytes[model]
+        budgets = self.config.budgets
+        if budgets.host_memory_bytes is not None and host > budgets.host_memory_bytes:
+            return False
+        if budgets.gpu_memory_bytes is not None and gpu > budgets.gpu_memory_bytes:
+            return False
+        self.host_in_use, self.gpu_in_use = host, gpu
+        self._in_memory.add(entry.target_model)
+        return True
+
+    def _left_memory(self, entry: ModelEntry) -> None:
+        if entry.target_model in self._in_memory:
+            self._in_memory.remove(entry.target_model)
+            model = int(entry.target_model)
+            self.host_in_use -= self.costs.host_bytes[model]
+            self.gpu_in_use -= self.costs.gpu_bytes[model]
+
+    def _evicted(self, command: Evicted) -> None:
+        if self.first_eviction is None:
+            self.first_eviction = self.now
+
+    def _unload(self, command: Unload) -> None:
+        entry = command.entry
+        kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
+        at = self.now + self.costs.unload_s[int(entry.target_model)]
+        self._push(at, kind, entry)
+        if self.config.stall_share:
+            heapq.heappush(self._ops, at)
+        if at > self._unloads_end:
+            self._unloads_end = at
 
     def _answered(self, command: Answer) -> None:
         index = command.request
-        arrived = self._arrived.pop(index, None)
-        if arrived is None:
+        waiting = self._waiting.pop(index, None)
+        if waiting is None:
             return
-        service_s = self._service.pop(index)
+        arrived, service_s = waiting
         if command.error is not None:
+            self.answer(index, self.now - arrived, ERROR)
             self.errors += 1
-            self.answer(index, self.now - arrived)
             self.machine.done(command.entry)
             return
-        self.answer(index, self.now - arrived)
         model = int(command.entry.target_model)
-        self._serve(command.entry, index, model, self.now, service_s)
+        self._serve(command.entry, index, model, self.now, service_s, self.now - arrived, COLD)
 
     def _peaks(self) -> None:
+        if self.config.out_of_memory:
+            self.peak_host = max(self.peak_host, self.host_in_use)
+            self.peak_gpu = max(self.peak_gpu, self.gpu_in_use)
+            return
         self.peak_host = max(self.peak_host, self.machine.host_used)
         gpu = self.machine.gpu_used
         if gpu is not None:

@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
 from mme_local.cache.policy import Budgets
 from mme_local.capacity.errors import CapacityError
+from mme_local.capacity.front_end import (
+    DEFAULT_STALL_SHARE,
+    DEFAULT_TRITON_VERSION,
+    unload_blocks_invokes,
+)
+from mme_local.capacity.memory_model import Allowances, instance_memory
 from mme_local.capacity.prices import PriceTable
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.simulator import SimConfig, SimResult, model_costs, simulate
@@ -33,15 +39,38 @@ class Parallelism:
     loads: int | None = None
 
 
+DEFAULT_MAX_FAILED_SHARE = 0.001
+"""At most 0.1% of requests answered 429 or with an error, with or without other targets."""
+
+
 @dataclass(frozen=True)
 class Targets:
     hit_ratio: float | None = None
     p99_s: float | None = None
+    max_failed_share: float = DEFAULT_MAX_FAILED_SHARE
+    """The most requests a candidate may answer with 429 or an error, as a share."""
+    include_warmup: bool = False
+    """Judge on the whole run, warm-up included, instead of the steady state after it."""
 
     def met_by(self, result: SimResult) -> bool:
-        if self.hit_ratio is not None and result.hit_ratio < self.hit_ratio:
-            return False
-        return self.p99_s is None or result.wait_p99_s <= self.p99_s
+        return not self.missed(result)
+
+    def missed(self, result: SimResult) -> list[str]:
+        """Each target the candidate misses, with its figure and the target."""
+        window = result.judged(self.include_warmup)
+        found = []
+        if window.failed_share > self.max_failed_share:
+            found.append(
+                f"429s and errors {window.failed_share:.2%} of requests > "
+                f"{self.max_failed_share:.2%}"
+            )
+        if self.hit_ratio is not None and window.hit_ratio < self.hit_ratio:
+            found.append(f"hit ratio {window.hit_ratio:.3f} < {self.hit_ratio:g}")
+        if self.p99_s is not None and window.wait_p99_s > self.p99_s:
+            found.append(
+                f"added p99 {window.wait_p99_s * 1000:,.0f} ms > {self.p99_s * 1000:,.0f} ms"
+            )
+        return found
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,8 @@ class Outcome:
     result: SimResult
     price_per_hour: float | None
     meets: bool
+    price_verified: bool = False
+    """The price comes from a user's --prices file or a checked table, not from memory."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +89,8 @@ class Plan:
     targets: Targets
     prices: PriceTable | None
     notes: list[str] = field(default_factory=list)
+    allowances: Allowances = field(default_factory=Allowances)
+    """The memory assumptions the instance candidates were simulated with."""
 
     @property
     def cheapest(self) -> Outcome | None:
@@ -87,32 +120,48 @@ def instance_candidates(
     profile: Profile,
     parallel: Parallelism,
     ready_timeout_s: float,
+    cache_enabled: bool = True,
+    allowances: Allowances | None = None,
+    busy_queue: int = 4,
+    triton_version: str = DEFAULT_TRITON_VERSION,
+    stall_share: float = DEFAULT_STALL_SHARE,
 ) -> list[Candidate]:
-    """Each instance type x count, with the type's host, GPU and instance-storage budgets."""
+    """Each instance type x count, with the type's host (less the reserve), GPU and
+    instance-storage budgets; a load that doesn't fit fails as the container answers it."""
+    allowances = allowances or Allowances()
+    unload_blocks = unload_blocks_invokes(triton_version)
     candidates = []
     for name in names:
         try:
             spec = instance_type(name, what="--instances")
         except UnknownInstanceType as error:
             raise CapacityError(str(error)) from None
+        memory = instance_memory(spec.host_memory_bytes, spec.gpu_memory_bytes, profile, allowances)
         budgets = Budgets(
             max_loaded_models=None,
-            host_memory_bytes=spec.host_memory_bytes,
+            host_memory_bytes=memory.host_budget_bytes,
             disk_bytes=spec.instance_storage_bytes,
             max_archive_bytes=MAX_ARCHIVE_BYTES,
-            gpu_memory_bytes=spec.gpu_memory_bytes,
+            gpu_memory_bytes=memory.gpu_budget_bytes,
         )
         for count in counts:
             config = SimConfig(
                 budgets=budgets,
                 count=count,
-                base_host_bytes=profile.baseline_host_bytes,
-                base_gpu_bytes=profile.baseline_gpu_bytes or 0,
+                base_host_bytes=memory.base_host_bytes,
+                base_gpu_bytes=memory.base_gpu_bytes,
                 parallel_downloads=parallel.downloads or spec.vcpus,
                 parallel_loads=parallel.loads or spec.vcpus,
                 ready_timeout_s=ready_timeout_s,
+                cache_enabled=cache_enabled,
+                out_of_memory=True,
+                queueing=True,
+                busy_queue=busy_queue,
+                unload_blocks_invokes=unload_blocks,
+                stall_share=stall_share,
             )
-            candidates.append(Candidate(f"{name} x{count}", config, name))
+            label = f"{name} x{count}" + ("" if cache_enabled else " (cache disabled)")
+            candidates.append(Candidate(label, config, name))
     return candidates
 
 
@@ -157,40 +206,84 @@ def run_plan(
     candidates: list[Candidate],
     targets: Targets,
     prices: PriceTable | None,
+    allowances: Allowances | None = None,
 ) -> Plan:
     """Simulate every candidate; price it and check it against the targets."""
     if len(workload) == 0:
         raise CapacityError("the workload has no requests")
-    costs = {flag: model_costs(workload, profile, flag) for flag in (True, False)}
+    allowances = allowances or Allowances()
+    costs = {flag: model_costs(workload, profile, flag, allowances) for flag in (True, False)}
     outcomes = []
     for candidate in candidates:
         result = simulate(workload, costs[candidate.cloud_footprints], candidate.config)
-        price = None
+        price, verified = None, False
         if prices is not None and candidate.instance_type is not None:
             hourly = prices.hourly(candidate.instance_type)
             price = None if hourly is None else hourly * candidate.config.count
-        outcomes.append(Outcome(candidate, result, price, targets.met_by(result)))
-    return Plan(outcomes, targets, prices, notes=_notes(profile, candidates))
+            verified = prices.is_verified(candidate.instance_type)
+        outcomes.append(Outcome(candidate, result, price, targets.met_by(result), verified))
+    notes = _notes(profile, candidates, allowances, targets, costs[True].gpu_estimated)
+    return Plan(outcomes, targets, prices, notes=notes, allowances=allowances)
 
 
-def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
+def _notes(
+    profile: Profile,
+    candidates: list[Candidate],
+    allowances: Allowances,
+    targets: Targets,
+    gpu_estimated: bool,
+) -> list[str]:
     notes = []
+    if targets.include_warmup:
+        notes.append("candidates are judged on the whole run, warm-up included")
+    else:
+        notes.append(
+            "figures are for the steady state, after the warm-up (until every model that "
+            "fits has loaded: each model loaded once, or the first eviction); "
+            "--include-warmup judges the whole run"
+        )
+    notes.append(
+        f"a candidate meets the targets only if at most {targets.max_failed_share:.2%} of "
+        "requests are answered 429 or with an error (--max-failed-share)"
+    )
     corrected = [f for f in profile.artifacts if profile.corrected(f)]
     if any(c.cloud_footprints for c in candidates):
+        notes.append(
+            "on a GPU instance a KIND_GPU model (Triton's default) holds its weights and "
+            "workspace in GPU memory and a host share in host memory; a KIND_CPU model holds "
+            "host memory only"
+        )
         if corrected:
             notes.append(
-                f"instance candidates use footprints less the per-stub cost "
-                f"({profile.stub_host_bytes >> 20} MiB host, measured on an empty TorchScript "
-                "model) for TorchScript artifacts: SageMaker's libtorch backend has no "
-                "per-model stub"
+                f"host footprints less the per-stub cost ({profile.stub_host_bytes >> 20} MiB, "
+                "measured on an empty TorchScript model) for TorchScript artifacts: "
+                "SageMaker's libtorch backend has no per-model stub"
             )
-        else:
-            notes.append("instance candidates use footprints as measured (no stub correction)")
-        if all(f.gpu_memory_bytes is None for f in profile.artifacts):
+        if gpu_estimated:
             notes.append(
-                "GPU memory was not measured (no GPU): each model's GPU footprint is taken "
-                "as its extracted size"
+                "GPU memory was not measured (no GPU profile): each KIND_GPU model's GPU "
+                f"footprint is an estimate, its extracted size plus {_workspace(allowances)} "
+                "of workspace (--gpu-workspace; AWS's bert-base benchmark: about 15%), and its "
+                f"host share {allowances.host_share_bytes >> 20} MiB (--host-share); a profile "
+                "made on a GPU replaces both"
             )
+        notes.append(
+            f"host budget: the instance's memory less {allowances.host_reserve_bytes >> 20} "
+            "MiB for the OS, SageMaker's agents and the container's other processes "
+            "(--host-reserve); the model server itself as profiled "
+            f"({profile.baseline_host_bytes >> 20} MiB)"
+        )
+        if profile.baseline_gpu_bytes is None:
+            notes.append(
+                "GPU memory not available to models (CUDA context, backend, headroom): "
+                f"{allowances.gpu_baseline_bytes >> 20} MiB, not measured (--gpu-baseline; "
+                "AWS's bert-base benchmark on a T4: about 2.9 GB)"
+            )
+        notes.append(
+            "a load that doesn't fit fails as on SageMaker: the container answers 507, an "
+            "idle model is unloaded and the load tried once more, else the request gets "
+            "the error"
+        )
         loads = sorted({c.config.parallel_loads or 0 for c in candidates if c.cloud_footprints})
         notes.append(
             "loads (and downloads) at once per instance: "
@@ -198,13 +291,42 @@ def _notes(profile: Profile, candidates: list[Candidate]) -> list[str]:
             + " (its vCPUs, as the emulator; --parallel-loads/--parallel-downloads override)"
         )
         notes.append(
-            "several instances: a request goes to an instance that has its model loaded and "
-            "idle, else (a busy or unloaded model) to one without it that has the least model "
-            "memory in use"
+            "a loaded model answers as many requests at once as its config's instance count "
+            "(1 where it names none), each in its warm latency; the rest queue, and the "
+            "queueing counts in added latency"
         )
+        cloud = [c.config for c in candidates if c.cloud_footprints]
+        if any(c.unload_blocks_invokes for c in cloud):
+            notes.append(
+                "Triton 25.12 or later: every invocation waits while any model unloads on its "
+                "instance (the SageMaker front end holds its model-list mutex for the unload)"
+            )
+        share = max(c.stall_share for c in cloud)
+        notes.append(
+            f"{share:.0%} of the requests that arrive while a load or unload runs on their "
+            "instance wait for it (their front-end thread runs it; as measured on the embedded "
+            "Triton 2.51, 6 of 7; the platform's connection placement is unknown; "
+            "--front-end-stall)"
+        )
+        busy = sorted({c.config.busy_queue for c in candidates if c.cloud_footprints})
+        if any(c.config.count > 1 for c in candidates if c.cloud_footprints):
+            notes.append(
+                "several instances: a request goes to an instance that has its model loaded "
+                f"with fewer than {', '.join(str(b) for b in busy)} requests queued for it "
+                "(--busy-queue), else to one without it that has the least model memory in use"
+            )
     if any(not c.cloud_footprints for c in candidates):
         notes.append(
             "emulator budgets use raw footprints, as the emulator measures them, and a "
             "recorded trace's own cold-start waits where it has them"
         )
     return notes
+
+
+def _workspace(allowances: Allowances) -> str:
+    parts = []
+    if allowances.gpu_workspace_share:
+        parts.append(f"{allowances.gpu_workspace_share:.0%}")
+    if allowances.gpu_workspace_bytes:
+        parts.append(f"{allowances.gpu_workspace_bytes >> 20} MiB")
+    return " + ".join(parts) or "nothing"

@@ -19,8 +19,10 @@ def write_plot(plan: Plan, path: Path) -> None:
             "--plot needs matplotlib: pip install 'mme-local[plot]' (or pip install matplotlib)"
         ) from None
     labels = [o.candidate.label for o in plan.outcomes]
-    hits = [o.result.hit_ratio for o in plan.outcomes]
-    p99 = [o.result.wait_p99_s * 1000 for o in plan.outcomes]
+    # The figures the candidates are judged on (steady state unless --include-warmup).
+    windows = [o.result.judged(plan.targets.include_warmup) for o in plan.outcomes]
+    hits = [w.hit_ratio for w in windows]
+    p99 = [w.wait_p99_s * 1000 for w in windows]
     best = plan.cheapest
     colors = [
         "tab:green" if best is not None and o is best else ("tab:blue" if o.meets else "tab:gray")

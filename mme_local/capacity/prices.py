@@ -24,9 +24,15 @@ class PriceTable:
     as_of: str
     currency: str
     prices: dict[str, float]
+    verified: frozenset[str] = frozenset()
+    """Instance types whose price comes from a user's file or a table marked checked
+    (`verified = true`); the rest are unverified and said so wherever they are shown."""
 
     def hourly(self, instance_type: str) -> float | None:
         return self.prices.get(instance_type)
+
+    def is_verified(self, instance_type: str) -> bool:
+        return instance_type in self.verified
 
     def describe(self) -> str:
         return f"{self.currency}/h on-demand, {self.region}, as of {self.as_of} ({self.source})"
@@ -53,15 +59,32 @@ def _prices(data: dict[str, Any], path: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in table.items()}
 
 
+def _verified(data: dict[str, Any], path: Path, default: bool) -> bool:
+    flag = data.get("verified", default)
+    if not isinstance(flag, bool):
+        raise CapacityError(f"price table {path}: verified must be true or false")
+    return flag
+
+
 def load_prices(override: Path | None = None) -> PriceTable:
-    """The shipped table, with the override file's prices (and its source, region, date) on top."""
+    """The shipped table, with the override file's prices (and its source, region, date) on top.
+
+    The shipped table's prices count as unverified unless it says `verified = true`; a user's
+    file counts as verified (its own figures) unless it says `verified = false`.
+    """
     base = _read(DEFAULT_TABLE)
     prices = _prices(base, DEFAULT_TABLE)
+    verified = set(prices) if _verified(base, DEFAULT_TABLE, default=False) else set()
     meta = {k: str(base[k]) for k in ("source", "region", "as_of", "currency")}
     if override is not None:
         data = _read(override)
-        prices.update(_prices(data, override))
+        theirs = _prices(data, override)
+        prices.update(theirs)
+        if _verified(data, override, default=True):
+            verified |= set(theirs)
+        else:
+            verified -= set(theirs)
         meta.update({k: str(data[k]) for k in meta if k in data})
         if "source" not in data:
             meta["source"] = str(override)
-    return PriceTable(prices=prices, **meta)
+    return PriceTable(prices=prices, verified=frozenset(verified), **meta)

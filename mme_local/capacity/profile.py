@@ -39,6 +39,12 @@ class Footprint:
     """GPU memory the load added (NVML); None without a GPU."""
     warm_latency_s: float | None
     """Mean model latency of the sample request once loaded; None without a sample."""
+    instance_kind: str | None = None
+    """The kind config.pbtxt's instance_group names (KIND_GPU, KIND_CPU); None where it names
+    none (Triton then puts an instance on each GPU)."""
+    instance_count: int | None = None
+    """Model instances (requests served at once) config.pbtxt's instance_group names; None
+    where it names none (one per GPU: one on a single-GPU instance)."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ from mme_local.settings import EmulatorSettings
 
 EMPTY_MODEL = "mme-local-empty-torchscript.tar.gz"
 _PLATFORM = re.compile(r'^\s*(?:platform|backend)\s*:\s*"([^"]+)"', re.MULTILINE)
+_KIND = re.compile(r"\bkind\s*:\s*(KIND_GPU|KIND_CPU)\b")
+_GROUP = re.compile(r"\binstance_group\b")
+_COUNT = re.compile(r"\bcount\s*:\s*(\d+)")
 _NO_LIMIT = 1 << 60
 
 
@@ -104,6 +107,30 @@ def _platform(folder: Path) -> str:
     return "unknown"
 
 
+def _instance_kind(folder: Path) -> str | None:
+    """KIND_CPU if any config places its instances on the CPU, KIND_GPU if one names the GPU,
+    None if none says (Triton's default: one instance per GPU)."""
+    kinds = {
+        match.group(1)
+        for config in sorted(folder.rglob("config.pbtxt"))
+        for match in _KIND.finditer(config.read_text(errors="replace"))
+    }
+    if "KIND_CPU" in kinds:
+        return "KIND_CPU"
+    return "KIND_GPU" if kinds else None
+
+
+def _instance_count(folder: Path) -> int | None:
+    """The instance groups' counts in the first config that has any, summed."""
+    for config in sorted(folder.rglob("config.pbtxt")):
+        text = config.read_text(errors="replace")
+        group = _GROUP.search(text)
+        if group:
+            counts = [int(n) for n in _COUNT.findall(text[group.start() :])]
+            return sum(counts) or None
+    return None
+
+
 def _histogram(samples: dict[str, float], name: str) -> tuple[float, float]:
     base = f"mme_{name}_seconds"
     return samples.get(f"{base}_sum", 0.0), samples.get(f"{base}_count", 0.0)
@@ -132,7 +159,9 @@ class _Measurer:
         host0, gpu0 = cache.memory.host(), self._gpu()
         async with cache.acquire(target) as lease:
             host1, gpu1 = cache.memory.host(), self._gpu()
-            kind = _platform(model_dir(self.emulator.cache_dir, lease.name))
+            folder = model_dir(self.emulator.cache_dir, lease.name)
+            kind, placed = _platform(folder), _instance_kind(folder)
+            count = _instance_count(folder)
             extracted = lease.entry.disk_bytes
             if sample is not None:
                 await self._invoke(target, sample)
@@ -156,6 +185,8 @@ class _Measurer:
             host_memory_bytes=max(0, host1 - host0),
             gpu_memory_bytes=None if gpu0 is None or gpu1 is None else max(0, gpu1 - gpu0),
             warm_latency_s=latency / calls if calls else None,
+            instance_kind=placed,
+            instance_count=count,
         )
 
     async def _invoke(self, target: str, sample: Sample) -> None:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from mme_local.capacity.plan import Outcome, Plan
+from mme_local.capacity.simulator import Window
 
 COLUMNS = (
     "candidate",
+    "warm-up s",
     "hit ratio",
     "cold starts/h",
     "loads",
     "unloads",
     "downloads",
     "429s",
+    "507s",
+    "errors",
     "added p50 ms",
     "added p99 ms",
     "peak host MiB",
@@ -22,42 +27,74 @@ COLUMNS = (
     "$/h",
     "meets",
 )
+UNVERIFIED = "*"
+"""Marks a price written from memory, not checked (until a --prices file replaces it)."""
 
 
-def _cells(outcome: Outcome) -> list[str]:
+def price_text(outcome: Outcome) -> str:
+    """The hourly price, marked when unverified."""
+    if outcome.price_per_hour is None:
+        return "-"
+    mark = "" if outcome.price_verified else UNVERIFIED
+    return f"{outcome.price_per_hour:.3f}{mark}"
+
+
+def _cells(outcome: Outcome, include_warmup: bool) -> list[str]:
     r = outcome.result
+    w = r.judged(include_warmup)
     return [
         outcome.candidate.label,
-        f"{r.hit_ratio:.3f}",
-        f"{r.per_hour(r.loads):,.0f}",
+        "never" if r.warmup_s is None else f"{r.warmup_s:,.0f}",
+        f"{w.hit_ratio:.3f}",
+        f"{w.loads_per_hour:,.0f}",
         f"{r.loads:,}",
         f"{r.unloads:,}",
         f"{r.downloads:,}",
-        f"{r.not_ready:,}",
-        f"{r.wait_p50_s * 1000:,.0f}",
-        f"{r.wait_p99_s * 1000:,.0f}",
+        f"{w.not_ready:,}",
+        f"{r.rejected_loads:,}",
+        f"{w.errors:,}",
+        f"{w.wait_p50_s * 1000:,.0f}",
+        f"{w.wait_p99_s * 1000:,.0f}",
         f"{r.peak_host_bytes >> 20:,}",
         "-" if r.peak_gpu_bytes is None else f"{r.peak_gpu_bytes >> 20:,}",
-        "-" if outcome.price_per_hour is None else f"{outcome.price_per_hour:.3f}",
+        price_text(outcome),
         "yes" if outcome.meets else "no",
     ]
+
+
+def verdict(outcome: Outcome) -> str:
+    """'label ($1.234/h, hit ratio ..., added p99 ...)', the price marked if unverified."""
+    window = outcome.result.judged(False)
+    price = "no price" if outcome.price_per_hour is None else f"${outcome.price_per_hour:.3f}/h"
+    if outcome.price_per_hour is not None and not outcome.price_verified:
+        price += ", unverified price"
+    return (
+        f"{outcome.candidate.label} ({price}, hit ratio {window.hit_ratio:.3f}, "
+        f"added p99 {window.wait_p99_s * 1000:,.0f} ms)"
+    )
 
 
 def _verdict(plan: Plan) -> str:
     best = plan.cheapest
     if best is None:
         return "No priced candidate meets the targets."
-    return (
-        f"Cheapest that meets the targets: {best.candidate.label} "
-        f"(${best.price_per_hour:.3f}/h, hit ratio {best.result.hit_ratio:.3f}, "
-        f"added p99 {best.result.wait_p99_s * 1000:,.0f} ms)."
-    )
+    return f"Cheapest that meets the targets: {verdict(best)}."
 
 
 def _footer(plan: Plan) -> list[str]:
     lines = [_verdict(plan)]
+    window = "whole run" if plan.targets.include_warmup else "steady state (after warm-up)"
+    lines.append(
+        f"Hit ratio, cold starts/h, 429s, errors and added latency: {window}; loads, unloads, "
+        "downloads and 507s: whole run."
+    )
     if plan.prices is not None:
         lines.append(f"Prices: {plan.prices.describe()}; override with --prices FILE.")
+        if any(o.price_per_hour is not None and not o.price_verified for o in plan.outcomes):
+            lines.append(
+                f"{UNVERIFIED} unverified: written from memory, not checked against AWS's "
+                "pricing page; give your own with --prices FILE."
+            )
     lines.extend(f"Assumed: {note}." for note in plan.notes)
     return lines
 
@@ -65,12 +102,12 @@ def _footer(plan: Plan) -> list[str]:
 def render_markdown(plan: Plan) -> str:
     head = "| " + " | ".join(COLUMNS) + " |"
     rule = "|---|" + "---:|" * (len(COLUMNS) - 2) + "---|"
-    rows = ["| " + " | ".join(_cells(o)) + " |" for o in plan.outcomes]
+    rows = ["| " + " | ".join(_cells(o, plan.targets.include_warmup)) + " |" for o in plan.outcomes]
     return "\n".join([head, rule, *rows, "", *_footer(plan)]) + "\n"
 
 
 def render_table(plan: Plan) -> str:
-    grid = [list(COLUMNS), *(_cells(o) for o in plan.outcomes)]
+    grid = [list(COLUMNS), *(_cells(o, plan.targets.include_warmup) for o in plan.outcomes)]
     widths = [max(len(row[i]) for row in grid) for i in range(len(COLUMNS))]
     lines = []
     for number, row in enumerate(grid):
@@ -86,7 +123,12 @@ def render_table(plan: Plan) -> str:
 def plan_dict(plan: Plan) -> dict[str, Any]:
     best = plan.cheapest
     return {
-        "targets": {"hit_ratio": plan.targets.hit_ratio, "p99_s": plan.targets.p99_s},
+        "targets": {
+            "hit_ratio": plan.targets.hit_ratio,
+            "p99_s": plan.targets.p99_s,
+            "max_failed_share": plan.targets.max_failed_share,
+            "include_warmup": plan.targets.include_warmup,
+        },
         "cheapest": None if best is None else best.candidate.label,
         "prices": None
         if plan.prices is None
@@ -103,7 +145,12 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                 "instance_type": o.candidate.instance_type,
                 "count": o.candidate.config.count,
                 "price_per_hour": o.price_per_hour,
+                "price_verified": o.price_verified,
                 "meets": o.meets,
+                "missed": plan.targets.missed(o.result),
+                "warmup_s": o.result.warmup_s,
+                "warmup_requests": o.result.warmup_requests,
+                "steady": None if o.result.steady is None else _window(o.result.steady),
                 "hit_ratio": o.result.hit_ratio,
                 "cold_starts_per_hour": o.result.per_hour(o.result.loads),
                 **{
@@ -117,6 +164,8 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                         "downloads",
                         "deletions",
                         "over_budget_loads",
+                        "rejected_loads",
+                        "errors",
                         "duration_s",
                         "wait_p50_s",
                         "wait_p99_s",
@@ -127,6 +176,15 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
             }
             for o in plan.outcomes
         ],
+    }
+
+
+def _window(window: Window) -> dict[str, Any]:
+    return {
+        **asdict(window),
+        "hit_ratio": window.hit_ratio,
+        "failed_share": window.failed_share,
+        "loads_per_hour": window.loads_per_hour,
     }
 
 

@@ -1,8 +1,9 @@
 """The simulation of an MME over a workload, for N instances: costs, configuration, results.
 
-Each instance runs the live cache's own state machine (`instance.py`). Routing over several instances follows AWS's
-"How multi-model endpoints work": requests for a model keep going to an instance where it is
-loaded, and when it gets many requests some go to another instance, which loads it too. Here:
+Each instance runs the live cache's own state machine (`instance.py`). Routing over several
+instances follows AWS's "How multi-model endpoints work": requests for a model keep going to an
+instance where it is loaded, and when it gets many requests some go to another instance, which
+loads it too. Here:
 an instance that holds the model (loaded or loading) and is not answering a request for it;
 else, if some instance doesn't hold it, the one of those with the least model memory in use
 (ties: the lowest index); else the holding instance that is free soonest.
@@ -10,12 +11,15 @@ else, if some instance doesn't hold it, the one of those with the least model me
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from mme_local.cache.policy import Budgets
-from mme_local.capacity.instance import Instance
+from mme_local.capacity.instance import ERROR, HIT, HIT_TIMED_OUT, NOT_READY, Instance
+from mme_local.capacity.memory_model import Allowances, cloud_memory
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.workload import Workload
 
@@ -32,24 +36,42 @@ class ModelCosts:
     load_s: list[float]
     unload_s: list[float]
     latency_s: list[float]
+    gpu_estimated: bool = False
+    """Some GPU footprint is an estimate (no GPU profile for its artifact)."""
+    instances: list[int] | None = None
+    """Per model: how many requests it serves at once (its config's instance count)."""
 
 
-def model_costs(workload: Workload, profile: Profile, cloud: bool) -> ModelCosts:
-    """Costs from the profile: the cloud's footprints (`cloud`), or the raw measured ones."""
+def model_costs(
+    workload: Workload, profile: Profile, cloud: bool, allowances: Allowances | None = None
+) -> ModelCosts:
+    """Costs from the profile: what each model holds on a GPU instance (`cloud`, see
+    `memory_model`), or the raw measured footprints (the emulator's own budgets)."""
     fps = workload.footprints
     if cloud:
-        host = [profile.cloud_host_bytes(f) for f in fps]
+        allowances = allowances or Allowances()
+        by_id = {
+            id(f): cloud_memory(profile, f, allowances) for f in {id(f): f for f in fps}.values()
+        }
+        memory = [by_id[id(f)] for f in fps]
+        host = [m.host_bytes for m in memory]
+        gpu = [m.gpu_bytes for m in memory]
+        estimated = any(m.estimated for m in by_id.values())
     else:
         host = [f.host_memory_bytes for f in fps]
+        gpu = [profile.cloud_gpu_bytes(f) for f in fps]
+        estimated = False
     return ModelCosts(
         host_bytes=host,
-        gpu_bytes=[profile.cloud_gpu_bytes(f) for f in fps],
+        gpu_bytes=gpu,
         disk_bytes=[f.extracted_bytes for f in fps],
         archive_bytes=[f.archive_bytes for f in fps],
         download_s=[f.download_s for f in fps],
         load_s=[f.load_s for f in fps],
         unload_s=[f.unload_s for f in fps],
         latency_s=[f.warm_latency_s or 0.0 for f in fps],
+        gpu_estimated=estimated,
+        instances=[f.instance_count or 1 for f in fps],
     )
 
 
@@ -70,6 +92,49 @@ class SimConfig:
     recorded_cold_starts: bool = False
     """Replaying a recorded run: a load started at a request that was a cold start in the
     recording takes the time that request waited, not the profile's times."""
+    out_of_memory: bool = False
+    """A load that does not fit in the instance's memory fails as the container answers it
+    (507: the platform unloads an idle model and loads once more, else the request gets the
+    error). Off for the emulator's own budgets, which load over a budget and log it."""
+    queueing: bool = False
+    """A loaded model answers as many requests at once as it has instances, each taking its
+    service time; the rest queue, and the queueing counts in added latency. Off for replays
+    of recorded runs, whose recorded model latency has the real queueing in it."""
+    unload_blocks_invokes: bool = False
+    """Triton 2.65 (25.12) and later: every invocation waits while any model unloads."""
+    stall_share: float = 0.0
+    """Share of the requests arriving during a load or unload that wait for it (their
+    front-end thread is running it), in every Triton version."""
+    busy_queue: int = 4
+    """With queueing and several instances: a model with this many requests queued is busy,
+    and the next request goes to another instance."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Figures over the requests that arrived in one stretch of the run."""
+
+    requests: int
+    hits: int
+    not_ready: int
+    errors: int
+    loads: int
+    duration_s: float
+    wait_p50_s: float
+    wait_p99_s: float
+
+    @property
+    def hit_ratio(self) -> float:
+        return self.hits / self.requests if self.requests else 0.0
+
+    @property
+    def failed_share(self) -> float:
+        """Requests answered 429 or with an error, as a share of all."""
+        return (self.not_ready + self.errors) / self.requests if self.requests else 0.0
+
+    @property
+    def loads_per_hour(self) -> float:
+        return self.loads * 3600.0 / self.duration_s if self.duration_s > 0 else float(self.loads)
 
 
 @dataclass(frozen=True)
@@ -89,7 +154,17 @@ class SimResult:
     peak_host_bytes: int
     peak_gpu_bytes: int | None
     errors: int = 0
-    """Requests answered with an error (e.g. a model larger than the disk budget)."""
+    """Requests answered with an error (a load that did not fit, a model larger than the
+    disk budget)."""
+    rejected_loads: int = 0
+    """Loads the container refused for memory (507)."""
+    warmup_s: float | None = None
+    """Seconds from the first request until every model that fits had loaded: every model
+    the workload names loaded once, or the first eviction (the instance is full), whichever
+    came first; None if neither happened (the whole run is warm-up)."""
+    warmup_requests: int = 0
+    steady: Window | None = None
+    """The requests that arrived after the warm-up; None if it never ended."""
 
     @property
     def hit_ratio(self) -> float:
@@ -97,6 +172,26 @@ class SimResult:
 
     def per_hour(self, count: int) -> float:
         return count * 3600.0 / self.duration_s if self.duration_s > 0 else float(count)
+
+    @property
+    def whole(self) -> Window:
+        return Window(
+            self.requests,
+            self.hits,
+            self.not_ready,
+            self.errors,
+            self.loads,
+            self.duration_s,
+            self.wait_p50_s,
+            self.wait_p99_s,
+        )
+
+    def judged(self, include_warmup: bool) -> Window:
+        """The figures a candidate is judged on: steady state unless asked otherwise (or no
+        request arrived after the warm-up)."""
+        if include_warmup or self.steady is None or self.steady.requests == 0:
+            return self.whole
+        return self.steady
 
 
 def route(instances: list[Instance], model: int, t: float) -> Instance:
@@ -112,15 +207,26 @@ def route(instances: list[Instance], model: int, t: float) -> Instance:
     return min(holding, key=lambda inst: inst.busy_until.get(model, 0.0))
 
 
+def _percentiles(waits: npt.NDArray[np.float64]) -> tuple[float, float]:
+    if not len(waits):
+        return 0.0, 0.0
+    p50, p99 = np.percentile(waits, [50, 99])
+    return float(p50), float(p99)
+
+
 def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimResult:
     """Replay `workload` on `config.count` instances; counts, waits and peaks."""
-    waits = np.zeros(len(workload), dtype=np.float64)
+    n = len(workload)
+    waits = np.zeros(n, dtype=np.float64)
+    outcome = np.zeros(n, dtype=np.int8)
     timeout = config.ready_timeout_s
 
-    def answer(index: int, wait: float | None) -> None:
+    def answer(index: int, wait: float | None, kind: int) -> None:
         waits[index] = timeout if wait is None else wait
+        outcome[index] = kind
 
-    instances = [Instance(config, costs, answer) for _ in range(config.count)]
+    first_loaded: dict[int, float] = {}
+    instances = [Instance(config, costs, answer, first_loaded) for _ in range(config.count)]
     service = workload.service_s
     latency = costs.latency_s
     times, models = workload.times, workload.models
@@ -135,8 +241,21 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
     for inst in instances:
         inst.advance(float("inf"))
     machines = [inst.machine for inst in instances]
+    p50, p99 = _percentiles(waits)
+    warm_end = _warmup_end(instances, first_loaded, len(set(models)))
+    start = times[0] if times else 0.0
+    steady = None
+    warmup_requests = n
+    if warm_end is not None:
+        warmup_requests = bisect_left(times, warm_end)
+        steady = _window(
+            waits[warmup_requests:],
+            outcome[warmup_requests:],
+            sum(len(i.load_times) - bisect_right(i.load_times, warm_end) for i in instances),
+            times[-1] - warm_end if times else 0.0,
+        )
     return SimResult(
-        requests=len(times),
+        requests=n,
         hits=sum(m.hits for m in machines),
         not_ready=sum(i.not_ready for i in instances),
         loads=sum(m.loads for m in machines),
@@ -145,11 +264,41 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
         deletions=sum(m.deletions for m in machines),
         over_budget_loads=sum(m.over_budget_loads for m in machines),
         duration_s=workload.duration_s,
-        wait_p50_s=float(np.percentile(waits, 50)) if len(waits) else 0.0,
-        wait_p99_s=float(np.percentile(waits, 99)) if len(waits) else 0.0,
+        wait_p50_s=p50,
+        wait_p99_s=p99,
         peak_host_bytes=max(i.peak_host for i in instances),
         peak_gpu_bytes=max(i.peak_gpu for i in instances)
         if config.base_gpu_bytes is not None
         else None,
         errors=sum(i.errors for i in instances),
+        rejected_loads=sum(i.rejected_loads for i in instances),
+        warmup_s=None if warm_end is None else warm_end - start,
+        warmup_requests=warmup_requests,
+        steady=steady,
+    )
+
+
+def _warmup_end(
+    instances: list[Instance], first_loaded: dict[int, float], distinct: int
+) -> float | None:
+    ends = [i.first_eviction for i in instances if i.first_eviction is not None]
+    if len(first_loaded) >= distinct and first_loaded:
+        ends.append(max(first_loaded.values()))
+    return min(ends, default=None)
+
+
+def _window(
+    waits: npt.NDArray[np.float64], outcome: npt.NDArray[np.int8], loads: int, duration: float
+) -> Window:
+    counts = np.bincount(outcome, minlength=5)
+    p50, p99 = _percentiles(waits)
+    return Window(
+        requests=len(waits),
+        hits=int(counts[HIT] + counts[HIT_TIMED_OUT]),
+        not_ready=int(counts[NOT_READY]),
+        errors=int(counts[ERROR] + counts[HIT_TIMED_OUT]),
+        loads=loads,
+        duration_s=duration,
+        wait_p50_s=p50,
+        wait_p99_s=p99,
     )

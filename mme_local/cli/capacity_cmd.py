@@ -137,6 +137,53 @@ def plan(
     target_p99: Annotated[
         float | None, typer.Option(help="Most added latency at p99, in seconds.")
     ] = None,
+    max_failed_share: Annotated[
+        float,
+        typer.Option(help="Most requests answered 429 or with an error, as a share (0.001: 0.1%)."),
+    ] = 0.001,
+    include_warmup: Annotated[
+        bool, typer.Option(help="Judge on the whole run, not on the steady state after warm-up.")
+    ] = False,
+    host_reserve: Annotated[
+        str,
+        typer.Option(help="Host memory kept for the OS, SageMaker's agents and the container."),
+    ] = "2GiB",
+    gpu_baseline: Annotated[
+        str,
+        typer.Option(help="GPU memory not for models (CUDA, backend), where not profiled."),
+    ] = "2.9G",
+    gpu_workspace: Annotated[
+        str,
+        typer.Option(
+            help="GPU memory per model beyond its parameters, where not measured: a share "
+            "(15%) or a size (64MiB)."
+        ),
+    ] = "15%",
+    busy_queue: Annotated[
+        int,
+        typer.Option(
+            help="Requests queued for a model that make it busy: the next goes to another "
+            "instance (with --count above 1)."
+        ),
+    ] = 4,
+    triton_version: Annotated[
+        str,
+        typer.Option(
+            help="The Triton container the endpoint runs (25.12 and later: unloads block "
+            "every invocation)."
+        ),
+    ] = "24.09",
+    front_end_stall: Annotated[
+        float,
+        typer.Option(
+            help="Share of requests arriving during a load or unload that wait for it (0 to 1).",
+            show_default="6/7, as measured locally",
+        ),
+    ] = 6 / 7,
+    host_share: Annotated[
+        str,
+        typer.Option(help="Host memory per KIND_GPU model, where not measured on a GPU."),
+    ] = "10MiB",
     prices: Annotated[Path | None, typer.Option(help="A price table overriding ours.")] = None,
     format: Annotated[str, typer.Option(help="table, json or markdown.")] = "table",
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the plan (matplotlib).")] = None,
@@ -147,6 +194,7 @@ def plan(
 ) -> None:
     """Predict hit ratio, cold starts, latency and cost per candidate; pick the cheapest."""
     from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
+    from mme_local.capacity.memory_model import Allowances
     from mme_local.capacity.plan import Parallelism, Targets, parse_counts
     from mme_local.capacity.report import RENDERERS
     from mme_local.capacity.workload import SyntheticSpec
@@ -165,6 +213,32 @@ def plan(
 
     memory = size("--memory-limit", memory_limit)
     disk = size("--disk-limit", disk_limit)
+    if not 0 <= front_end_stall <= 1:
+        raise CapacityError("--front-end-stall must be a share between 0 and 1")
+    if busy_queue < 1:
+        raise CapacityError("--busy-queue must be 1 or more")
+    if not 0 <= max_failed_share <= 1:
+        raise CapacityError("--max-failed-share must be a share between 0 and 1, e.g. 0.001")
+
+    def allowance(flag: str, text: str) -> int:
+        value = size(flag, text)
+        assert value is not None
+        return value
+
+    if gpu_workspace.endswith("%"):
+        try:
+            share, fixed = float(gpu_workspace[:-1]) / 100, 0
+        except ValueError:
+            raise CapacityError(f"--gpu-workspace {gpu_workspace!r}: give 15% or 64MiB") from None
+    else:
+        share, fixed = 0.0, allowance("--gpu-workspace", gpu_workspace)
+    allowances = Allowances(
+        host_share_bytes=allowance("--host-share", host_share),
+        gpu_workspace_share=share,
+        gpu_workspace_bytes=fixed,
+        host_reserve_bytes=allowance("--host-reserve", host_reserve),
+        gpu_baseline_bytes=allowance("--gpu-baseline", gpu_baseline),
+    )
     spec = None
     if models is not None:
         spec = SyntheticSpec(models, requests, None if uniform else zipf, rate, seed, artifact)
@@ -175,11 +249,15 @@ def plan(
         instances=[n.strip() for n in instances.split(",") if n.strip()] if instances else None,
         counts=tuple(parse_counts(count)),
         budgets=EmulatorBudgets(max_loaded_models, memory, disk),
-        targets=Targets(target_hit_ratio, target_p99),
+        targets=Targets(target_hit_ratio, target_p99, max_failed_share, include_warmup),
         prices=prices,
         parallel=Parallelism(parallel_downloads, parallel_loads),
         ready_timeout_s=model_ready_timeout,
         cache_enabled=model_cache == "Enabled",
+        allowances=allowances,
+        busy_queue=busy_queue,
+        triton_version=triton_version,
+        stall_share=front_end_stall,
     )
     result = make_plan(request)
     rendered = RENDERERS[format](result)

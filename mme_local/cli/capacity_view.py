@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mme_local.capacity.plan import Outcome, Plan
 from mme_local.capacity.profile import Profile
+from mme_local.capacity.report import verdict
 
 # The planner's verdict lines (capacity/report.py), replaced when they would mislead.
 _VERDICT_PREFIXES = ("Cheapest that meets the targets", "No priced candidate meets the targets")
@@ -67,40 +68,24 @@ def profile_lines(profile: Profile) -> list[str]:
 
 def misses(plan: Plan, outcome: Outcome) -> list[str]:
     """The targets this candidate misses, each with its figure and the target."""
-    targets, result = plan.targets, outcome.result
-    found = []
-    if targets.hit_ratio is not None and result.hit_ratio < targets.hit_ratio:
-        found.append(f"hit ratio {result.hit_ratio:.3f} < {targets.hit_ratio:g}")
-    if targets.p99_s is not None and result.wait_p99_s > targets.p99_s:
-        found.append(
-            f"added p99 {result.wait_p99_s * 1000:,.0f} ms > {targets.p99_s * 1000:,.0f} ms"
-        )
-    return found
+    return plan.targets.missed(outcome.result)
 
 
 def verdict_lines(plan: Plan) -> list[str]:
     """What to say in place of the planner's one-line verdict."""
-    no_targets = plan.targets.hit_ratio is None and plan.targets.p99_s is None
-    priced = [o for o in plan.outcomes if o.price_per_hour is not None]
-    if no_targets:
-        lines = ["No targets were given (--target-hit-ratio, --target-p99)."]
-        if priced:
-            cheapest = min(priced, key=lambda o: o.price_per_hour or 0.0)
-            lines.append(
-                f"Cheapest candidate: {cheapest.candidate.label} "
-                f"(${cheapest.price_per_hour:.3f}/h, hit ratio {cheapest.result.hit_ratio:.3f}, "
-                f"added p99 {cheapest.result.wait_p99_s * 1000:,.0f} ms)."
-            )
-        return lines
+    targets = plan.targets
+    lines = []
+    if targets.hit_ratio is None and targets.p99_s is None:
+        lines.append(
+            "No hit-ratio or p99 target was given (--target-hit-ratio, --target-p99): a "
+            f"candidate meets if at most {targets.max_failed_share:.2%} of requests are "
+            "answered 429 or with an error (--max-failed-share)."
+        )
     best = plan.cheapest
     if best is not None:
-        lines = [
-            f"Cheapest that meets the targets: {best.candidate.label} "
-            f"(${best.price_per_hour:.3f}/h, hit ratio {best.result.hit_ratio:.3f}, "
-            f"added p99 {best.result.wait_p99_s * 1000:,.0f} ms)."
-        ]
+        lines.append(f"Cheapest that meets the targets: {verdict(best)}.")
     else:
-        lines = ["No priced candidate meets the targets:"]
+        lines.append("No priced candidate meets the targets:")
     for outcome in plan.outcomes:
         missed = misses(plan, outcome)
         label = outcome.candidate.label

@@ -57,7 +57,7 @@ def _plan():  # type: ignore[no-untyped-def]
     workload = synthetic(SyntheticSpec(40, 20_000, 1.2, 2.0, seed=2), prof)
     candidates = instance_candidates([*TYPES, "ml.g5.2xlarge"], [1, 2], prof, Parallelism(), 60.0)
     return (
-        run_plan(workload, prof, candidates, Targets(hit_ratio=0.8), load_prices()),
+        run_plan(workload, prof, candidates, Targets(hit_ratio=0.7), load_prices()),
         workload,
         prof,
     )

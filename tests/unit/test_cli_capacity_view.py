@@ -26,25 +26,29 @@ def _plan(targets: Targets):  # type: ignore[no-untyped-def]
     return run_plan(workload, prof, candidates, targets, load_prices())
 
 
-def test_a_plan_without_targets_says_none_were_given() -> None:
+def test_a_plan_without_targets_still_limits_429s_and_errors() -> None:
     text = with_verdict(render_table(plan := _plan(Targets())), plan)
-    assert "No targets were given (--target-hit-ratio, --target-p99)." in text
-    assert "meets the targets" not in text
-    assert "Cheapest candidate: ml.g4dn.xlarge x1" in text
+    assert "No hit-ratio or p99 target was given" in text
+    assert "at most 0.10% of requests are answered 429 or with an error" in text
+    for outcome in plan.outcomes:
+        window = outcome.result.judged(False)
+        assert outcome.meets == (window.failed_share <= 0.001)
+    assert plan.cheapest is not None
+    assert f"Cheapest that meets the targets: {plan.cheapest.candidate.label}" in text
 
 
 def test_a_plan_no_candidate_meets_names_the_target_each_one_misses() -> None:
-    plan = _plan(Targets(hit_ratio=1.01, p99_s=0.001))
+    plan = _plan(Targets(hit_ratio=1.01, p99_s=0.001, max_failed_share=1.0))
     text = with_verdict(render_table(plan), plan)
     assert "No priced candidate meets the targets:" in text
     for outcome in plan.outcomes:
-        ratio = f"{outcome.result.hit_ratio:.3f}"
+        ratio = f"{outcome.result.judged(False).hit_ratio:.3f}"
         assert f"  {outcome.candidate.label}: misses hit ratio {ratio} < 1.01; added p99 " in text
         assert "ms > 1 ms" in text
 
 
 def test_a_candidate_meeting_the_targets_misses_nothing() -> None:
-    plan = _plan(Targets(hit_ratio=0.0))
+    plan = _plan(Targets(hit_ratio=0.0, max_failed_share=1.0))
     assert all(misses(plan, outcome) == [] for outcome in plan.outcomes)
     text = with_verdict(render_table(plan), plan)
     assert "Cheapest that meets the targets: ml.g4dn.xlarge x1" in text
@@ -73,4 +77,4 @@ def test_cli_plan_without_targets(
     )
     run_app(app)
     out = capsys.readouterr().out
-    assert "No targets were given" in out and "Cheapest that meets" not in out
+    assert "No hit-ratio or p99 target was given" in out

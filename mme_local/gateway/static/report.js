@@ -58,6 +58,7 @@
     var cols = [
       ["label", "candidate"], ["hit_ratio", "hit ratio", 3], ["cold_starts_per_hour", "cold starts/h", 0],
       ["loads", "loads", 0], ["unloads", "unloads", 0], ["not_ready", "429s", 0],
+      ["rejected_loads", "507s", 0], ["errors", "errors", 0],
       ["wait_p50_s", "added p50 ms", "ms"], ["wait_p99_s", "added p99 ms", "ms"],
       ["peak_host_bytes", "peak host", "bytes"], ["peak_gpu_bytes", "peak GPU", "bytes"],
       ["price_per_hour", "$/h", 3], ["meets", "meets"]
@@ -84,6 +85,9 @@
         else if (c[2] === "ms") { td.textContent = (v * 1000).toFixed(0); }
         else if (c[2] === "bytes") { td.textContent = C.fmtBytes(v); }
         else if (typeof c[2] === "number") { td.textContent = Number(v).toFixed(c[2]); }
+        if (c[0] === "price_per_hour" && v !== null && row.price_verified === false) {
+          td.textContent += "*";  // written from memory until a --prices file replaces it
+        }
         else if (typeof v === "boolean") { td.textContent = v ? "yes" : "no"; }
         else { td.textContent = String(v); }
         tr.appendChild(td);
