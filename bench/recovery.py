@@ -1,0 +1,347 @@
+"""Where a Triton SIGKILL's recovery time goes: each phase time-stamped, kill after kill.
+
+`mme-local up` runs as a subprocess (info log), one model is published to moto and loaded,
+and one client thread calls it back to back (a hot model). Triton is SIGKILLed `--kills`
+times, a few seconds apart; for each kill the controller's own log lines (written as each
+step happens) and the client's calls give:
+
+    kill -> exit noticed -> new process started -> Triton ready -> cache told runtime_up
+         -> the client's next request -> model load call -> load done -> first 200
+
+The load call's start is its end minus the duration the cache logs with it. Log times have
+millisecond resolution. The model's own load time, with no crash around it, is measured too:
+loads straight to an idle Triton of the same build, as SageMaker's `serve` starts it and with
+`--disable-auto-complete-config` (which skips the Python backend's auto-complete stub).
+
+    .venv/bin/python bench/recovery.py [--kills 3] [--gap 32] [--model doubler|bert] \
+        [--direct-loads 3] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.results import append_result  # noqa: E402
+from bench.soak_controller import Controller, S3Behind  # noqa: E402
+from mme_local.runtime import provision  # noqa: E402
+from mme_local.runtime.client import ContainerClient  # noqa: E402
+from mme_local.runtime.embedded import EmbeddedTriton  # noqa: E402
+from mme_local.runtime.triton_config import TritonSettings  # noqa: E402
+from tests.support import (  # noqa: E402
+    kserve_body,
+    tar_gz,
+    write_doubler_folder,
+    write_tiny_bert_folder,
+)
+
+ENDPOINT = "local-mme"
+TARGET = "hot.tar.gz"
+
+# The controller's log lines that mark each phase: (phase, pattern on "logger: message").
+MARKERS: list[tuple[str, re.Pattern[str]]] = [
+    ("exit noticed", re.compile(r"runtime\.supervisor: tritonserver exited")),
+    ("process started", re.compile(r"runtime\.embedded: starting \S*tritonserver")),
+    ("Triton ready", re.compile(r"tritonserver \S+ ready at")),
+    ("cache told runtime_up", re.compile(r"runtime\.supervisor: model server restarted")),
+]
+LOADED = re.compile(r"cache\.manager: loaded (?P<target>\S+) in (?P<seconds>[0-9.]+) s")
+LINE = re.compile(r"^(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ (?P<text>.*)$")
+PHASES = [
+    "exit noticed",
+    "process started",
+    "Triton ready",
+    "cache told runtime_up",
+    "next request",
+    "model load call",
+    "load done",
+    "first 200",
+]
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: float
+    """Wall-clock seconds (time.time())."""
+    text: str
+
+
+@dataclass
+class Kill:
+    at: float
+    phases: dict[str, float] = field(default_factory=dict)
+    """Phase -> wall-clock time, for the phases found."""
+
+    def steps(self) -> list[tuple[str, float | None]]:
+        """(phase, seconds since the previous phase found), in order."""
+        previous = self.at
+        out: list[tuple[str, float | None]] = []
+        for phase in PHASES:
+            moment = self.phases.get(phase)
+            out.append((phase, None if moment is None else moment - previous))
+            previous = previous if moment is None else moment
+        return out
+
+    @property
+    def total(self) -> float | None:
+        first = self.phases.get("first 200")
+        return None if first is None else first - self.at
+
+
+def read_log(path: Path) -> list[LogLine]:
+    lines = []
+    for raw in path.read_text(errors="replace").splitlines():
+        match = LINE.match(raw)
+        if match:
+            stamp = datetime.strptime(match["stamp"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            lines.append(LogLine(stamp, match["text"]))
+    return lines
+
+
+def attribute(kill: Kill, until: float, lines: list[LogLine], target: str) -> None:
+    """Fill `kill.phases` from the first marker lines logged after it (and before `until`)."""
+    window = [line for line in lines if kill.at - 0.002 <= line.at < until]
+    for phase, pattern in MARKERS:
+        found = next((line.at for line in window if pattern.search(line.text)), None)
+        if found is not None:
+            kill.phases[phase] = found
+    for line in window:
+        loaded = LOADED.search(line.text)
+        if loaded and loaded["target"] == target:
+            kill.phases["load done"] = line.at
+            kill.phases["model load call"] = line.at - float(loaded["seconds"])
+            break
+
+
+@dataclass
+class Client:
+    """One thread calling the hot model back to back, its calls in wall-clock time."""
+
+    url: str
+    body: bytes
+    calls: list[tuple[float, float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def _loop(self) -> None:
+        headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Model": TARGET}
+        with httpx.Client(base_url=self.url, timeout=70) as client:
+            while not self._stop.is_set():
+                started = time.time()
+                try:
+                    status = client.post(
+                        f"/endpoints/{ENDPOINT}/invocations", content=self.body, headers=headers
+                    ).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.calls.append((started, time.time(), status))
+                time.sleep(0.005)
+
+    def first_200_after(self, moment: float) -> float | None:
+        ends = [end for start, end, status in self.calls if start >= moment and status == 200]
+        return min(ends) if ends else None
+
+    def first_call_after(self, moment: float) -> float | None:
+        starts = [start for start, _, _ in self.calls if start >= moment]
+        return min(starts) if starts else None
+
+
+def _model_folder(work: Path, model: str) -> tuple[Path, bytes]:
+    """The model's Triton folder under `work` and a request body for it."""
+    if model == "doubler":
+        folder = work / "doubler-folder" / "doubler"
+        write_doubler_folder(folder)
+        return folder, kserve_body([1.0, 2.5])
+    folder = work / "bert-folder" / "bert"
+    write_tiny_bert_folder(folder)
+    tensor = {"shape": [1, 8], "datatype": "INT32", "data": [1] * 8}
+    inputs = [{"name": f"INPUT__{i}", **tensor} for i in range(2)]
+    return folder, json.dumps({"inputs": inputs}).encode()
+
+
+async def _direct_loads(folder: Path, count: int, extra_args: tuple[str, ...]) -> list[float]:
+    """Seconds per load of `folder` straight to an idle embedded Triton (unloaded between)."""
+    triton = EmbeddedTriton(
+        provision.ensure(), folder.parent.parent / "direct", TritonSettings(extra_args=extra_args)
+    )
+    await triton.start()
+    client = ContainerClient(triton.url)
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            await client.load("direct", str(folder.parent), "direct.tar.gz")
+            times.append(time.perf_counter() - started)
+            await client.unload("direct", "direct.tar.gz")
+    finally:
+        await client.aclose()
+        await triton.stop()
+    return times
+
+
+@dataclass
+class RecoveryResult:
+    model: str
+    kills: list[Kill]
+    first_load_s: float | None
+    direct: dict[str, list[float]] = field(default_factory=dict)
+    """Loads straight to an idle Triton: how Triton was started -> seconds per load."""
+
+
+def run(model: str, kills: int, gap_s: float) -> RecoveryResult:
+    with tempfile.TemporaryDirectory(prefix="mme-recovery-") as scratch, S3Behind() as s3:
+        work = Path(scratch)
+        folder, body = _model_folder(work, model)
+        s3.publish([tar_gz(folder, work / TARGET)])
+        assert s3.proxy is not None
+        controller = Controller(work, s3.proxy.url, 4, 120.0, log_level="info")
+        controller.start()
+        client = Client(controller.url, body)
+        done: list[Kill] = []
+        try:
+            warm = httpx.post(
+                f"{controller.url}/endpoints/{ENDPOINT}/invocations",
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Amzn-SageMaker-Target-Model": TARGET,
+                },
+                timeout=120,
+            )
+            if warm.status_code != 200:
+                raise RuntimeError(f"warm-up got {warm.status_code}: {warm.text}")
+            client.start()
+            for _ in range(kills):
+                time.sleep(gap_s)
+                pid = controller.triton_pid()
+                kill = Kill(time.time())
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while client.first_200_after(kill.at) is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                first = client.first_200_after(kill.at)
+                if first is not None:
+                    kill.phases["first 200"] = first
+                done.append(kill)
+        finally:
+            client.stop()
+            controller.stop()
+        lines = read_log(controller.log_path)
+    first_load = next(
+        (float(m["seconds"]) for line in lines if (m := LOADED.search(line.text))), None
+    )
+    for index, kill in enumerate(done):
+        until = done[index + 1].at if index + 1 < len(done) else float("inf")
+        attribute(kill, until, lines, TARGET)
+        up = kill.phases.get("cache told runtime_up")
+        if up is not None and (asked := client.first_call_after(up)) is not None:
+            kill.phases["next request"] = asked
+    return RecoveryResult(model, done, first_load)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def render(result: RecoveryResult) -> str:
+    header = "| kill | " + " | ".join(f"→ {p}" for p in PHASES) + " | kill → first 200 |"
+    rows = [header, "|" + "---:|" * (len(PHASES) + 2)]
+    for number, kill in enumerate(result.kills, 1):
+        steps = [_ms(seconds) for _, seconds in kill.steps()]
+        rows.append(f"| {number} | " + " | ".join(steps) + f" | **{_ms(kill.total)}** |")
+    medians = []
+    for index in range(len(PHASES)):
+        values = [s for k in result.kills if (s := k.steps()[index][1]) is not None]
+        medians.append(_ms(statistics.median(values)) if values else "-")
+    totals = [t for k in result.kills if (t := k.total) is not None]
+    median_total = _ms(statistics.median(totals)) if totals else "-"
+    rows.append("| median | " + " | ".join(medians) + f" | **{median_total}** |")
+    first = "-" if result.first_load_s is None else f"{result.first_load_s:.2f} s"
+    lines = [
+        "\n".join(rows),
+        "",
+        "Milliseconds from the previous phase. The same model's own load, no crash around it: "
+        f"{first} (its first load in this run, through the gateway).",
+    ]
+    if result.direct:
+        lines += ["", "| loads straight to an idle Triton | loads | mean | min | max |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for how, times in result.direct.items():
+            lines.append(
+                f"| {how} | {len(times)} | {statistics.mean(times):.2f} s | "
+                f"{min(times):.2f} s | {max(times):.2f} s |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=32.0,
+        help="seconds of calls before each kill (over 30 s: a crash after a stable run is "
+        "restarted at once, a repeat within 30 s backs off)",
+    )
+    parser.add_argument("--model", choices=["doubler", "bert"], default="doubler")
+    parser.add_argument(
+        "--direct-loads", type=int, default=3, help="loads straight to Triton per start mode"
+    )
+    parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
+    args = parser.parse_args()
+    result = run(args.model, args.kills, args.gap)
+    if args.direct_loads:
+        with tempfile.TemporaryDirectory(prefix="mme-recovery-direct-") as scratch:
+            folder, _ = _model_folder(Path(scratch), args.model)
+            for how, extra in (
+                ("as SageMaker's `serve` starts it", ()),
+                ("with `--disable-auto-complete-config`", ("--disable-auto-complete-config",)),
+            ):
+                result.direct[how] = asyncio.run(_direct_loads(folder, args.direct_loads, extra))
+    table = render(result)
+    print(table)
+    if args.write:
+        kind = (
+            "a Python-backend model (y = x * 2)"
+            if args.model == "doubler"
+            else "a tiny TorchScript BERT on the Python-based pytorch backend"
+        )
+        append_result(
+            "Recovery after a Triton SIGKILL, phase by phase",
+            f"`mme-local up` as a subprocess (info log), {kind} loaded and called back to back "
+            f"by one client thread; Triton SIGKILLed {args.kills} times, {args.gap:.0f} s of "
+            "calls apart. Phases from the controller's log (ms resolution) and the client.",
+            table,
+        )
+
+
+if __name__ == "__main__":
+    main()
