@@ -30,9 +30,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -45,6 +47,7 @@ from bench.soak_controller import Controller, S3Behind  # noqa: E402
 from mme_local.runtime import provision  # noqa: E402
 from mme_local.runtime.client import ContainerClient  # noqa: E402
 from mme_local.runtime.embedded import EmbeddedTriton  # noqa: E402
+from mme_local.runtime.errors import ContainerError, RuntimeFailure  # noqa: E402
 from mme_local.runtime.triton_config import TritonSettings  # noqa: E402
 from tests.support import (  # noqa: E402
     kserve_body,
@@ -186,20 +189,37 @@ def _model_folder(work: Path, model: str) -> tuple[Path, bytes]:
     return folder, json.dumps({"inputs": inputs}).encode()
 
 
+async def _unless_it_dies(triton: EmbeddedTriton, call: Coroutine[Any, Any, None]) -> None:
+    """Await `call`, or raise if Triton dies first: a Triton that dies mid-call can leave the
+    connection open (a stub it started holds the socket), so the call alone could hang."""
+    answer = asyncio.ensure_future(call)
+    ended = asyncio.ensure_future(triton.wait_exit())
+    await asyncio.wait({answer, ended}, return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
+    if not answer.done():
+        answer.cancel()
+        triton.check_alive()  # raises RuntimeExited with the log's last lines
+        raise RuntimeFailure("tritonserver ended during the call")
+    answer.result()
+
+
 async def _direct_loads(folder: Path, count: int, extra_args: tuple[str, ...]) -> list[float]:
-    """Seconds per load of `folder` straight to an idle embedded Triton (unloaded between)."""
+    """Seconds per load of `folder` straight to an idle embedded Triton (unloaded between);
+    fewer than `count` if Triton fails meanwhile (said on stderr)."""
     triton = EmbeddedTriton(
         provision.ensure(), folder.parent.parent / "direct", TritonSettings(extra_args=extra_args)
     )
     await triton.start()
-    client = ContainerClient(triton.url)
-    times = []
+    client = ContainerClient(triton.url, load_timeout_s=60)
+    times: list[float] = []
     try:
         for _ in range(count):
             started = time.perf_counter()
-            await client.load("direct", str(folder.parent), "direct.tar.gz")
+            await _unless_it_dies(triton, client.load("direct", str(folder.parent), "x.tar.gz"))
             times.append(time.perf_counter() - started)
-            await client.unload("direct", "direct.tar.gz")
+            await _unless_it_dies(triton, client.unload("direct", "x.tar.gz"))
+    except (RuntimeFailure, ContainerError) as error:
+        print(f"direct loads {' '.join(extra_args)}: {error}", file=sys.stderr)
     finally:
         await client.aclose()
         await triton.stop()
@@ -294,6 +314,9 @@ def render(result: RecoveryResult) -> str:
         lines += ["", "| loads straight to an idle Triton | loads | mean | min | max |"]
         lines.append("|---|---:|---:|---:|---:|")
         for how, times in result.direct.items():
+            if not times:
+                lines.append(f"| {how} | 0 | - | - | - |")
+                continue
             lines.append(
                 f"| {how} | {len(times)} | {statistics.mean(times):.2f} s | "
                 f"{min(times):.2f} s | {max(times):.2f} s |"
@@ -318,6 +341,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
     result = run(args.model, args.kills, args.gap)
+    print(render(result), flush=True)  # the slow part's result, before the direct loads
     if args.direct_loads:
         with tempfile.TemporaryDirectory(prefix="mme-recovery-direct-") as scratch:
             folder, _ = _model_folder(Path(scratch), args.model)
@@ -326,8 +350,8 @@ def main() -> None:
                 ("with `--disable-auto-complete-config`", ("--disable-auto-complete-config",)),
             ):
                 result.direct[how] = asyncio.run(_direct_loads(folder, args.direct_loads, extra))
+        print(render(result))
     table = render(result)
-    print(table)
     if args.write:
         kind = (
             "a Python-backend model (y = x * 2)"
