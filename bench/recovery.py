@@ -6,9 +6,11 @@ times, a few seconds apart; for each kill the controller's own log lines (writte
 step happens) and the client's calls give:
 
     kill -> exit noticed -> new process started -> Triton ready -> cache told runtime_up
-         -> the client's next request -> model load call -> load done -> first 200
+         -> model load call -> load done -> first 200
 
-The load call's start is its end minus the duration the cache logs with it. Log times have
+The load call's start is its end minus the duration the cache logs with it; runtime_up ->
+load call is the wait for the model's next request (the client pauses 5 ms between calls)
+plus the cache's own work before the call. Log times have
 millisecond resolution. The model's own load time, with no crash around it, is measured too:
 loads straight to an idle Triton of the same build, as SageMaker's `serve` starts it and with
 `--disable-auto-complete-config` (which skips the Python backend's auto-complete stub).
@@ -73,7 +75,6 @@ PHASES = [
     "process started",
     "Triton ready",
     "cache told runtime_up",
-    "next request",
     "model load call",
     "load done",
     "first 200",
@@ -170,10 +171,6 @@ class Client:
     def first_200_after(self, moment: float) -> float | None:
         ends = [end for start, end, status in self.calls if start >= moment and status == 200]
         return min(ends) if ends else None
-
-    def first_call_after(self, moment: float) -> float | None:
-        starts = [start for start, _, _ in self.calls if start >= moment]
-        return min(starts) if starts else None
 
 
 def _model_folder(work: Path, model: str) -> tuple[Path, bytes]:
@@ -280,9 +277,6 @@ def run(model: str, kills: int, gap_s: float) -> RecoveryResult:
     for index, kill in enumerate(done):
         until = done[index + 1].at if index + 1 < len(done) else float("inf")
         attribute(kill, until, lines, TARGET)
-        up = kill.phases.get("cache told runtime_up")
-        if up is not None and (asked := client.first_call_after(up)) is not None:
-            kill.phases["next request"] = asked
     return RecoveryResult(model, done, first_load)
 
 
@@ -362,7 +356,11 @@ def main() -> None:
             "Recovery after a Triton SIGKILL, phase by phase",
             f"`mme-local up` as a subprocess (info log), {kind} loaded and called back to back "
             f"by one client thread; Triton SIGKILLed {args.kills} times, {args.gap:.0f} s of "
-            "calls apart. Phases from the controller's log (ms resolution) and the client.",
+            "calls apart. Phases from the controller's log (ms resolution) and the client. "
+            f"Then the same model folder loaded and unloaded {args.direct_loads} times straight "
+            "through the SageMaker port of an idle embedded Triton, started as SageMaker's "
+            "`serve` starts it (auto-complete on, the default) and with "
+            "`--disable-auto-complete-config`.",
             table,
         )
 
