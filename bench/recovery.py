@@ -1,22 +1,22 @@
 """Where a Triton SIGKILL's recovery time goes: each phase time-stamped, kill after kill.
 
-`mme-local up` runs as a subprocess (info log), one model is published to moto and loaded,
-and one client thread calls it back to back (a hot model). Triton is SIGKILLed `--kills`
-times, a few seconds apart; for each kill the controller's own log lines (written as each
-step happens) and the client's calls give:
+`mme-local up` runs as a subprocess (info log), one model is published to moto and loaded
+(after `--idle` others that are never called), and one client thread calls it back to back
+(a hot model). Triton is SIGKILLed `--kills` times, `--gap` seconds apart; for each kill the
+controller's own log lines (written as each step happens) and the client's calls give:
 
     kill -> exit noticed -> new process started -> Triton ready -> cache told runtime_up
          -> model load call -> load done -> first 200
 
 The load call's start is its end minus the duration the cache logs with it; runtime_up ->
 load call is the wait for the model's next request (the client pauses 5 ms between calls)
-plus the cache's own work before the call. Log times have
-millisecond resolution. The model's own load time, with no crash around it, is measured too:
-loads straight to an idle Triton of the same build, as SageMaker's `serve` starts it and with
+plus the cache's own work before the call. Log times have millisecond resolution. The
+model's own load time, with no crash around it, is measured too: loads straight to an idle
+Triton of the same build, as SageMaker's `serve` starts it and with
 `--disable-auto-complete-config` (which skips the Python backend's auto-complete stub).
 
     .venv/bin/python bench/recovery.py [--kills 3] [--gap 32] [--model doubler|bert] \
-        [--direct-loads 3] [--write]
+        [--idle 0] [--direct-loads 3] [--write]
 """
 
 from __future__ import annotations
@@ -232,28 +232,33 @@ class RecoveryResult:
     """Loads straight to an idle Triton: how Triton was started -> seconds per load."""
 
 
-def run(model: str, kills: int, gap_s: float) -> RecoveryResult:
+def _warm(url: str, target: str, body: bytes) -> None:
+    answer = httpx.post(
+        f"{url}/endpoints/{ENDPOINT}/invocations",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Target-Model": target},
+        timeout=120,
+    )
+    if answer.status_code != 200:
+        raise RuntimeError(f"warm-up of {target} got {answer.status_code}: {answer.text}")
+
+
+def run(model: str, kills: int, gap_s: float, idle: int = 0) -> RecoveryResult:
+    """`idle`: other models loaded before the kills but not called (at most 3: the cache
+    holds 4)."""
     with tempfile.TemporaryDirectory(prefix="mme-recovery-") as scratch, S3Behind() as s3:
         work = Path(scratch)
         folder, body = _model_folder(work, model)
-        s3.publish([tar_gz(folder, work / TARGET)])
+        others = [f"idle-{n}.tar.gz" for n in range(idle)]
+        s3.publish([tar_gz(folder, work / name) for name in [TARGET, *others]])
         assert s3.proxy is not None
         controller = Controller(work, s3.proxy.url, 4, 120.0, log_level="info")
         controller.start()
         client = Client(controller.url, body)
         done: list[Kill] = []
         try:
-            warm = httpx.post(
-                f"{controller.url}/endpoints/{ENDPOINT}/invocations",
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Amzn-SageMaker-Target-Model": TARGET,
-                },
-                timeout=120,
-            )
-            if warm.status_code != 200:
-                raise RuntimeError(f"warm-up got {warm.status_code}: {warm.text}")
+            for name in [*others, TARGET]:
+                _warm(controller.url, name, body)
             client.start()
             for _ in range(kills):
                 time.sleep(gap_s)
@@ -330,11 +335,18 @@ def main() -> None:
     )
     parser.add_argument("--model", choices=["doubler", "bert"], default="doubler")
     parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        choices=range(4),
+        help="other models loaded before the kills and never called",
+    )
+    parser.add_argument(
         "--direct-loads", type=int, default=3, help="loads straight to Triton per start mode"
     )
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    result = run(args.model, args.kills, args.gap)
+    result = run(args.model, args.kills, args.gap, args.idle)
     print(render(result), flush=True)  # the slow part's result, before the direct loads
     if args.direct_loads:
         with tempfile.TemporaryDirectory(prefix="mme-recovery-direct-") as scratch:
@@ -355,7 +367,8 @@ def main() -> None:
         append_result(
             "Recovery after a Triton SIGKILL, phase by phase",
             f"`mme-local up` as a subprocess (info log), {kind} loaded and called back to back "
-            f"by one client thread; Triton SIGKILLed {args.kills} times, {args.gap:.0f} s of "
+            f"by one client thread ({args.idle} other models loaded, never called); Triton "
+            f"SIGKILLed {args.kills} times, {args.gap:.0f} s of "
             "calls apart. Phases from the controller's log (ms resolution) and the client. "
             f"Then the same model folder loaded and unloaded {args.direct_loads} times straight "
             "through the SageMaker port of an idle embedded Triton, started as SageMaker's "
