@@ -66,7 +66,14 @@ class StopReport:
 class Controller:
     """`mme-local up` on a free port, its log in a file, stopped with Ctrl-C (SIGINT)."""
 
-    def __init__(self, workdir: Path, s3_url: str, capacity: int, ready_timeout_s: float) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        s3_url: str,
+        capacity: int,
+        ready_timeout_s: float,
+        log_level: str = "warning",
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
@@ -75,7 +82,7 @@ class Controller:
             CLI, "up", "--port", str(self.port), "--cache-dir", str(workdir / "cache"),
             "--max-loaded-models", str(capacity), "--s3-endpoint", s3_url,
             "--model-data-url", f"s3://{BUCKET}/{PREFIX}",
-            "--model-ready-timeout", str(ready_timeout_s), "--log-level", "warning",
+            "--model-ready-timeout", str(ready_timeout_s), "--log-level", log_level,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None

@@ -104,6 +104,25 @@ class EmbeddedTriton(LocalTriton):
         # A Triton found on PATH or in $MME_LOCAL_TRITON_HOME may only say its version here.
         check_load_paths(self._version, self.install.binary)
 
+    async def wait_exit(self) -> None:
+        """Return when the running tritonserver ends, without polling: its pidfd becomes
+        readable then. The process is left to `check_alive` (or `stop`) to reap."""
+        process = self._process
+        # poll() reaps an exited child, so a PID not yet reaped is still ours: no reuse race.
+        if process is None or process.poll() is not None:
+            return
+        pidfd = os.pidfd_open(process.pid)
+        try:
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+            loop.add_reader(pidfd, _resolve, ended)
+            try:
+                await ended
+            finally:
+                loop.remove_reader(pidfd)
+        finally:
+            os.close(pidfd)
+
     def check_alive(self) -> None:
         process = self._process
         if process is None or self._stopping:
@@ -148,6 +167,11 @@ class EmbeddedTriton(LocalTriton):
         self._process = None
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 # SIGKILL takes effect at once; this only bounds a process stuck in the kernel (D state).
 _GROUP_END_TIMEOUT_S = 5.0
 
@@ -160,15 +184,22 @@ def _end_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """
     group = process.pid
     deadline = time.monotonic() + timeout_s
-    while left := processes_in_group(group):
-        if time.monotonic() > deadline:
-            log.warning("processes %s of tritonserver's group outlived SIGKILL", left)
-            break
+    pause = 0.002
+    while True:
+        # Kill before looking: after a crash the stubs are still there, and each look is a
+        # /proc scan, so a restart would wait on one scan and a pause for nothing.
         try:
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
+            break  # nothing left in the group, not even a zombie leader
+        if not (left := processes_in_group(group)):
             break
-        time.sleep(0.02)
+        if time.monotonic() > deadline:
+            log.warning("processes %s of tritonserver's group outlived SIGKILL", left)
+            break
+        # A killed stub is gone in milliseconds: look again soon, then less often.
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
     try:
         process.wait(timeout=max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:

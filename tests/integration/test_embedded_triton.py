@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -166,6 +167,22 @@ async def test_sigkill_is_reported_and_stop_leaves_no_process(tmp_path: Path) ->
         await client.aclose()
         await server.stop()
     assert processes_in_group(group) == []
+
+
+async def test_an_exit_is_awaited_not_polled(triton: EmbeddedTriton) -> None:
+    """`wait_exit` (what the supervisor waits on) returns when the process dies, and only
+    then; after a stop there is nothing to wait for."""
+    assert triton.pid is not None
+    waiting = asyncio.ensure_future(triton.wait_exit())
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert not waiting.done(), "returned while tritonserver was running"
+    os.kill(triton.pid, signal.SIGKILL)
+    await asyncio.wait_for(waiting, 30)
+    with pytest.raises(RuntimeExited):
+        triton.check_alive()
+    await triton.stop()
+    await asyncio.wait_for(triton.wait_exit(), 5)
 
 
 async def test_graceful_stop_leaves_no_process(tmp_path: Path) -> None:

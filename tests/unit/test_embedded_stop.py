@@ -100,3 +100,18 @@ async def test_stop_returns_even_if_the_process_is_never_reaped(tmp_path: Path) 
     finally:
         process.kill()
         process.wait(10)
+
+
+async def test_after_a_crash_the_orphaned_stubs_are_ended(tmp_path: Path) -> None:
+    """Triton SIGKILLed (and already reaped by the liveness check): its stub lives on in the
+    group until the restart's stop ends it, so no process outlives the crash."""
+    triton = EmbeddedTriton(_install(tmp_path), tmp_path, TritonSettings(stop_grace_s=0.2))
+    process = _group_of_two()
+    triton._process = process
+    _wait_for_members(process.pid, 2)
+    process.kill()
+    process.wait(10)
+    assert len(processes_in_group(process.pid)) == 1, "the stand-in stub outlived its leader"
+    await triton.stop()
+    assert processes_in_group(process.pid) == []
+    assert triton.pid is None

@@ -165,3 +165,103 @@ async def test_a_crash_loop_backs_off_more_and_more() -> None:
     await supervisor.stop()
     # The first crash restarts at once; each repeat waits longer, up to the cap.
     assert waits[:5] == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+
+class WatchedServer:
+    """A server whose process end can be awaited, as the embedded runtime's can (pidfd)."""
+
+    def __init__(self) -> None:
+        self.alive = True
+        self.ended = asyncio.Event()
+        self.starts = 0
+        self.waits = 0
+        self.url = "http://127.0.0.1:1"
+
+    def die(self) -> None:
+        self.alive = False
+        self.ended.set()
+
+    def check_alive(self) -> None:
+        if not self.alive:
+            raise RuntimeExited(-9, "killed")
+
+    async def wait_exit(self) -> None:
+        self.waits += 1
+        await self.ended.wait()
+
+    async def stop(self) -> None:
+        pass
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.alive = True
+        self.ended = asyncio.Event()
+
+    def model_url(self, model_dir: Path) -> str:
+        return str(model_dir)
+
+
+async def test_an_exit_is_noticed_when_it_happens_not_at_the_next_poll() -> None:
+    server = WatchedServer()
+    events: list[str] = []
+    supervisor = RuntimeSupervisor(
+        server,  # type: ignore[arg-type]
+        on_down=lambda: events.append("down"),
+        on_up=lambda url: events.append("up"),
+        poll_s=3600.0,  # a poll would not come during this test
+    )
+    supervisor.start()
+    await _until(lambda: server.waits == 1)
+    server.die()
+    await _until(lambda: events == ["down", "up"])
+    # And the restarted server is watched the same way.
+    await _until(lambda: server.waits == 2)
+    server.die()
+    await _until(lambda: events == ["down", "up"] * 2)
+    await supervisor.stop()
+    assert server.starts == 2
+
+
+async def test_an_exit_nobody_reports_is_not_waited_on_in_a_busy_loop() -> None:
+    """A server stopped on purpose ends, but check_alive has nothing to report: the
+    supervisor goes back to its poll interval instead of re-arming the wait at once."""
+    server = WatchedServer()
+    server.ended.set()
+    supervisor = RuntimeSupervisor(
+        server,  # type: ignore[arg-type]
+        on_down=lambda: None,
+        on_up=lambda url: None,
+        poll_s=3600.0,
+    )
+    supervisor.start()
+    await _until(lambda: server.waits >= 1)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    await supervisor.stop()
+    assert server.waits == 1
+    assert supervisor.running
+
+
+class UnwatchableServer(WatchedServer):
+    """Where the exit can't be awaited after all (say, no pidfd on this kernel)."""
+
+    async def wait_exit(self) -> None:
+        self.waits += 1
+        raise OSError(38, "Function not implemented")
+
+
+async def test_a_wait_that_fails_falls_back_to_polling() -> None:
+    server = UnwatchableServer()
+    events: list[str] = []
+    supervisor = RuntimeSupervisor(
+        server,  # type: ignore[arg-type]
+        on_down=lambda: events.append("down"),
+        on_up=lambda url: events.append("up"),
+        poll_s=0.01,
+    )
+    supervisor.start()
+    await _until(lambda: server.waits == 1)
+    server.die()
+    await _until(lambda: events == ["down", "up"])
+    await supervisor.stop()
+    assert server.waits == 1, "tried once, then polled"
