@@ -29,6 +29,7 @@ from mme_local.runtime.procs import (
     serving_model,
 )
 from mme_local.runtime.provision import TritonInstall, check_load_paths
+from mme_local.runtime.torch_host_process import TorchHostExited, TorchHostProcess
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class EmbeddedTriton(LocalTriton):
     """tritonserver started the way SageMaker's `serve` starts it for an MME.
 
     Triton runs in its own process group so that stopping it also ends every Python backend
-    stub it started, even after Triton itself was killed.
+    stub it started, even after Triton itself was killed. The torch host that holds every
+    TorchScript module starts, dies (taking the runtime down for a restart) and stops with it.
     """
 
     def __init__(self, install: TritonInstall, work_dir: Path, settings: TritonSettings) -> None:
@@ -46,6 +48,7 @@ class EmbeddedTriton(LocalTriton):
         self.work_dir = work_dir
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self.torch_host = TorchHostProcess(work_dir / "torch-host.log")
 
     @property
     def pid(self) -> int | None:
@@ -59,6 +62,7 @@ class EmbeddedTriton(LocalTriton):
         env = dict(os.environ)
         env.update(python_environment(self.install))
         env.update(triton_environment())
+        env.update(self.torch_host.environment())
         return env
 
     async def start(self) -> None:
@@ -71,6 +75,7 @@ class EmbeddedTriton(LocalTriton):
         command = [*self.command(self._port), f"--backend-directory={backend_dir}"]
         log.info("starting %s", " ".join(command))
         self._stopping = False
+        self.torch_host.start()
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
                 command,
@@ -99,6 +104,9 @@ class EmbeddedTriton(LocalTriton):
         returncode = process.poll()
         if returncode is not None:
             raise RuntimeExited(returncode, self.log_tail())
+        host_returncode = self.torch_host.returncode()
+        if host_returncode is not None:
+            raise TorchHostExited(host_returncode, self.torch_host.log_tail())
 
     @property
     def open_port(self) -> int | None:
@@ -112,10 +120,15 @@ class EmbeddedTriton(LocalTriton):
     def model_process_ids(self, model_name: str) -> list[int] | None:
         return serving_model(self.process_ids(), model_name)
 
+    def hosted_model_bytes(self, model_name: str) -> int | None:
+        """Host memory of the model's tensors in the torch host; None if it holds none."""
+        held = self.torch_host.model_bytes(model_name)
+        return None if held is None else held[0]
+
     def process_ids(self) -> list[int]:
         if self._process is None or self._process.poll() is not None:
             return []
-        return [self._process.pid, *descendants(self._process.pid)]
+        return [self._process.pid, *descendants(self._process.pid), *self.torch_host.process_ids()]
 
     def model_url(self, model_dir: Path) -> str:
         return str(model_dir)
@@ -134,6 +147,7 @@ class EmbeddedTriton(LocalTriton):
                 await asyncio.sleep(0.05)
         await self._end_group(group)
         self._process = None
+        await self.torch_host.stop(self.settings.stop_grace_s)
 
     async def _end_group(self, group: int) -> None:
         for _ in range(100):

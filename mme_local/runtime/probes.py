@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from mme_local.runtime.base import ModelServer
 from mme_local.runtime.gpus import visible_gpus
 from mme_local.runtime.procs import rss_bytes
+
+
+@runtime_checkable
+class HostsModels(Protocol):
+    """A server whose models' tensors live in a shared process (the embedded torch host)."""
+
+    def hosted_model_bytes(self, model_name: str) -> int | None: ...
 
 
 class ServerProbes:

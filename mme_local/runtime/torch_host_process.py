@@ -1,0 +1,153 @@
+"""Starting, watching and stopping the torch host beside an embedded Triton.
+
+The host is started before Triton and not waited for: it imports torch (seconds) while Triton
+starts (a fraction of one), and a stub that asks before it listens waits for it. Its socket
+lies in a private temporary folder (mode 0700, so no other user can ask it to load a file),
+removed on stop with everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
+from mme_local.runtime.logs import read_log_tail
+from mme_local.runtime.procs import die_with_parent, processes_in_group
+from mme_local.runtime.torch_host_wire import SOCKET_ENV, HostGone, connect, receive, send
+
+# glibc keeps freed big blocks in its heaps once its mmap threshold has adapted upwards, and
+# every thread gets an arena of its own; both would keep an unloaded module's memory.
+_ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_ARENA_MAX": "2"}
+
+
+class TorchHostProcess:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._folder: Path | None = None
+
+    @property
+    def socket_path(self) -> str | None:
+        return str(self._folder / "host.sock") if self._folder is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def environment(self) -> dict[str, str]:
+        """What Triton needs in its environment so that its stubs find the host."""
+        return {SOCKET_ENV: self.socket_path} if self.socket_path else {}
+
+    def start(self) -> None:
+        """Start the host (not waiting for it to listen); call from the event loop's thread."""
+        self._folder = Path(tempfile.mkdtemp(prefix="mme-torch-host-"))
+        assert self.socket_path is not None
+        command = [sys.executable, "-m", "mme_local.runtime.torch_host"]
+        with self.log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(
+                [*command, "--socket", self.socket_path],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **_ALLOCATOR_ENV},
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+
+    def returncode(self) -> int | None:
+        """None while it runs (or was never started), else its exit status."""
+        return None if self._process is None else self._process.poll()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return read_log_tail(self.log_path, lines)
+
+    def process_ids(self) -> list[int]:
+        if self._process is None or self._process.poll() is not None:
+            return []
+        return [self._process.pid]
+
+    def model_bytes(self, model_name: str, timeout_s: float = 5.0) -> tuple[int, int] | None:
+        """Host and GPU bytes of the model's tensors in the host (all its instances), or None
+        where the host doesn't hold it (or can't be asked)."""
+        found = None
+        for hosted in self.hosted(timeout_s):
+            if hosted.get("model") == model_name:
+                host, gpu = found or (0, 0)
+                found = (host + int(hosted["host_bytes"]), gpu + int(hosted["gpu_bytes"]))
+        return found
+
+    def hosted(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """What the host holds: one entry per model instance (blocking; call off the loop)."""
+        path = self.socket_path
+        if path is None or self.returncode() is not None:
+            return []
+        try:
+            sock = connect(path, 0.0)
+        except HostGone:
+            return []
+        with sock:
+            sock.settimeout(timeout_s)
+            try:
+                send(sock, {"op": "stats"})
+                answer, _ = receive(sock)
+            except (HostGone, TimeoutError):
+                return []
+        models: list[dict[str, Any]] = answer.get("models", [])
+        return models
+
+    async def stop(self, grace_s: float) -> None:
+        """SIGTERM, SIGKILL after `grace_s`, then whatever is left in its group; the socket
+        folder goes too."""
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + grace_s
+                while process.poll() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+            for _ in range(100):
+                if not processes_in_group(process.pid):
+                    break
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    break
+                await asyncio.sleep(0.05)
+            process.wait()
+            self._process = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+def is_listening(path: str) -> bool:
+    """Whether a host answers at `path` right now (for tests and diagnostics)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+class TorchHostExited(RuntimeExited):
+    """The torch host ended when nobody asked it to (the runtime is restarted with it)."""
+
+    def __init__(self, returncode: int | None, log_tail: str) -> None:
+        self.returncode = returncode
+        self.log_tail = log_tail
+        RuntimeFailure.__init__(
+            self, f"the torch host exited with status {returncode}; last log lines:\n{log_tail}"
+        )
