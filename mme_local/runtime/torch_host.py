@@ -117,6 +117,9 @@ class Hosted:
     """One loaded model instance."""
 
     model: str
+    """Triton's name for it (the TargetModel, on the SageMaker front end)."""
+    path: str
+    """The module file, in the model's folder of the cache."""
     device: str
     host_bytes: int
     gpu_bytes: int
@@ -235,7 +238,9 @@ class TorchHost:
         module = self.loader(str(request["path"]), device)
         instance = _Instance(module, device, request)
         host_bytes, gpu_bytes = tensor_bytes(module)
-        hosted = Hosted(str(request["model"]), str(device), host_bytes, gpu_bytes)
+        hosted = Hosted(
+            str(request["model"]), str(request["path"]), str(device), host_bytes, gpu_bytes
+        )
         with self._lock:
             self._hosted[key] = hosted
         log.info("loaded %s on %s (%d MiB)", hosted.model, device, (host_bytes + gpu_bytes) >> 20)

@@ -77,11 +77,14 @@ class TorchHostProcess:
         return [self._process.pid]
 
     def model_bytes(self, model_name: str, timeout_s: float = 5.0) -> tuple[int, int] | None:
-        """Host and GPU bytes of the model's tensors in the host (all its instances), or None
-        where the host doesn't hold it (or can't be asked)."""
+        """Host and GPU bytes of the tensors of the model loaded from the cache folder
+        `<cache>/<model_name>/model/` (all its instances), or None where the host holds none
+        of it (or can't be asked). The folder, not Triton's name, because the SageMaker
+        front end names a model after its TargetModel while the cache knows its folder."""
+        marker = f"/{model_name}/model/"
         found = None
         for hosted in self.hosted(timeout_s):
-            if hosted.get("model") == model_name:
+            if marker in str(hosted.get("path", "")):
                 host, gpu = found or (0, 0)
                 found = (host + int(hosted["host_bytes"]), gpu + int(hosted["gpu_bytes"]))
         return found

@@ -1,0 +1,143 @@
+"""The torch host beside a real embedded Triton: thin stubs, memory where it lives, and a
+host that dies taking the runtime down and leaves nothing behind on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mme_local.runtime import provision
+from mme_local.runtime.base import TritonSettings
+from mme_local.runtime.client import ContainerClient
+from mme_local.runtime.embedded import EmbeddedTriton
+from mme_local.runtime.probes import ServerProbes
+from mme_local.runtime.procs import command_line, processes_in_group
+from mme_local.runtime.torch_host_process import TorchHostExited
+from tests.support import write_tiny_bert_folder
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def triton(tmp_path: Path) -> AsyncIterator[EmbeddedTriton]:
+    server = EmbeddedTriton(provision.ensure(), tmp_path / "triton", TritonSettings())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _body(ids: torch.Tensor, mask: torch.Tensor) -> bytes:
+    def tensor(name: str, value: torch.Tensor) -> dict[str, object]:
+        return {"name": name, "shape": list(value.shape), "datatype": "INT32",
+                "data": value.flatten().tolist()}  # fmt: skip
+
+    return json.dumps({"inputs": [tensor("INPUT__0", ids), tensor("INPUT__1", mask)]}).encode()
+
+
+def _stubs(triton: EmbeddedTriton) -> list[int]:
+    return [
+        pid
+        for pid in triton.process_ids()
+        if any("triton_python_backend_stub" in part for part in command_line(pid))
+    ]
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+async def _eventually(condition: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.1)
+    assert condition()  # type: ignore[operator]
+
+
+async def test_models_share_one_torch_process_and_stubs_stay_thin(
+    triton: EmbeddedTriton, tmp_path: Path
+) -> None:
+    client = ContainerClient(triton.url)
+    scripts = {}
+    try:
+        for name, seed in (("aa11", 0), ("bb22", 1)):
+            model_dir = tmp_path / "cache" / name / "model"
+            scripts[name] = write_tiny_bert_folder(model_dir / "bert", seed=seed)
+            await client.load(name, str(model_dir), f"{name}.tar.gz")
+        ids = torch.randint(0, 100, (1, 9), dtype=torch.int32)
+        mask = torch.ones(1, 9, dtype=torch.int32)
+        for name, script in scripts.items():
+            with torch.no_grad():
+                want = script(ids, mask)[0].numpy()
+            answer = await client.invoke(
+                name, f"{name}.tar.gz", _body(ids, mask), "application/json"
+            )
+            out = {o["name"]: o for o in json.loads(answer.body)["outputs"]}["OUTPUT__0"]
+            got = np.array(out["data"], dtype=np.float32).reshape(want.shape)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+        host_pid = triton.torch_host.pid
+        assert host_pid is not None and host_pid in triton.process_ids()
+        assert "libtorch" in _maps(host_pid)
+        stubs = _stubs(triton)
+        assert len(stubs) == 2
+        for stub in stubs:
+            assert "libtorch" not in _maps(stub), "the stub must not import torch"
+
+        params = sum(p.numel() * p.element_size() for p in scripts["aa11"].parameters())
+        hosted = triton.hosted_model_bytes("aa11")
+        assert hosted is not None and hosted >= params
+        measured = await asyncio.to_thread(ServerProbes(triton).model_memory, "aa11")
+        assert measured is not None and measured > hosted  # its thin stub, plus its tensors
+
+        await client.unload("aa11", "aa11.tar.gz")
+        await _eventually(lambda: triton.hosted_model_bytes("aa11") is None)
+        assert triton.hosted_model_bytes("bb22") is not None
+    finally:
+        await client.aclose()
+
+
+async def test_a_dead_host_is_reported_and_stop_leaves_nothing(tmp_path: Path) -> None:
+    server = EmbeddedTriton(provision.ensure(), tmp_path / "triton", TritonSettings())
+    await server.start()
+    host_pid = server.torch_host.pid
+    socket_path = server.torch_host.socket_path
+    assert host_pid is not None and socket_path is not None
+    try:
+        await _eventually(lambda: os.path.exists(socket_path))
+        assert os.environ.get("MME_LOCAL_TORCH_HOST") is None  # only Triton's environment has it
+        assert server.environment()["MME_LOCAL_TORCH_HOST"] == socket_path
+        os.kill(host_pid, signal.SIGKILL)
+        with pytest.raises(TorchHostExited) as raised:
+            for _ in range(200):
+                server.check_alive()
+                await asyncio.sleep(0.05)
+        assert raised.value.returncode == -signal.SIGKILL
+        assert "torch host exited" in str(raised.value)
+    finally:
+        await server.stop()
+    assert processes_in_group(host_pid) == []
+    assert not os.path.exists(os.path.dirname(socket_path))
+
+
+async def test_a_restart_brings_a_new_host(tmp_path: Path) -> None:
+    server = EmbeddedTriton(provision.ensure(), tmp_path / "triton", TritonSettings())
+    await server.start()
+    try:
+        first = server.torch_host.pid
+        await server.stop()
+        await server.start()
+        assert server.torch_host.pid not in (None, first)
+        server.check_alive()
+    finally:
+        await server.stop()
