@@ -1,9 +1,10 @@
 """TorchScript on the embedded Triton: the torch host against per-model stubs, in one run.
 
-For each backend (first the per-model stubs that import torch, as before the torch host, then
-the torch host) a fresh embedded Triton loads `--models` copies of all-MiniLM-L6-v2 traced
-(`platform: pytorch_libtorch`, hard-linked copies of one folder, each loaded on its own),
-one at a time through the MME container API, and measures:
+Two embedded Tritons run side by side: one with the per-model stubs that import torch (as
+before the torch host), one with the torch host. Each loads `--models` copies of
+all-MiniLM-L6-v2 traced (`platform: pytorch_libtorch`, hard-linked copies of one folder, each
+loaded on its own) one at a time through the MME container API, the two taking turns at every
+step so that a busy machine slows both alike, and the bench measures:
 - cold load: the time of each POST /models;
 - memory: resident memory of Triton and everything it runs (stubs, host) added per model,
   and what the cache's per-model probe reports;
@@ -94,44 +95,57 @@ async def _start(work: Path, backend: str) -> object:
     return server
 
 
-async def measure(
-    backend: str, folder: Path, work: Path, models: int, warm: int, body: bytes
-) -> Measured:
+async def measure(folder: Path, work: Path, models: int, warm: int, body: bytes) -> list[Measured]:
+    """Both backends side by side, steps interleaved, so that the machine's other load falls
+    on both alike."""
     from mme_local.runtime.client import ContainerClient
     from mme_local.runtime.probes import ServerProbes
+    from mme_local.runtime.procs import rss_bytes
 
-    result = Measured(backend)
-    server = await _start(work, backend)
-    client = ContainerClient(server.url)  # type: ignore[attr-defined]
+    backends = ("per-model stubs", "torch host")
+    results = [Measured(name) for name in backends]
+    servers = [await _start(work, name) for name in backends]
+    clients = [ContainerClient(s.url) for s in servers]  # type: ignore[attr-defined]
+    pairs = list(zip(results, servers, clients, strict=True))
     try:
-        probes = ServerProbes(server)  # type: ignore[arg-type]
-        before = await _settled_rss(server)
+        before = [await _settled_rss(server) for server in servers]
         for i in range(models):
-            repository = work / backend.replace(" ", "-") / f"m{i}" / "model"
-            _copy(folder, repository)
-            started = time.perf_counter()
-            await client.load(f"m{i}", str(repository), f"model-{i}.tar.gz")
-            result.load_s.append(time.perf_counter() - started)
-            await client.invoke(f"m{i}", f"model-{i}.tar.gz", body, "application/json")
-            print(f"{backend}: loaded m{i} in {result.load_s[-1]:.2f} s", file=sys.stderr)
-        result.added_bytes = (await _settled_rss(server) - before) // models
-        for i in range(models):
-            probed = await asyncio.to_thread(probes.model_memory, f"m{i}")
-            result.probe_bytes.append(probed or 0)
+            for result, _, client in pairs:
+                repository = work / result.backend.replace(" ", "-") / f"m{i}" / "model"
+                _copy(folder, repository)
+                started = time.perf_counter()
+                await client.load(f"m{i}", str(repository), f"model-{i}.tar.gz")
+                result.load_s.append(time.perf_counter() - started)
+                await client.invoke(f"m{i}", f"model-{i}.tar.gz", body, "application/json")
+                print(f"{result.backend}: loaded m{i} in {result.load_s[-1]:.2f} s",
+                      file=sys.stderr)  # fmt: skip
+        await asyncio.sleep(1.0)
+        for (result, server, _), base in zip(pairs, before, strict=True):
+            result.added_bytes = (rss_bytes(server.process_ids()) - base) // models  # type: ignore[attr-defined]
+            probes = ServerProbes(server)  # type: ignore[arg-type]
+            for i in range(models):
+                probed = await asyncio.to_thread(probes.model_memory, f"m{i}")
+                result.probe_bytes.append(probed or 0)
         for _ in range(10):
-            await client.invoke("m0", "model-0.tar.gz", body, "application/json")
+            for _, _, client in pairs:
+                await client.invoke("m0", "model-0.tar.gz", body, "application/json")
         for _ in range(warm):
-            started = time.perf_counter()
-            await client.invoke("m0", "model-0.tar.gz", body, "application/json")
-            result.warm_s.append(time.perf_counter() - started)
+            for result, _, client in pairs:
+                started = time.perf_counter()
+                await client.invoke("m0", "model-0.tar.gz", body, "application/json")
+                result.warm_s.append(time.perf_counter() - started)
         for i in range(models):
-            await client.unload(f"m{i}", f"model-{i}.tar.gz")
+            for _, _, client in pairs:
+                await client.unload(f"m{i}", f"model-{i}.tar.gz")
         await asyncio.sleep(3.0)  # stubs end after the unload answers
-        result.left_bytes = await _settled_rss(server) - before
+        for (result, server, _), base in zip(pairs, before, strict=True):
+            result.left_bytes = await _settled_rss(server) - base
     finally:
-        await client.aclose()
-        await server.stop()  # type: ignore[attr-defined]
-    return result
+        for client in clients:
+            await client.aclose()
+        for server in servers:
+            await server.stop()  # type: ignore[attr-defined]
+    return results
 
 
 async def fit(folder: Path, work: Path, count: int, reserve: int, body: bytes) -> list[str]:
@@ -206,10 +220,7 @@ def main() -> None:
         work = Path(scratch)
         folder = build_model_folder("bert-torchscript", source, work / "built", 8, "cpu")
         weights = sum(p.stat().st_size for p in folder.rglob("*.pt"))
-        results = [
-            asyncio.run(measure(name, folder, work, args.models, args.warm, body))
-            for name in ("per-model stubs", "torch host")
-        ]
+        results = asyncio.run(measure(folder, work, args.models, args.warm, body))
         fitted = (
             asyncio.run(fit(folder, work, args.fit, int(args.reserve_gib * (1 << 30)), body))
             if args.fit
@@ -238,10 +249,11 @@ def main() -> None:
         append_result(
             "TorchScript: the torch host against per-model stubs",
             f"{args.models} copies of all-MiniLM-L6-v2 traced (`pytorch_libtorch`, KIND_CPU) "
-            "loaded one at a time through the container API of a fresh embedded Triton per "
-            "backend, then one model invoked "
-            f"{args.warm} times (JSON body, {len(body)} bytes); memory is the resident memory "
-            "of Triton's whole process tree and the host, settled 1 s after the last load.",
+            "loaded one at a time through the container API of two embedded Tritons running "
+            "side by side (one per backend, taking turns at every step), then one model of "
+            f"each invoked {args.warm} times, alternately (JSON body, {len(body)} bytes); "
+            "memory is the resident memory of each Triton's process tree (with its torch "
+            "host), 1 s after the last load.",
             table,
         )
 

@@ -26,8 +26,14 @@ from mme_local.runtime.procs import die_with_parent, processes_in_group
 from mme_local.runtime.torch_host_wire import SOCKET_ENV, HostGone, connect, receive, send
 
 # glibc keeps freed big blocks in its heaps once its mmap threshold has adapted upwards, and
-# every thread gets an arena of its own; both would keep an unloaded module's memory.
-_ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_ARENA_MAX": "2"}
+# every thread gets an arena of its own; both would keep an unloaded module's memory. A fixed
+# mmap threshold also fixes the trim threshold (128 KiB), which would give memory back to the
+# OS after nearly every inference; the host trims explicitly after each unload instead.
+_ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(128 << 20),
+    "MALLOC_ARENA_MAX": "2",
+}
 
 
 class TorchHostProcess:
