@@ -8,7 +8,12 @@ Instead every stub is a thin client of this host (see `backends/pytorch/model.py
 served by its own thread, and closing the connection frees the module.
 
 Calls of different models run at the same time: there is no lock around inference (torch
-releases the GIL in its kernels); the one lock here guards the table of loaded modules.
+releases the GIL in its kernels); the one lock here guards the table of loaded modules. GPU
+models run on their connection's thread. CPU models run on a small pool of inference threads
+(`--cpu-workers`, default one per four cores, at least one): every thread that runs a CPU op
+gets an OpenMP team of its own, and with one team per model every call slowed down by a third
+on a 2-core machine (measured; see docs/benchmarks.md), so CPU calls share a few teams, each
+using all the cores.
 
     python -m mme_local.runtime.torch_host --socket PATH
 """
@@ -26,6 +31,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,10 +160,19 @@ class _Instance:
         return arrays
 
 
+def default_cpu_workers() -> int:
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
 class TorchHost:
-    def __init__(self, socket_path: str, loader: Loader = jit_loader) -> None:
+    def __init__(
+        self, socket_path: str, loader: Loader = jit_loader, cpu_workers: int | None = None
+    ) -> None:
         self.socket_path = socket_path
         self.loader = loader
+        self._cpu = ThreadPoolExecutor(
+            cpu_workers or default_cpu_workers(), thread_name_prefix="torch-cpu"
+        )
         self._lock = threading.Lock()
         self._hosted: dict[int, Hosted] = {}
         self._ids = itertools.count(1)
@@ -185,6 +200,7 @@ class TorchHost:
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
 
     def close(self) -> None:
+        self._cpu.shutdown(wait=False)
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -251,7 +267,10 @@ class TorchHost:
     ) -> Area:
         # Views of the shared area: the inputs are read in place, never copied here.
         inputs = [torch.from_numpy(area.view(described)) for described in header["inputs"]]
-        outputs = instance.run(inputs)
+        if instance.device.type == "cpu":
+            outputs = self._cpu.submit(instance.run, inputs).result()
+        else:
+            outputs = instance.run(inputs)
         del inputs
         fds: list[int] = []
         wanted = needed(outputs)
@@ -268,9 +287,15 @@ class TorchHost:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Hold TorchScript modules for Triton's stubs.")
     parser.add_argument("--socket", required=True, help="Unix socket path to listen on")
+    parser.add_argument(
+        "--cpu-workers",
+        type=int,
+        default=default_cpu_workers(),
+        help="threads running CPU models' calls (default: one per four cores, at least one)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s torch-host %(message)s")
-    host = TorchHost(args.socket)
+    host = TorchHost(args.socket, cpu_workers=args.cpu_workers)
     host.listen()
     log.info("torch %s listening on %s (pid %d)", torch.__version__, args.socket, os.getpid())
     host.serve_forever()

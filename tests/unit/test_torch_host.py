@@ -223,7 +223,7 @@ def test_calls_of_different_models_run_at_the_same_time(tmp_path: Path) -> None:
 
     module = torch.jit.script(Scale())
     module.save(str(tmp_path / "fast.pt"))  # type: ignore[no-untyped-call]
-    with serving(TorchHost(str(tmp_path / "host.sock"), loader)) as host:
+    with serving(TorchHost(str(tmp_path / "host.sock"), loader, cpu_workers=2)) as host:
         slow = _load_single(host, tmp_path / "slow.pt")
         fast = _load(host, tmp_path / "fast.pt")
         answers: list[np.ndarray[Any, Any]] = []
