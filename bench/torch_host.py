@@ -159,13 +159,14 @@ async def fit(folder: Path, work: Path, count: int, reserve: int, body: bytes) -
     server = await _start(work, "torch host")
     client = ContainerClient(server.url, load_timeout_s=600)  # type: ignore[attr-defined]
     lines = []
+    stopped = ""
     loaded = 0
     lowest = available_bytes()
     started = time.perf_counter()
     try:
         for i in range(count):
             if available_bytes() < reserve:
-                lines.append(f"stopped at {loaded}: available memory under the reserve")
+                stopped = f" (stopped at {loaded}: available memory under the reserve)"
                 break
             repository = work / f"fit-{i}" / "model"
             _copy(folder, repository)
@@ -182,7 +183,7 @@ async def fit(folder: Path, work: Path, count: int, reserve: int, body: bytes) -
             await client.invoke(f"f{i}", f"model-{i}.tar.gz", body, "application/json")
             answered += 1
         lines += [
-            f"| TargetModels loaded at once | {loaded} of {count} |",
+            f"| TargetModels loaded at once | {loaded} of {count}{stopped} |",
             f"| all of them answered an invocation afterwards | {answered} of {loaded} |",
             f"| resident memory of Triton + stubs + host | {total / MiB:,.0f} MiB "
             f"({total / max(loaded, 1) / MiB:.0f} MiB per model) |",
