@@ -145,3 +145,51 @@ async def test_a_restart_brings_a_new_host(tmp_path: Path) -> None:
         server.check_alive()
     finally:
         await server.stop()
+
+
+def test_the_emulator_restarts_a_dead_host_and_measures_models_where_they_live(
+    tmp_path: Path,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from mme_local.background import run_in_thread
+    from mme_local.settings import EmulatorSettings
+    from tests.support import tar_gz
+
+    write_tiny_bert_folder(tmp_path / "src" / "bert")
+    archive = tar_gz(tmp_path / "src" / "bert", tmp_path / "bert.tar.gz")
+    ids = torch.randint(0, 100, (1, 6), dtype=torch.int32)
+    body = _body(ids, torch.ones(1, 6, dtype=torch.int32))
+    with run_in_thread(EmulatorSettings(port=0, cache_dir=tmp_path / "cache")) as running:
+        running.s3_client().upload_file(
+            str(archive), running.model_data.bucket, running.model_data.prefix + "bert.tar.gz"
+        )
+        client = running.runtime_client()
+
+        def invoke() -> None:
+            client.invoke_endpoint(
+                EndpointName="local-mme", TargetModel="bert.tar.gz", Body=body,
+                ContentType="application/json",
+            )  # fmt: skip
+
+        invoke()
+        server = running.emulator.server
+        assert isinstance(server, EmbeddedTriton)
+        entry = running.emulator.cache.models.get("bert.tar.gz")
+        assert entry is not None and entry.memory_measured
+        hosted = server.hosted_model_bytes(entry.name)
+        assert hosted is not None and entry.memory_bytes > hosted  # stub RSS + its tensors
+
+        first = server.torch_host.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        answered = False
+        while not answered and time.monotonic() < deadline:
+            try:
+                invoke()
+                answered = server.torch_host.pid not in (None, first)
+            except ClientError:
+                time.sleep(0.2)
+        assert answered, "a request is served again by a new torch host"
+        assert running.metrics()["mme_runtime_restarts_total"] == 1
