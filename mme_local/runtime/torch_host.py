@@ -28,6 +28,7 @@ import itertools
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -301,6 +302,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s torch-host %(message)s")
     host = TorchHost(args.socket, cpu_workers=args.cpu_workers)
+
+    def leave(signum: int, frame: object) -> None:
+        # SIGTERM comes from mme-local's stop, or from the kernel when mme-local died without
+        # one: either way leave no socket (nor its private folder, once empty) behind.
+        host.close()
+        with contextlib.suppress(OSError):
+            os.unlink(args.socket)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(args.socket))
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
     host.listen()
     log.info("torch %s listening on %s (pid %d)", torch.__version__, args.socket, os.getpid())
     host.serve_forever()

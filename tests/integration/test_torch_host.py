@@ -193,3 +193,53 @@ def test_the_emulator_restarts_a_dead_host_and_measures_models_where_they_live(
                 time.sleep(0.2)
         assert answered, "a request is served again by a new torch host"
         assert running.metrics()["mme_runtime_restarts_total"] == 1
+
+
+def _torch_hosts_below(root: int) -> list[int]:
+    from mme_local.runtime.procs import descendants
+
+    return [
+        pid
+        for pid in descendants(root)
+        if "mme_local.runtime.torch_host" in " ".join(command_line(pid))
+    ]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
+def test_up_leaves_no_torch_host_behind(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    """Ctrl-C stops the host with Triton; if `up` itself is killed, the host follows it."""
+    import subprocess
+
+    from mme_local.runtime.base import free_port
+    from tests.integration.test_cli_up import CLI, _wait_for_ping
+
+    port = free_port()
+    process = subprocess.Popen(
+        [CLI, "up", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, cwd=tmp_path,
+    )  # fmt: skip
+    hosts: list[int] = []
+    try:
+        _wait_for_ping(f"http://127.0.0.1:{port}", process)
+        deadline = time.monotonic() + 30
+        while not hosts and time.monotonic() < deadline:
+            hosts = _torch_hosts_below(process.pid)
+            time.sleep(0.1)
+        assert len(hosts) == 1
+        folder = Path(command_line(hosts[0])[-1]).parent
+        deadline = time.monotonic() + 60
+        while not (folder / "host.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # listening: torch imported
+        os.kill(process.pid, stop_signal)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{hosts[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = Path(f"/proc/{hosts[0]}/stat")
+    assert not status.exists() or status.read_text().split(") ")[1].startswith("Z")
+    assert not folder.exists(), "the socket's folder is removed"
