@@ -76,17 +76,21 @@ class EmbeddedTriton(LocalTriton):
         log.info("starting %s", " ".join(command))
         self._stopping = False
         self.torch_host.start()
-        with self.log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-                cwd=self.work_dir,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        try:
+            with self.log_path.open("ab") as log_file:
+                self._process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=self.environment(),
+                    cwd=self.work_dir,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
+        except BaseException:
+            await self.torch_host.stop(self.settings.stop_grace_s)
+            raise
         try:
             await self._wait_ready()
         except BaseException:

@@ -55,7 +55,10 @@ class TorchHostProcess:
         return {SOCKET_ENV: self.socket_path} if self.socket_path else {}
 
     def start(self) -> None:
-        """Start the host (not waiting for it to listen); call from the event loop's thread."""
+        """Start the host (not waiting for it to listen); call from the event loop's thread.
+        A host still running is kept."""
+        if self._process is not None and self._process.poll() is None:
+            return
         self._folder = Path(tempfile.mkdtemp(prefix="mme-torch-host-"))
         assert self.socket_path is not None
         command = [sys.executable, "-m", "mme_local.runtime.torch_host"]

@@ -243,3 +243,14 @@ def test_up_leaves_no_torch_host_behind(tmp_path: Path, stop_signal: signal.Sign
     status = Path(f"/proc/{hosts[0]}/stat")
     assert not status.exists() or status.read_text().split(") ")[1].startswith("Z")
     assert not folder.exists(), "the socket's folder is removed"
+
+
+async def test_a_triton_that_cannot_start_takes_its_host_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = EmbeddedTriton(provision.ensure(), tmp_path / "triton", TritonSettings())
+    monkeypatch.setattr(server, "command", lambda port: [str(tmp_path / "no-tritonserver")])
+    with pytest.raises(FileNotFoundError):
+        await server.start()
+    assert server.torch_host.pid is None and server.torch_host.socket_path is None
+    assert server.process_ids() == []
