@@ -220,7 +220,10 @@ class TorchHost:
                 op = header.get("op")
                 try:
                     if op == "stats":
-                        send(connection, {"models": [vars(h) for h in self.hosted()]})
+                        # Filtered here, so that one answer stays small with hundreds loaded.
+                        within = str(header.get("path_contains", ""))
+                        held = [vars(h) for h in self.hosted() if within in h.path]
+                        send(connection, {"models": held})
                     elif op == "load" and instance is None:
                         instance = self._load(key, header)
                         send(connection, {"inputs": instance.input_names})

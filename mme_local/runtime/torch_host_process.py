@@ -92,14 +92,15 @@ class TorchHostProcess:
         front end names a model after its TargetModel while the cache knows its folder."""
         marker = f"/{model_name}/model/"
         found = None
-        for hosted in self.hosted(timeout_s):
+        for hosted in self.hosted(timeout_s, path_contains=marker):
             if marker in str(hosted.get("path", "")):
                 host, gpu = found or (0, 0)
                 found = (host + int(hosted["host_bytes"]), gpu + int(hosted["gpu_bytes"]))
         return found
 
-    def hosted(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-        """What the host holds: one entry per model instance (blocking; call off the loop)."""
+    def hosted(self, timeout_s: float = 5.0, path_contains: str = "") -> list[dict[str, Any]]:
+        """What the host holds, one entry per model instance, those whose module path holds
+        `path_contains` (blocking; call off the loop)."""
         path = self.socket_path
         if path is None or self.returncode() is not None:
             return []
@@ -110,9 +111,9 @@ class TorchHostProcess:
         with sock:
             sock.settimeout(timeout_s)
             try:
-                send(sock, {"op": "stats"})
+                send(sock, {"op": "stats", "path_contains": path_contains})
                 answer, _ = receive(sock)
-            except (HostGone, TimeoutError):
+            except (HostGone, TimeoutError, ValueError):
                 return []
         models: list[dict[str, Any]] = answer.get("models", [])
         return models

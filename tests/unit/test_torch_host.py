@@ -22,7 +22,16 @@ from mme_local.runtime.torch_host import (
     positional_order,
     tensor_bytes,
 )
-from mme_local.runtime.torch_host_wire import Area, HostConnection, HostError, layout, needed
+from mme_local.runtime.torch_host_wire import (
+    Area,
+    HostConnection,
+    HostError,
+    connect,
+    layout,
+    needed,
+    receive,
+    send,
+)
 
 DTYPES = ["<f4", "<f8", "<f2", "<i4", "<i8", "|i1", "|u1", "|b1", "<i2"]
 
@@ -149,6 +158,21 @@ def test_a_module_loads_answers_and_is_freed_when_its_stub_goes(
 
     connection.close()
     _wait_until(lambda: host.hosted() == [])
+
+
+def test_stats_name_what_is_held_under_a_folder(host: TorchHost, module_path: Path) -> None:
+    connection = _load(host, module_path)
+    try:
+        sock = connect(host.socket_path, 1.0)
+        with sock:
+            send(sock, {"op": "stats", "path_contains": str(module_path.parent)})
+            [held] = receive(sock)[0]["models"]
+            assert held["path"] == str(module_path) and held["host_bytes"] == 16
+        with connect(host.socket_path, 1.0) as sock:
+            send(sock, {"op": "stats", "path_contains": "/elsewhere/"})
+            assert receive(sock)[0]["models"] == []
+    finally:
+        connection.close()
 
 
 def test_tensors_bigger_than_the_area_grow_it_on_either_side(
