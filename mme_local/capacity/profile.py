@@ -14,8 +14,9 @@ from typing import Any
 from mme_local.capacity.errors import CapacityError
 
 FORMAT_VERSION = 1
-# Platforms that the embedded runtime serves from one Python stub process per model, while
-# the cloud's Triton runs them in the shared libtorch backend process.
+# Platforms that the embedded runtime serves through one thin Python stub process per model
+# (the module itself lives in the shared torch host), while the cloud's Triton runs them in
+# its own process through libtorch, with no per-model process at all.
 STUB_HOSTED_PLATFORMS = ("pytorch_libtorch",)
 
 
@@ -49,8 +50,9 @@ class Profile:
     """The model server's resident memory with nothing loaded."""
     baseline_gpu_bytes: int | None
     stub_host_bytes: int
-    """Host memory of one empty TorchScript model: the fixed cost of a per-model stub
-    (interpreter and torch), 0 where the runtime has no such stub."""
+    """Host memory of one empty TorchScript model: the fixed cost of a per-model stub (the
+    thin stub's interpreter and numpy; torch is in the shared torch host, counted in the
+    baseline), 0 where the runtime has no such stub."""
     stub_gpu_bytes: int | None
     artifacts: list[Footprint] = field(default_factory=list)
     version: int = FORMAT_VERSION

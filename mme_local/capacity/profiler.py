@@ -3,9 +3,13 @@
 The emulator runs with the model cache disabled and no budgets, so each model is downloaded,
 loaded, measured while a lease pins it, then unloaded and deleted before the next one. Times
 are the cache's own (its download, load and unload histograms); memory is the server's
-measured resident memory (and NVML's used bytes with a GPU) around the load. An empty
-TorchScript model is measured first: on the embedded runtime, its footprint is the fixed cost
-of one Python stub process.
+measured resident memory (and NVML's used bytes with a GPU) around the load.
+
+An empty TorchScript model is loaded twice first. The first load warms the runtime up: on the
+embedded runtime it brings torch into the shared torch host (and its one CUDA context on a
+GPU), as the cloud's Triton brings in libtorch once; the baseline is measured after it. The
+second load's footprint is the fixed cost of one thin Python stub (the embedded runtime runs
+one per TorchScript model; the cloud runs none), removed from each TorchScript footprint.
 """
 
 from __future__ import annotations
@@ -170,6 +174,8 @@ async def measure_footprints(
         await emulator.start()
         try:
             measurer = _Measurer(emulator, sample)
+            progress("warming up the runtime with an empty TorchScript model")
+            await measurer.measure(EMPTY_MODEL, None)
             base_host, base_gpu = await measurer.baseline()
             progress("measuring an empty TorchScript model (the fixed cost of one stub)")
             empty = await measurer.measure(EMPTY_MODEL, None)
