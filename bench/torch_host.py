@@ -8,12 +8,19 @@ step so that a busy machine slows both alike, and the bench measures:
 - cold load: the time of each POST /models;
 - memory: resident memory of Triton and everything it runs (stubs, host) added per model,
   and what the cache's per-model probe reports;
-- warm latency: `--warm` invocations of one model, one after another;
+- warm latency: `--warm` invocations of one model, one after another, the two servers taking
+  turns every `--block` calls; and the same for a no-op TorchScript model with MiniLM's inputs
+  and outputs (same request, same answer size), whose difference between the backends is the
+  cost of the extra hop alone;
+- where a loaded copy's memory lies on the torch host: the host's anonymous memory, the thin
+  stubs' proportional share (PSS), Triton's own growth and the Python backend's shared-memory
+  region of each stub (in /dev/shm, which no process's RSS shows);
 - what is left after unloading them all.
 `--fit N` then loads N copies at once on the torch host, stopping early (and saying so) if
 the machine's available memory falls under `--reserve-gib`.
 
-    .venv/bin/python bench/torch_host.py [--models 4] [--warm 200] [--fit 200] [--write]
+    .venv/bin/python bench/torch_host.py [--models 4] [--warm 200] [--block 20] [--fit 200]
+        [--write]
 """
 
 from __future__ import annotations
@@ -45,7 +52,10 @@ class Measured:
     added_bytes: int = 0
     probe_bytes: list[int] = field(default_factory=list)
     warm_s: list[float] = field(default_factory=list)
+    noop_s: list[float] = field(default_factory=list)
     left_bytes: int = 0
+    where: dict[str, int] = field(default_factory=dict)
+    """Per loaded copy, bytes by where they lie (torch host only)."""
     weights_bytes: int = 0
 
 
@@ -54,6 +64,65 @@ def available_bytes() -> int:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _rollup(pid: int, key: str) -> int:
+    """One field of /proc/PID/smaps_rollup, in bytes (0 once the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _shm_bytes(pids: list[int]) -> int:
+    """Bytes allocated to the /dev/shm files these processes map (each file once)."""
+    files: set[str] = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        except OSError:
+            continue
+        files.update(line.split()[-1] for line in maps if " /dev/shm/" in line)
+    total = 0
+    for name in files:
+        try:
+            total += os.stat(name).st_blocks * 512
+        except OSError:
+            continue
+    return total
+
+
+def _where(server: object) -> dict[str, int]:
+    """Memory of a torch-host Triton by where it lies."""
+    host = server.torch_host.pid  # type: ignore[attr-defined]
+    triton = server.pid  # type: ignore[attr-defined]
+    stubs = [p for p in server.process_ids() if p not in (host, triton)]  # type: ignore[attr-defined]
+    return {
+        "torch host (anonymous)": _rollup(host, "Anonymous"),
+        "thin stubs (PSS)": sum(_rollup(p, "Pss") for p in stubs),
+        "Triton (PSS)": _rollup(triton, "Pss"),
+        "Python backend shared memory (/dev/shm)": _shm_bytes([triton, *stubs]),
+    }
+
+
+def _noop_folder(folder: Path, work: Path) -> Path:
+    """MiniLM's config with a module that computes nothing but answers the same shapes."""
+    import torch
+
+    class Noop(torch.nn.Module):
+        def forward(
+            self, ids: torch.Tensor, mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.zeros(ids.shape[0], ids.shape[1], 384), torch.zeros(ids.shape[0], 384)
+
+    target = work / "noop" / folder.name
+    (target / "1").mkdir(parents=True)
+    shutil.copyfile(folder / "config.pbtxt", target / "config.pbtxt")
+    torch.jit.script(Noop()).save(str(target / "1" / "model.pt"))  # type: ignore[no-untyped-call]
+    return target
 
 
 def _copy(folder: Path, repository: Path) -> None:
@@ -95,7 +164,9 @@ async def _start(work: Path, backend: str) -> object:
     return server
 
 
-async def measure(folder: Path, work: Path, models: int, warm: int, body: bytes) -> list[Measured]:
+async def measure(
+    folder: Path, work: Path, models: int, warm: int, block: int, body: bytes
+) -> list[Measured]:
     """Both backends side by side, steps interleaved, so that the machine's other load falls
     on both alike."""
     from mme_local.runtime.client import ContainerClient
@@ -109,6 +180,7 @@ async def measure(folder: Path, work: Path, models: int, warm: int, body: bytes)
     pairs = list(zip(results, servers, clients, strict=True))
     try:
         before = [await _settled_rss(server) for server in servers]
+        where_before = _where(servers[1])
         for i in range(models):
             for result, _, client in pairs:
                 repository = work / result.backend.replace(" ", "-") / f"m{i}" / "model"
@@ -120,24 +192,38 @@ async def measure(folder: Path, work: Path, models: int, warm: int, body: bytes)
                 print(f"{result.backend}: loaded m{i} in {result.load_s[-1]:.2f} s",
                       file=sys.stderr)  # fmt: skip
         await asyncio.sleep(1.0)
+        host_where = _where(servers[1])
+        results[1].where = {
+            key: (host_where[key] - where_before[key]) // models for key in host_where
+        }
         for (result, server, _), base in zip(pairs, before, strict=True):
             result.added_bytes = (rss_bytes(server.process_ids()) - base) // models  # type: ignore[attr-defined]
             probes = ServerProbes(server)  # type: ignore[arg-type]
             for i in range(models):
                 probed = await asyncio.to_thread(probes.model_memory, f"m{i}")
                 result.probe_bytes.append(probed or 0)
+        noop = _noop_folder(folder, work)
+        for result, _, client in pairs:
+            repository = work / result.backend.replace(" ", "-") / "noop" / "model"
+            shutil.copytree(noop, repository / noop.name)
+            await client.load("noop", str(repository), "noop.tar.gz")
         for _ in range(10):
             for _, _, client in pairs:
                 await client.invoke("m0", "model-0.tar.gz", body, "application/json")
+                await client.invoke("noop", "noop.tar.gz", body, "application/json")
         # In blocks, taking turns: one server alone at a time (as in use: the other one's
-        # OpenMP threads spinning after each call would slow the next call of the other).
-        block = max(1, warm // 8)
+        # OpenMP threads spinning after each call would slow the next call of the other),
+        # blocks short enough that a busy spell of the machine falls on both alike.
         for _ in range(0, warm, block):
-            for result, _, client in pairs:
-                for _ in range(block):
-                    started = time.perf_counter()
-                    await client.invoke("m0", "model-0.tar.gz", body, "application/json")
-                    result.warm_s.append(time.perf_counter() - started)
+            for target, name in (("m0", "model-0.tar.gz"), ("noop", "noop.tar.gz")):
+                for result, _, client in pairs:
+                    times = result.warm_s if target == "m0" else result.noop_s
+                    for _ in range(block):
+                        started = time.perf_counter()
+                        await client.invoke(target, name, body, "application/json")
+                        times.append(time.perf_counter() - started)
+        for _, _, client in pairs:
+            await client.unload("noop", "noop.tar.gz")
         for i in range(models):
             for _, _, client in pairs:
                 await client.unload(f"m{i}", f"model-{i}.tar.gz")
@@ -201,8 +287,8 @@ def _row(m: Measured) -> str:
         f"| {m.backend} | {statistics.median(m.load_s):.2f} ({min(m.load_s):.2f}-"
         f"{max(m.load_s):.2f}) | {m.added_bytes / MiB:.0f} | "
         f"{statistics.median(m.probe_bytes) / MiB:.0f} | "
-        f"{statistics.median(m.warm_s) * 1000:.1f} | {_percentile(m.warm_s, 0.99) * 1000:.1f} | "
-        f"{m.left_bytes / MiB:.0f} |"
+        f"{statistics.median(m.warm_s) * 1000:.2f} | {_percentile(m.warm_s, 0.99) * 1000:.1f} | "
+        f"{statistics.median(m.noop_s) * 1000:.2f} | {m.left_bytes / MiB:.0f} |"
     )
 
 
@@ -210,6 +296,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--block", type=int, default=20, help="warm calls per turn")
     parser.add_argument("--fit", type=int, default=0, help="then load this many at once")
     parser.add_argument("--reserve-gib", type=float, default=2.0)
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
@@ -226,7 +313,9 @@ def main() -> None:
         folder = build_model_folder("bert-torchscript", source, work / "built", 8, "cpu")
         weights = sum(p.stat().st_size for p in folder.rglob("*.pt"))
         results = (
-            asyncio.run(measure(folder, work, args.models, args.warm, body)) if args.models else []
+            asyncio.run(measure(folder, work, args.models, args.warm, args.block, body))
+            if args.models
+            else []
         )
         fitted = (
             asyncio.run(fit(folder, work, args.fit, int(args.reserve_gib * (1 << 30)), body))
@@ -242,10 +331,11 @@ def main() -> None:
                 f"{args.models} copies of all-MiniLM-L6-v2 traced (`pytorch_libtorch`, "
                 "KIND_CPU) loaded one at a time through the container API of two embedded "
                 "Tritons running side by side (one per backend, taking turns at every step), "
-                f"then one model of each invoked {args.warm} times, in 8 blocks taking turns "
-                "(JSON body, "
-                f"{len(body)} bytes); memory is the resident memory of each Triton's process "
-                "tree (with its torch host), 1 s after the last load.",
+                f"then one model of each invoked {args.warm} times, and a no-op TorchScript "
+                f"model with the same inputs and outputs as many, in turns of {args.block} "
+                f"calls (JSON body, {len(body)} bytes; answer: 14 token vectors and the pooled "
+                "one); memory is the resident memory of each Triton's process tree (with its "
+                "torch host), 1 s after the last load.",
                 table,
             )
     if fitted:
@@ -266,18 +356,23 @@ def _comparison(results: list[Measured], weights: int) -> str:
     stubs, host = results
     ratio_load = statistics.median(host.load_s) / statistics.median(stubs.load_s)
     ratio_warm = statistics.median(host.warm_s) / statistics.median(stubs.warm_s)
+    hop_ms = (statistics.median(host.noop_s) - statistics.median(stubs.noop_s)) * 1000
+    where = [f"{key} {value / MiB:.1f} MiB" for key, value in host.where.items()]
     return "\n".join(
         [
             "| backend | cold load s, median (min-max) | host memory added per model MiB "
-            "| per-model probe MiB | warm p50 ms | warm p99 ms | left after unloading all MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| per-model probe MiB | warm p50 ms | warm p99 ms | no-op model p50 ms "
+            "| left after unloading all MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
             *(_row(m) for m in results),
             "",
             f"- MiniLM weights (model.pt): {weights / MiB:.0f} MiB; memory added per model on "
             f"the torch host: weights + {(host.added_bytes - weights) / MiB:.0f} MiB "
             f"(per-model stubs: weights + {(stubs.added_bytes - weights) / MiB:.0f} MiB).",
             f"- cold load, torch host / per-model stubs: **{ratio_load:.2f}x**; "
-            f"warm p50: **{ratio_warm:.2f}x**.",
+            f"warm p50: **{ratio_warm:.2f}x**; the hop alone (no-op model, torch host less "
+            f"per-model stubs): {hop_ms:+.2f} ms at p50.",
+            f"- each loaded copy on the torch host, by where it lies: {'; '.join(where)}.",
         ]
     )
 
