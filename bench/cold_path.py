@@ -105,7 +105,7 @@ def main() -> None:
         append_result(
             "Cold path: first invocation vs by hand",
             f"{args.models} copies of a tiny TorchScript BERT (`platform: pytorch_libtorch`, "
-            "served by the Python-based backend); the baseline does the same GET, extraction, "
+            "served through the torch host); the baseline does the same GET, extraction, "
             "load and one invoke directly against the same S3 server and Triton.",
             report,
         )

@@ -112,18 +112,26 @@ class Endpoint:
         return int(self.running.metrics().get("mme_loaded_model_count", 0))
 
 
-def new_process_memory(before: dict[int, int]) -> tuple[int, int]:
-    """(pid, bytes) of the one process that appeared on the GPU since `before`."""
-    fresh = {pid: used for pid, used in gpu_apps().items() if pid not in before}
-    if not fresh:
-        return 0, 0
-    pid = max(fresh, key=lambda p: fresh[p])
-    return pid, fresh[pid]
+def torch_host_gpu(endpoint: Endpoint, target: str) -> dict[str, int]:
+    """The torch host's GPU use (NVML, the whole process: one CUDA context for every
+    TorchScript model), the target's tensors on the GPU as the host counts them, and how many
+    of this emulator's processes hold GPU memory."""
+    server = endpoint.running.emulator.server
+    host = server.torch_host
+    apps = gpu_apps()
+    ours = set(server.process_ids())
+    hosted = [h for h in host.hosted() if h.get("model") == target]
+    return {
+        "host_pid": host.pid or 0,
+        "host_gpu_mib": apps.get(host.pid or 0, 0) // MiB,
+        "model_tensors_mib": sum(int(h["gpu_bytes"]) for h in hosted) // MiB,
+        "gpu_processes": sum(pid in ours for pid in apps),
+    }
 
 
 def cold_and_memory(endpoint: Endpoint, target: str, body: bytes, on_gpu: bool) -> Step:
     step = Step("cold load (first invocation: download, extract, load, infer)")
-    before = gpu_apps() if on_gpu else {}
+    before = torch_host_gpu(endpoint, target)["host_gpu_mib"] if on_gpu else 0
     status, seconds, error = endpoint.invoke(target, body)
     step.values.update(status=status, first_invocation_s=round(seconds, 3))
     if error:
@@ -132,8 +140,8 @@ def cold_and_memory(endpoint: Endpoint, target: str, body: bytes, on_gpu: bool) 
     loading = metrics.get("mme_model_loading_time_seconds_sum", 0.0)
     step.values["triton_load_s"] = round(loading, 3)
     if on_gpu:
-        pid, used = new_process_memory(before)
-        step.values.update(stub_pid=pid, stub_gpu_mib=used // MiB)
+        after = torch_host_gpu(endpoint, target)
+        step.values.update(after, host_gpu_added_mib=after["host_gpu_mib"] - before)
     return step
 
 

@@ -34,6 +34,7 @@ from bench.gpu_models import (
 GiB = 1024**3
 # The workload cycles many small copies: a vocabulary of 1000 keeps each archive near 2 MB.
 WORKLOAD_SHAPE = BertShape(layers=2, hidden=128, heads=2, intermediate=512, vocab=1000)
+MEMORY_STEP = "GPU memory per model (from the torch host: NVML and its tensors)"
 EMPTY_SHAPE = BertShape(layers=1, hidden=8, heads=1, intermediate=8, vocab=8, positions=16)
 
 
@@ -110,7 +111,7 @@ def _single_model(
         endpoint.publish(main, ["model-0.tar.gz"])
         endpoint.publish(cpu, ["model-0-cpu.tar.gz"])
         if on_gpu:
-            _say("measuring one stub's own CUDA context (a model with almost no weights)")
+            _say("measuring the torch host's CUDA context (a model with almost no weights)")
             empty = bert_archive(scratch / "empty.tar.gz", traced_bert(EMPTY_SHAPE), EMPTY_SHAPE,
                                  "KIND_GPU")  # fmt: skip
             endpoint.publish(empty, ["empty.tar.gz"])
@@ -119,17 +120,22 @@ def _single_model(
         cold = cold_and_memory(endpoint, "model-0.tar.gz", body, on_gpu)
         steps.append(cold)
         if on_gpu:
-            memory = Step("GPU memory per model (NVML, per stub process)")
-            per_model = int(cold.values.get("stub_gpu_mib", 0))
-            ctx = int(context.values.get("stub_gpu_mib", 0))
+            memory = Step(MEMORY_STEP)
+            # The first GPU model of the host brought its one CUDA context; this one adds only
+            # what it holds itself, so NVML's growth of the host process is the model's cost.
+            per_model = int(cold.values.get("host_gpu_added_mib", 0))
+            ctx = int(context.values.get("host_gpu_mib", 0))
             memory.values.update(
-                per_model_mib=per_model, stub_cuda_context_mib=ctx,
-                weights_and_rest_mib=per_model - ctx, aws_published_mb=AWS_BERT_BASE_MB,
+                per_model_mib=per_model, tensors_mib=int(cold.values.get("model_tensors_mib", 0)),
+                host_cuda_context_mib=ctx, gpu_processes=int(cold.values.get("gpu_processes", 0)),
+                aws_published_mb=AWS_BERT_BASE_MB,
                 ratio_to_aws=round(per_model * MiB / (AWS_BERT_BASE_MB * 1e6), 2),
             )  # fmt: skip
+            if memory.values["gpu_processes"] != 1:
+                memory.notes.append("expected one process on the GPU: the torch host")
             steps.append(memory)
         else:
-            steps.append(skipped("GPU memory per model (NVML, per stub process)", no_gpu))
+            steps.append(skipped(MEMORY_STEP, no_gpu))
         _say(f"warm latency: {warm_calls} calls")
         if on_gpu:
             steps.append(warm_latency(endpoint, "model-0.tar.gz", body, warm_calls, "GPU"))
@@ -143,9 +149,11 @@ def _budget(scratch: Path, main: Path, body: bytes, budget_gib: float, steps: li
     per_model = max(
         (int(s.values.get("per_model_mib", 0)) for s in steps), default=0
     ) * MiB or GiB  # fmt: skip
+    context = max((int(s.values.get("host_cuda_context_mib", 0)) for s in steps), default=0) * MiB
     used = sum(gpu_apps().values())
     budget = int(budget_gib * GiB)
-    fits = max(0, (budget - used) // per_model)
+    # One CUDA context (the torch host's) for all the copies, then their weights.
+    fits = max(0, (budget - used - context) // per_model)
     names = [f"copy-{i}.tar.gz" for i in range(fits + 3)]
     _say(f"GPU budget {budget_gib} GiB: about {fits} copies should fit; loading {len(names)}")
     with _emulator(scratch, "budget", gpu_memory_limit_bytes=budget) as running:
@@ -160,7 +168,8 @@ def _oom(scratch: Path, main: Path, body: bytes) -> Step:
     import torch
 
     free, _ = torch.cuda.mem_get_info()
-    # Leave room for the next stub's CUDA context but not for its weights.
+    # Leave room for two CUDA contexts (the hog's own stub, and the torch host's, created by
+    # its first GPU model) but not for the model's weights.
     hog_bytes = max(0, free - 2 * 600 * MiB - 200 * MiB)
     hog = hog_archive(scratch / "hog.tar.gz", hog_bytes)
     _say(f"filling the GPU with {hog_bytes / GiB:.1f} GiB, then loading a model")
@@ -181,8 +190,11 @@ def _workload(
     archive = bert_archive(scratch / "small.tar.gz", traced_bert(WORKLOAD_SHAPE), WORKLOAD_SHAPE,
                            kind)  # fmt: skip
     names = [f"tenant-{i:03d}.tar.gz" for i in range(targets)]
-    capacity = 16 if on_gpu else 3
-    _say(f"workload: {targets} TargetModels, at most {capacity} loaded, {concurrency} at a time")
+    # On a GPU every copy fits at once (one CUDA context, small weights): no evictions are
+    # expected there; on CPU a small capacity keeps the rehearsal short and exercises LRU.
+    capacity = None if on_gpu else 3
+    _say(f"workload: {targets} TargetModels, at most {capacity or 'all'} loaded, "
+         f"{concurrency} at a time")  # fmt: skip
     with _emulator(
         scratch, "workload", max_loaded_models=capacity,
         gpu_memory_limit_bytes=int(args.gpu_budget_gib * GiB),

@@ -14,9 +14,10 @@ from typing import Any
 from mme_local.capacity.errors import CapacityError
 
 FORMAT_VERSION = 1
-# Platforms that the embedded Triton serves from one Python stub process per model, while the
-# cloud's Triton runs them in the shared libtorch backend process. TorchServe runs every model
-# in its own worker process locally and in the cloud alike: nothing to subtract there.
+# Platforms that the embedded Triton serves through one thin Python stub process per model
+# (the module itself lives in the shared torch host), while the cloud's Triton runs them in
+# its own process through libtorch, with no per-model process at all. TorchServe runs every
+# model in its own worker process locally and in the cloud alike: nothing to subtract there.
 STUB_HOSTED_PLATFORMS = ("pytorch_libtorch",)
 
 
@@ -58,8 +59,9 @@ class Profile:
     baseline_gpu_bytes: int | None
     stub_host_bytes: int
     """Host memory of one empty TorchScript model in the stack's layout: the fixed cost of a
-    per-model stub (Triton) or worker (TorchServe), interpreter and torch; 0 where the runtime
-    has no such process."""
+    per-model thin stub on Triton (its interpreter and numpy; torch is in the shared torch
+    host, counted in the baseline) or of a worker with torch on TorchServe; 0 where the
+    runtime has no such process."""
     stub_gpu_bytes: int | None
     artifacts: list[Footprint] = field(default_factory=list)
     version: int = FORMAT_VERSION

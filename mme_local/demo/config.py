@@ -16,7 +16,10 @@ class DemoConfig:
     """TargetModels published (copies of one artifact, as in AWS's GPU MME example)."""
     requests: int = 300
     capacity: int = 12
-    """max_loaded_models of the endpoint: fewer than the models the workload touches."""
+    """max_loaded_models of the endpoint: fewer than the models the workload touches (23 with
+    the defaults), so that it evicts. Memory is not what limits it: on the embedded runtime a
+    loaded MiniLM copy costs ≈130 MiB of host memory (its 87 MiB of weights in the shared torch
+    host, plus a thin stub), so ≈120 copies fit the default 16 GiB budget at once."""
     zipf: float = 2.0
     """Popularity of the model ranked k is proportional to k ** -zipf."""
     seed: int = 7

@@ -1,7 +1,8 @@
 """Lay out the backend directory the embedded Triton runs with.
 
 It holds the Python backend (from the Triton install, with the stub that embeds the running
-Python) and mme-local's own Python-based backends (package data, e.g. `pytorch`).
+Python) and mme-local's own Python-based backends (package data, e.g. `pytorch`, with the
+torch host's wire module beside it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 from mme_local.runtime.provision import TritonInstall
 
 _OWN_BACKENDS = ("pytorch",)
+# Modules of mme_local that a backend's model.py imports from its own folder (the stub
+# ignores PYTHONPATH and must not import torch through mme_local).
+_BESIDE_BACKEND = {"pytorch": ("torch_host_wire.py",)}
 
 
 class StubNotFound(RuntimeError):
@@ -56,6 +60,9 @@ def prepare_backend_dir(install: TritonInstall, target: Path) -> Path:
         backend.mkdir(parents=True, exist_ok=True)
         with resources.as_file(package / name / "model.py") as source:
             shutil.copyfile(source, backend / "model.py")
+        for module in _BESIDE_BACKEND.get(name, ()):
+            with resources.as_file(resources.files("mme_local.runtime") / module) as source:
+                shutil.copyfile(source, backend / module)
     return target
 
 

@@ -29,6 +29,7 @@ from mme_local.runtime.procs import (
     serving_model,
 )
 from mme_local.runtime.provision import TritonInstall, check_load_paths
+from mme_local.runtime.torch_host_process import TorchHostExited, TorchHostProcess
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ class EmbeddedTriton(LocalTriton):
     """tritonserver started the way SageMaker's `serve` starts it for an MME.
 
     Triton runs in its own process group so that stopping it also ends every Python backend
-    stub it started, even after Triton itself was killed.
+    stub it started, even after Triton itself was killed. The torch host that holds every
+    TorchScript module starts, dies (taking the runtime down for a restart) and stops with it.
     """
 
     def __init__(self, install: TritonInstall, work_dir: Path, settings: TritonSettings) -> None:
@@ -47,6 +49,7 @@ class EmbeddedTriton(LocalTriton):
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = False
         self._probed = False
+        self.torch_host = TorchHostProcess(work_dir / "torch-host.log")
 
     @property
     def pid(self) -> int | None:
@@ -60,6 +63,7 @@ class EmbeddedTriton(LocalTriton):
         env = dict(os.environ)
         env.update(python_environment(self.install))
         env.update(triton_environment())
+        env.update(self.torch_host.environment())
         return env
 
     async def start(self) -> None:
@@ -76,17 +80,22 @@ class EmbeddedTriton(LocalTriton):
         command = [*self.command(self._port), f"--backend-directory={backend_dir}"]
         log.info("starting %s", " ".join(command))
         self._stopping = False
-        with self.log_path.open("wb") as log_file:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-                cwd=self.work_dir,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        self.torch_host.start()
+        try:
+            with self.log_path.open("wb") as log_file:
+                self._process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=self.environment(),
+                    cwd=self.work_dir,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
+        except BaseException:
+            await self.torch_host.stop(self.settings.stop_grace_s)
+            raise
         try:
             await self._wait_ready()
         except BaseException:
@@ -105,23 +114,35 @@ class EmbeddedTriton(LocalTriton):
         check_load_paths(self._version, self.install.binary)
 
     async def wait_exit(self) -> None:
-        """Return when the running tritonserver ends, without polling: its pidfd becomes
-        readable then. The process is left to `check_alive` (or `stop`) to reap."""
+        """Return when the running tritonserver or its torch host ends, without polling: a
+        pidfd becomes readable then. The processes are left to `check_alive` (or `stop`) to
+        reap."""
         process = self._process
         # poll() reaps an exited child, so a PID not yet reaped is still ours: no reuse race.
         if process is None or process.poll() is not None:
             return
-        pidfd = os.pidfd_open(process.pid)
+        if self.torch_host.returncode() is not None:
+            return
+        pids = [process.pid]
+        host_pid = self.torch_host.pid
+        if host_pid is not None:
+            pids.append(host_pid)
+        pidfds: list[int] = []
         try:
+            for pid in pids:
+                pidfds.append(os.pidfd_open(pid))
             loop = asyncio.get_running_loop()
             ended = loop.create_future()
-            loop.add_reader(pidfd, _resolve, ended)
+            for pidfd in pidfds:
+                loop.add_reader(pidfd, _resolve, ended)
             try:
                 await ended
             finally:
-                loop.remove_reader(pidfd)
+                for pidfd in pidfds:
+                    loop.remove_reader(pidfd)
         finally:
-            os.close(pidfd)
+            for pidfd in pidfds:
+                os.close(pidfd)
 
     def check_alive(self) -> None:
         process = self._process
@@ -130,6 +151,9 @@ class EmbeddedTriton(LocalTriton):
         returncode = process.poll()
         if returncode is not None:
             raise RuntimeExited(returncode, self.log_tail())
+        host_returncode = self.torch_host.returncode()
+        if host_returncode is not None:
+            raise TorchHostExited(host_returncode, self.torch_host.log_tail())
 
     @property
     def open_port(self) -> int | None:
@@ -143,10 +167,15 @@ class EmbeddedTriton(LocalTriton):
     def model_process_ids(self, model_name: str) -> list[int] | None:
         return serving_model(self.process_ids(), model_name)
 
+    def hosted_model_bytes(self, model_name: str) -> int | None:
+        """Host memory of the model's tensors in the torch host; None if it holds none."""
+        held = self.torch_host.model_bytes(model_name)
+        return None if held is None else held[0]
+
     def process_ids(self) -> list[int]:
         if self._process is None or self._process.poll() is not None:
             return []
-        return [self._process.pid, *descendants(self._process.pid)]
+        return [self._process.pid, *descendants(self._process.pid), *self.torch_host.process_ids()]
 
     def model_url(self, model_dir: Path) -> str:
         return str(model_dir)
@@ -165,6 +194,7 @@ class EmbeddedTriton(LocalTriton):
         # Scanning /proc and reaping are blocking system calls: a thread does them.
         await asyncio.to_thread(_end_group, process, _GROUP_END_TIMEOUT_S)
         self._process = None
+        await self.torch_host.stop(self.settings.stop_grace_s)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

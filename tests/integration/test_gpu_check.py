@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU_STEPS = (
-    "GPU memory per model (NVML, per stub process)",
+    "GPU memory per model (from the torch host: NVML and its tensors)",
     "warm latency, GPU",
     "eviction under a GPU budget",
     "a load that exhausts GPU memory (507, evict, retry)",
