@@ -175,7 +175,7 @@ def test_the_emulator_restarts_a_dead_host_and_measures_models_where_they_live(
         invoke()
         server = running.emulator.server
         assert isinstance(server, EmbeddedTriton)
-        entry = running.emulator.cache.models.get("bert.tar.gz")
+        entry = running.emulator.cache.machine.models.get("bert.tar.gz")
         assert entry is not None and entry.memory_measured
         hosted = server.hosted_model_bytes(entry.name)
         assert hosted is not None and entry.memory_bytes > hosted  # stub RSS + its tensors
