@@ -284,3 +284,42 @@ def test_without_a_host_the_stub_says_where_it_should_run(
         HostConnection.open()
     with pytest.raises(ConnectionError, match="no torch host"):
         HostConnection.open(str(tmp_path / "absent.sock"), wait_s=0.1)
+
+
+class _Recording:
+    """A loaded "module" that notes which thread runs each of its calls."""
+
+    def __init__(self, threads: list[str]) -> None:
+        self.threads = threads
+        threads.append(threading.current_thread().name)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.threads.append(threading.current_thread().name)
+        return x * 2
+
+
+def test_a_cpu_model_is_loaded_and_called_on_one_worker_and_models_spread_over_workers(
+    tmp_path: Path,
+) -> None:
+    # One thread per CPU model from load to unload keeps the OpenMP teams few, and no
+    # hand-over between threads on a call; the least busy worker takes the next model.
+    threads: dict[str, list[str]] = {}
+
+    def loader(path: str, device: torch.device) -> Any:
+        return _Recording(threads.setdefault(Path(path).name, []))
+
+    with serving(TorchHost(str(tmp_path / "host.sock"), loader, cpu_workers=2)) as host:
+        first = _load_single(host, tmp_path / "a.pt")
+        second = _load_single(host, tmp_path / "b.pt")
+        for _ in range(3):
+            np.testing.assert_array_equal(first.infer([np.ones(2)])[0], [2.0, 2.0])
+            second.infer([np.ones(2)])
+        second.close()
+        _wait_until(lambda: len(host.hosted()) == 1)
+        third = _load_single(host, tmp_path / "c.pt")  # the worker `b` had is free again
+        third.infer([np.ones(2)])
+        first.close()
+        third.close()
+    assert {len(set(names)) for names in threads.values()} == {1}
+    a, b, c = (threads[name][0] for name in ("a.pt", "b.pt", "c.pt"))
+    assert a.startswith("torch-cpu-") and a != b and c == b
