@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--zipf", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
+    parser.add_argument("--keep-profile", type=Path, help="also save the profile here")
     args = parser.parse_args()
 
     from mme_local.artifacts.archive import copy_names
@@ -92,6 +93,8 @@ def main() -> None:
         profile = replace(profile, artifacts=[replace(footprint, target_models=names)])
         profile_path = work / "profile.json"
         profile.save(profile_path)
+        if args.keep_profile is not None:
+            profile.save(args.keep_profile)
         memory = profile.baseline_host_bytes + int(args.memory_models * footprint.host_memory_bytes)
         runs = [
             (f"max_loaded_models={args.capacity}", {"max_loaded_models": args.capacity}),
