@@ -365,10 +365,12 @@ class TorchHost:
         if device.type == "cpu":
             # On a CPU worker, the one that will answer its calls: loading copies tensors
             # with OpenMP, which would give this connection's thread a team of its own.
-            with self._lock:
-                worker = min(self._cpu, key=lambda w: w.connections)
-                worker.connections += 1
-            connection.worker = worker
+            worker = connection.worker  # a load tried again stays where it was counted
+            if worker is None:
+                with self._lock:
+                    worker = min(self._cpu, key=lambda w: w.connections)
+                    worker.connections += 1
+                connection.worker = worker
             module = worker.call(lambda: self.loader(path, device))
         else:
             module = self.loader(path, device)

@@ -323,3 +323,20 @@ def test_a_cpu_model_is_loaded_and_called_on_one_worker_and_models_spread_over_w
     assert {len(set(names)) for names in threads.values()} == {1}
     a, b, c = (threads[name][0] for name in ("a.pt", "b.pt", "c.pt"))
     assert a.startswith("torch-cpu-") and a != b and c == b
+
+
+def test_a_load_tried_again_on_one_connection_is_counted_once(
+    tmp_path: Path, module_path: Path
+) -> None:
+    (tmp_path / "broken.pt").write_bytes(b"not a TorchScript archive")
+    with serving(TorchHost(str(tmp_path / "host.sock"), cpu_workers=2)) as host:
+        connection = HostConnection.open(host.socket_path, wait_s=5)
+        request = {"model": "x", "gpu": None, "inputs": ["INPUT__0", "INPUT__1"],
+                   "outputs": [["OUTPUT__0", "<f4"], ["OUTPUT__1", "<f8"]]}  # fmt: skip
+        with pytest.raises(HostError):
+            connection.load({**request, "path": str(tmp_path / "broken.pt")})
+        connection.load({**request, "path": str(module_path)})
+        connection.close()
+        _wait_until(lambda: host.hosted() == [])
+        # The workers' counts decide where the next model goes: none may be left over.
+        _wait_until(lambda: [worker.connections for worker in host._cpu] == [0, 0])
