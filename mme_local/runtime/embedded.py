@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from mme_local.runtime.backend_dir import prepare_backend_dir, python_environment
@@ -50,6 +51,7 @@ class EmbeddedTriton(LocalTriton):
         self._stopping = False
         self._probed = False
         self.torch_host = TorchHostProcess(work_dir / "torch-host.log")
+        self._shm_prefix: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -77,7 +79,14 @@ class EmbeddedTriton(LocalTriton):
         self._check_version()
         backend_dir = await asyncio.to_thread(self._prepare_work_dir)
         self._port = self.settings.port or free_port()
-        command = [*self.command(self._port), f"--backend-directory={backend_dir}"]
+        # Each start names its stubs' shared-memory regions, so that a stop can remove what a
+        # killed Triton leaves in /dev/shm (RAM, kept until the machine restarts).
+        self._shm_prefix = f"mme_local_{os.getpid()}_{uuid.uuid4().hex[:12]}_"
+        command = [
+            *self.command(self._port),
+            f"--backend-directory={backend_dir}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+        ]
         log.info("starting %s", " ".join(command))
         self._stopping = False
         self.torch_host.start()
@@ -104,6 +113,7 @@ class EmbeddedTriton(LocalTriton):
 
     def _prepare_work_dir(self) -> Path:
         """The folders Triton runs with, and a fresh log; file copies, so run in a thread."""
+        remove_orphaned_shared_memory()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "placeholder-repository").mkdir(exist_ok=True)
         self._fresh_log()
@@ -194,7 +204,55 @@ class EmbeddedTriton(LocalTriton):
         # Scanning /proc and reaping are blocking system calls: a thread does them.
         await asyncio.to_thread(_end_group, process, _GROUP_END_TIMEOUT_S)
         self._process = None
+        if self._shm_prefix is not None:
+            await asyncio.to_thread(remove_shared_memory, self._shm_prefix)
         await self.torch_host.stop(self.settings.stop_grace_s)
+
+
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def remove_shared_memory(prefix: str, folder: Path = SHARED_MEMORY) -> list[str]:
+    """Remove the shared-memory regions named `prefix...` (once their processes are gone);
+    returns the names removed."""
+    removed = []
+    for region in folder.glob(f"{prefix}*"):
+        try:
+            region.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(region.name)
+    if removed:
+        log.info("removed %d shared-memory region(s) the model server left", len(removed))
+    return removed
+
+
+def remove_orphaned_shared_memory(folder: Path = SHARED_MEMORY) -> list[str]:
+    """Remove regions of earlier mme-local processes that are gone (killed with SIGKILL, so
+    their stop never ran); a region whose process still runs, or may, is left alone."""
+    removed = []
+    for region in folder.glob("mme_local_*_*"):
+        owner = region.name.split("_")[2]
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        try:
+            region.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(region.name)
+    if removed:
+        log.info("removed %d shared-memory region(s) of earlier runs", len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

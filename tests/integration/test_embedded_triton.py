@@ -143,7 +143,14 @@ async def test_python_backend_model(client: ContainerClient, tmp_path: Path) -> 
     assert json.loads(answer.body)["outputs"][0]["data"] == [2.0, 4.0, 7.0]
 
 
+def _shared_memory() -> set[str]:
+    return set(os.listdir("/dev/shm"))
+
+
 async def test_sigkill_is_reported_and_stop_leaves_no_process(tmp_path: Path) -> None:
+    """...nor the stubs' shared-memory regions, which a killed Triton can't remove itself
+    (they live in /dev/shm, in RAM, until the machine restarts)."""
+    before = _shared_memory()
     server = EmbeddedTriton(provision.ensure(), tmp_path / "triton", TritonSettings())
     await server.start()
     group = server.pid
@@ -167,6 +174,7 @@ async def test_sigkill_is_reported_and_stop_leaves_no_process(tmp_path: Path) ->
         await client.aclose()
         await server.stop()
     assert processes_in_group(group) == []
+    assert _shared_memory() - before == set(), "shared-memory regions left in /dev/shm"
 
 
 async def test_an_exit_is_awaited_not_polled(triton: EmbeddedTriton) -> None:

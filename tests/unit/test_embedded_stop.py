@@ -6,6 +6,7 @@ backend stub; no Triton is needed to judge how the group is ended.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -115,3 +116,31 @@ async def test_after_a_crash_the_orphaned_stubs_are_ended(tmp_path: Path) -> Non
     await triton.stop()
     assert processes_in_group(process.pid) == []
     assert triton.pid is None
+
+
+def test_only_this_servers_shared_memory_regions_are_removed(tmp_path: Path) -> None:
+    from mme_local.runtime.embedded import remove_shared_memory
+
+    ours = ["mme_local_1_abc_region0", "mme_local_1_abc_region1"]
+    others = ["mme_local_1_abd_region0", "triton_python_backend_shm_region_x"]
+    for name in ours + others:
+        (tmp_path / name).write_bytes(b"\0" * 16)
+    assert sorted(remove_shared_memory("mme_local_1_abc_", tmp_path)) == ours
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)
+    assert remove_shared_memory("mme_local_1_abc_", tmp_path) == []
+
+
+def test_regions_of_mme_local_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
+    from mme_local.runtime.embedded import remove_orphaned_shared_memory
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    names = [
+        f"mme_local_{gone.pid}_abc_region0",  # its process has ended: left behind by a kill
+        f"mme_local_{os.getpid()}_abc_region0",  # ours, still running
+        "triton_python_backend_shm_region_x",  # not ours to judge
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"\0")
+    assert remove_orphaned_shared_memory(tmp_path) == names[:1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
