@@ -160,7 +160,10 @@ async def test_sigkill_is_reported_and_stop_leaves_no_process(tmp_path: Path) ->
         model_dir = tmp_path / "cache" / "d1" / "model"
         write_doubler_folder(model_dir / "doubler")
         await client.load("d1", str(model_dir), "doubler.tar.gz")
-        assert len(processes_in_group(group)) >= 2, "tritonserver and the model's stub"
+        bert_dir = tmp_path / "cache" / "b1" / "model"
+        write_tiny_bert_folder(bert_dir / "bert")  # a TorchScript model: a thin stub's region
+        await client.load("b1", str(bert_dir), "bert.tar.gz")
+        assert len(processes_in_group(group)) >= 3, "tritonserver and the models' stubs"
         os.kill(group, signal.SIGKILL)
         deadline = time.monotonic() + 10
         with pytest.raises(RuntimeExited) as raised:
