@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from cloud.compat import CUDA12_MIN_COMPUTE_CAPABILITY, Verdict
 from cloud.errors import InvalidDeployInput
+from cloud.image import framework_image_uri
 from cloud.parity import PLATFORM_ENVIRONMENT
 from mme_local.instances import INSTANCE_TYPES, InstanceType
 from mme_local.runtime.torchserve_config import (
@@ -29,21 +30,7 @@ _ANY_PORTS = LocalPorts(8080, 8082, 7070, 7071)
 def pytorch_image_uri(region: str, version: str, instance_type: str) -> str:
     """`763104351884.dkr.ecr.<region>.amazonaws.com/pytorch-inference:<version>-gpu-py3xx`,
     resolved offline by the SDK from the JSON it ships, as the Triton image is."""
-    try:
-        from sagemaker.core import image_uris
-    except ImportError as error:
-        raise InvalidDeployInput(
-            "the SageMaker SDK is missing: pip install 'mme-local[cloud]'"
-        ) from error
-    try:
-        uri = image_uris.retrieve(
-            FRAMEWORK, region, version=version, instance_type=instance_type, image_scope="inference"
-        )
-    except ValueError as error:
-        raise InvalidDeployInput(
-            f"no SageMaker PyTorch inference image for version {version!r} in {region}: {error}"
-        ) from error
-    return str(uri)
+    return framework_image_uri(FRAMEWORK, "PyTorch inference", region, version, instance_type)
 
 
 def _cc(value: tuple[int, int]) -> str:
