@@ -127,7 +127,9 @@ class Emulator:
             model_memory_probe=probes.model_memory,
             max_parallel_downloads=settings.parallel_downloads(),
             max_parallel_loads=settings.parallel_loads(),
+            serial_model_control=client.dialect.serial_model_control,
         )
+        await cache.measure_base()
         self.artifact_watcher = ArtifactWatcher(store, cache, settings.artifact_check_interval_s)
         self._background = [
             LoopLagMonitor(self.metrics),

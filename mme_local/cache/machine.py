@@ -297,7 +297,7 @@ class CacheMachine:
     def in_transition(self) -> list[ModelEntry]:
         return [e for e in self.models.values() if e.busy]
 
-    def quiet_except(self, entry: ModelEntry) -> bool:
+    def quiet_except(self, entry: ModelEntry | None) -> bool:
         """No other model is being loaded or unloaded (the model server's memory then changes
         for this model alone; downloads don't touch it)."""
         return not any(

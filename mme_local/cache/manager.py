@@ -12,6 +12,7 @@ cancellation), so the machine never waits on work that has ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -75,6 +76,7 @@ class ModelCache:
         max_parallel_downloads: int | None = None,
         max_parallel_loads: int | None = None,
         free_disk_bytes: Callable[[], int] | None = None,
+        serial_model_control: bool = False,
     ) -> None:
         self.store = store
         self.client = client
@@ -113,6 +115,13 @@ class ModelCache:
         self._unloads: dict[str, asyncio.Task[None]] = {}
         self._download_s: dict[str, float] = {}
         """Seconds each model spent downloading: its load timeout covers both."""
+        self._took: dict[str, tuple[float, float]] = {}
+        """Model -> its last load's own (download s, load s), for the requests it answers."""
+        self._base_exact = False
+        """Whether a quiet load has measured the model server's own memory since it started."""
+        self._control_lane = asyncio.Lock() if serial_model_control else None
+        """Held across each load and unload call when the container runs them one at a
+        time anyway (`ContainerDialect.serial_model_control`); FIFO, so in the cache's order."""
         self._closing = False
 
     # ----- the request path -------------------------------------------------------------
@@ -148,7 +157,8 @@ class ModelCache:
                         raise ModelNotReady(target_model, time.perf_counter() - started) from None
                 answer.result()
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)
-            yield Lease(entry, hit, time.perf_counter() - started)
+            took = (None, None) if hit else self._took.get(entry.target_model, (None, None))
+            yield Lease(entry, hit, time.perf_counter() - started, *took)
         finally:
             self._answers.pop(request, None)
             if not ended:
@@ -266,12 +276,17 @@ class ModelCache:
 
     async def _load(self, entry: ModelEntry) -> None:
         # The load timeout covers this model's own download and load, not its time queued.
-        remaining = max(0.0, self.load_timeout_s - self._download_s.pop(entry.name, 0.0))
+        downloaded_s = self._download_s.pop(entry.name, 0.0)
+        remaining = max(0.0, self.load_timeout_s - downloaded_s)
         before = await self._total_if_quiet(entry)
-        started = time.perf_counter()
         url = self.model_url(model_dir(self.cache_dir, entry.name))
+        started = time.perf_counter()
         try:
-            await asyncio.wait_for(self.client.load(entry.name, url, entry.target_model), remaining)
+            async with self._in_control_lane():
+                started = time.perf_counter()
+                await asyncio.wait_for(
+                    self.client.load(entry.name, url, entry.target_model), remaining
+                )
         except ModelAlreadyLoaded:
             log.info("container already had %s loaded", entry.target_model)
         except InsufficientMemory as error:
@@ -296,6 +311,7 @@ class ModelCache:
             return
         elapsed = time.perf_counter() - started
         self.metrics.model_loading_time.observe(elapsed)
+        self._took[entry.target_model] = (downloaded_s, elapsed)
         self.machine.loaded(entry)
         self._dispatch()
         await self._measure(entry, before)
@@ -306,10 +322,16 @@ class ModelCache:
             entry.memory_bytes >> 20 if entry.memory_measured else "?",
         )
 
+    def _in_control_lane(self) -> contextlib.AbstractAsyncContextManager[object]:
+        lane = self._control_lane
+        return lane if lane is not None else contextlib.nullcontext()
+
     async def _unload(self, entry: ModelEntry, reason: str, ghost: bool) -> None:
         started = time.perf_counter()
         try:
-            await self.client.unload(entry.name, entry.target_model)
+            async with self._in_control_lane():
+                started = time.perf_counter()
+                await self.client.unload(entry.name, entry.target_model)
         except ModelNotFound:
             pass
         except (RuntimeUnavailable, ContainerError) as error:
@@ -374,12 +396,32 @@ class ModelCache:
             )
             if grown is None:
                 self.machine.memory_unknown(entry)
+            self._base_exact = True
             self.machine.measured(entry, grown, gpu_grown)
         elif own is not None and entry.state is ModelState.LOADED:
+            if not self._base_exact:
+                self._raise_base(entry, host, own)
             self.machine.measured(entry, own, None)
         else:
             self.machine.memory_unknown(entry)
         self._dispatch()
+
+    def _raise_base(self, entry: ModelEntry, host: int, own: int) -> None:
+        """Until a quiet load measures the server's own memory, estimate it from a busy one:
+        the total less what every model holds, loads in flight counted at their last
+        measurement or this model's size. The start-up figure misses what a backend takes
+        at its first load (the Python backend: about 200 MiB), and when loads overlap from
+        the start no load is quiet, so budgets were passed until the traffic paused."""
+        machine = self.machine
+        in_flight = sum(
+            (e.memory_bytes if e.memory_measured else own)
+            for e in machine.models.values()
+            if e is not entry and e.state is ModelState.LOADING and e.waiting is None
+        )
+        held = machine.host_held - (entry.memory_bytes if entry.holds_memory else 0)
+        estimate = host - held - own - in_flight
+        if estimate > machine.base_host:
+            machine.set_base_memory(estimate, None)
 
     # ----- views and recovery -------------------------------------------------------------------
 
@@ -439,6 +481,23 @@ class ModelCache:
     def runtime_up(self) -> None:
         """The model server answers again (empty): requests are served from now on."""
         self.machine.runtime_up()
+        self._base_exact = False
+        self._spawn(self.measure_base())
+
+    async def measure_base(self) -> None:
+        """The model server's own memory, measured while it holds no model, so the memory
+        budget counts it from the first load on: when loads overlap from the start there is
+        no quiet load to measure it by (quiet loads refine it later)."""
+        machine = self.machine
+        if machine.loaded_count() or not machine.quiet_except(None):
+            return
+        try:
+            host, gpu = await self._totals()
+        except Exception as error:  # a probe failing must not stop the endpoint
+            log.warning("memory probe failed while no model was loaded: %s", error)
+            return
+        if not machine.loaded_count() and machine.quiet_except(None):
+            machine.set_base_memory(host, gpu)
 
     async def settle(self) -> None:
         """Wait until no download, load, unload or deletion is in flight."""

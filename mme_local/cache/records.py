@@ -46,6 +46,10 @@ class Lease:
     entry: ModelEntry
     cache_hit: bool
     waited_s: float
+    download_s: float | None = None
+    """For a cold start: the model's own download (0 when it was on disk), not the queueing."""
+    load_s: float | None = None
+    """For a cold start: the model's own load call, not its wait for a slot or the lane."""
 
     @property
     def name(self) -> str:

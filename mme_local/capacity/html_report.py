@@ -65,7 +65,7 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
 
     instances = [Instance(config, costs, answer) for _ in range(config.count)]
     service = workload.service_s
-    cold = workload.cold_wait_s if config.recorded_cold_starts else None
+    cold = workload.cold_work_s if config.recorded_cold_starts else None
     peaks = {"loaded": 0, "disk": 0}
     loads_before = unloads_before = 0
     events: list[dict[str, Any]] = []
@@ -107,7 +107,7 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
             t,
             model,
             service[i] if service else costs.latency_s[model],
-            cold[i] if cold else -1.0,
+            cold[i] if cold else None,
         )
     while boundary < count:
         close_bucket(boundary)

@@ -11,8 +11,10 @@ the instance really holds fails with a 507 (`out_of_memory`), a loaded model ser
 requests at once as it has instances and queues the rest (`queueing`), and requests wait for
 loads and unloads as Triton's SageMaker front end makes them (`front_end.py`).
 
-When replaying a recorded run, a load started by a request that was a cold start in the
-recording takes the time that request waited (its download included), not the profile's times.
+When replaying a recorded run, the download and load started for a request that was a cold
+start in the recording take the times recorded for them, not the profile's; the queueing
+before them is simulated. With `serial_model_control` loads and unloads take turns in one
+lane, in the order they were started, as the emulator sends them to Triton.
 """
 
 from __future__ import annotations
@@ -93,7 +95,11 @@ class Instance:
         self._seq = 0
         self._waiting: dict[int, tuple[float, float]] = {}
         """Request index -> (arrival, service s) while it waits for its model."""
-        self._recorded_end: dict[str, float] = {}
+        self._recorded: dict[str, tuple[float, float]] = {}
+        """Model -> the recorded (download s, load s) of its next download and load."""
+        self._serial = config.serial_model_control
+        self._lane_free = 0.0
+        """With serial model control: when the last load or unload started ends."""
         self.busy_until: dict[int, float] = {}
         self._queueing = config.queueing
         self._routed = config.count > 1
@@ -133,8 +139,16 @@ class Instance:
 
     # ----- arrivals -------------------------------------------------------------------------
 
-    def request(self, index: int, t: float, model: int, service_s: float, recorded: float) -> None:
-        """One request; `recorded` is its cold-start wait in a recorded run (-1 if none)."""
+    def request(
+        self,
+        index: int,
+        t: float,
+        model: int,
+        service_s: float,
+        recorded: tuple[float, float] | None = None,
+    ) -> None:
+        """One request; `recorded` is the (download s, load s) its cold start took in a
+        recorded run, if it was one."""
         if (self.events and self.events[0][0] <= t) or (
             self.deadlines and self.deadlines[0][0] <= t
         ):
@@ -158,8 +172,8 @@ class Instance:
                     machine.done(entry)
         else:
             self._waiting[index] = (t, service_s)
-            if recorded >= 0 and entry.waiters and entry.waiters[0] == index:
-                self._recorded_end[key] = t + recorded
+            if recorded is not None and entry.waiters and entry.waiters[0] == index:
+                self._recorded[key] = recorded
             self._seq += 1
             self.deadlines.append((t + self.config.ready_timeout_s, self._seq, index, entry))
         if machine.outbox:
@@ -341,24 +355,30 @@ class Instance:
 
     def _download(self, command: Download) -> None:
         entry = command.entry
-        recorded = entry.target_model in self._recorded_end
-        took = 0.0 if recorded else self.costs.download_s[int(entry.target_model)]
+        recorded = self._recorded.get(entry.target_model)
+        took = self.costs.download_s[int(entry.target_model)] if recorded is None else recorded[0]
         self._push(self.now + took, _DOWNLOADED, entry)
 
     def _load(self, command: Load) -> None:
         entry = command.entry
         model = int(entry.target_model)
-        end = self._recorded_end.pop(entry.target_model, None)
-        if self.config.out_of_memory and not self._fits(entry, model):
-            # The container fails the load once it runs out of memory: at its end, at worst.
-            at, kind = self.now + self.costs.load_s[model], _REJECTED
-        elif end is not None:
-            at, kind = max(self.now, end), _LOADED
-        else:
-            at, kind = self.now + self.costs.load_s[model], _LOADED
+        recorded = self._recorded.pop(entry.target_model, None)
+        took = self.costs.load_s[model] if recorded is None else recorded[1]
+        # The container fails a load that runs out of memory: at its end, at worst.
+        kind = _REJECTED if self.config.out_of_memory and not self._fits(entry, model) else _LOADED
+        at = self._control_call(took)
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)
+
+    def _control_call(self, took: float) -> float:
+        """When a load or unload started now ends: after the ones before it, if they take
+        turns."""
+        if not self._serial:
+            return self.now + took
+        end = max(self.now, self._lane_free) + took
+        self._lane_free = end
+        return end
 
     def _fits(self, entry: ModelEntry, model: int) -> bool:
         """Take the model's memory if the instance has it (what a load really allocates)."""
@@ -387,7 +407,7 @@ class Instance:
     def _unload(self, command: Unload) -> None:
         entry = command.entry
         kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
-        at = self.now + self.costs.unload_s[int(entry.target_model)]
+        at = self._control_call(self.costs.unload_s[int(entry.target_model)])
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)

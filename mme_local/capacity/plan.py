@@ -173,8 +173,10 @@ def emulator_candidate(
     ready_timeout_s: float,
     cache_enabled: bool = True,
     parallel: Parallelism | None = None,
+    serial_model_control: bool = True,
 ) -> Candidate:
-    """The emulator's own budgets on one instance, with raw footprints: a replay of `up`."""
+    """The emulator's own budgets on one instance, with raw footprints: a replay of `up`
+    (which sends Triton its loads and unloads one at a time)."""
     parallel = parallel or Parallelism()
     vcpus = instance_type(DEFAULT_INSTANCE_TYPE).vcpus
     parts = [
@@ -195,6 +197,7 @@ def emulator_candidate(
         ready_timeout_s=ready_timeout_s,
         cache_enabled=cache_enabled,
         recorded_cold_starts=True,
+        serial_model_control=serial_model_control,
     )
     label = "emulator (" + ", ".join(p for p in parts if p) + ")"
     return Candidate(label, config, cloud_footprints=False)

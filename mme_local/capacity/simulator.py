@@ -90,8 +90,11 @@ class SimConfig:
     ready_timeout_s: float = 60.0
     cache_enabled: bool = True
     recorded_cold_starts: bool = False
-    """Replaying a recorded run: a load started at a request that was a cold start in the
-    recording takes the time that request waited, not the profile's times."""
+    """Replaying a recorded run: the download and load started for a request that was a
+    cold start in the recording take the times recorded for them, not the profile's."""
+    serial_model_control: bool = False
+    """Loads and unloads run one at a time, in the order they were started, as the emulator
+    sends them to Triton (`ContainerDialect.serial_model_control`)."""
     out_of_memory: bool = False
     """A load that does not fit in the instance's memory fails as the container answers it
     (507: the platform unloads an idle model and loads once more, else the request gets the
@@ -230,13 +233,13 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
     service = workload.service_s
     latency = costs.latency_s
     times, models = workload.times, workload.models
-    cold = workload.cold_wait_s if config.recorded_cold_starts else None
+    cold = workload.cold_work_s if config.recorded_cold_starts else None
     only = instances[0] if config.count == 1 else None
     for i in range(len(times)):
         model, t = models[i], times[i]
         inst = only if only is not None else route(instances, model, t)
         inst.request(
-            i, t, model, service[i] if service else latency[model], cold[i] if cold else -1.0
+            i, t, model, service[i] if service else latency[model], cold[i] if cold else None
         )
     for inst in instances:
         inst.advance(float("inf"))

@@ -2,7 +2,8 @@
 
 Each line: {"time": epoch seconds at arrival, "target_model", "status" (HTTP), "cache_hit"
 (null when the request failed before a model was leased), "wait_s" (download and load waited
-for), "model_s" (the container's answer time)}.
+for), "model_s" (the container's answer time), and for a cold start "download_s" and "load_s"
+(the model's own download and load, without the time queued for them; null otherwise)}.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class TraceRecord:
     cache_hit: bool | None
     wait_s: float
     model_s: float
+    download_s: float | None = None
+    load_s: float | None = None
 
     @property
     def reached_cache(self) -> bool:
@@ -74,6 +77,8 @@ def read_trace(path: Path) -> list[TraceRecord]:
                     cache_hit=None if item.get("cache_hit") is None else bool(item["cache_hit"]),
                     wait_s=float(item.get("wait_s", 0.0)),
                     model_s=float(item.get("model_s", 0.0)),
+                    download_s=_seconds(item.get("download_s")),
+                    load_s=_seconds(item.get("load_s")),
                 )
             )
         except (ValueError, KeyError, TypeError) as error:
@@ -85,3 +90,7 @@ def read_trace(path: Path) -> list[TraceRecord]:
         raise CapacityError(f"trace {path} is empty; record traffic with `mme-local up --trace`")
     records.sort(key=lambda r: r.time)
     return records
+
+
+def _seconds(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

@@ -29,9 +29,9 @@ class Workload:
     service_s: list[float] | None = None
     """Per request: the model's answer time as recorded; None takes each footprint's warm
     latency."""
-    cold_wait_s: list[float] | None = None
-    """Per request of a recorded run: how long it waited for its model's download and load
-    when it was a cold start (-1 otherwise)."""
+    cold_work_s: list[tuple[float, float] | None] | None = None
+    """Per request of a recorded run that was a cold start: its model's own (download s,
+    load s), without the time queued for them; None for the other requests."""
 
     @property
     def duration_s(self) -> float:
@@ -62,7 +62,7 @@ def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Wor
     times: list[float] = []
     models: list[int] = []
     service: list[float] = []
-    cold: list[float] = []
+    cold: list[tuple[float, float] | None] = []
     start = next((r.time for r in records if r.reached_cache), 0.0)
     for record in records:
         if not record.reached_cache:
@@ -82,10 +82,20 @@ def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Wor
         times.append(record.time - start)
         models.append(model)
         service.append(record.model_s)
-        cold.append(record.wait_s if record.cache_hit is False else -1.0)
+        cold.append(_own_work(record))
     if not times:
         raise CapacityError(f"trace {source} has no request that reached a model")
     return Workload(times, models, names, footprints, service, cold)
+
+
+def _own_work(record: TraceRecord) -> tuple[float, float] | None:
+    """A cold start's own download and load; a trace from before they were recorded has
+    only the wait, which stands in for the load."""
+    if record.cache_hit is not False:
+        return None
+    if record.load_s is None:
+        return 0.0, record.wait_s
+    return record.download_s or 0.0, record.load_s
 
 
 def zipf_sequence(models: int, requests: int, exponent: float, seed: int) -> npt.NDArray[np.int64]:

@@ -119,6 +119,9 @@ class InvocationRecord:
     wait_s: float
     """The wait for a download and load (without a lease: the time until the failure)."""
     model_s: float
+    download_s: float | None = None
+    """A cold start's own download and load, without the queueing in `wait_s` (else None)."""
+    load_s: float | None = None
 
 
 class EndpointService:
@@ -192,7 +195,11 @@ class EndpointService:
         waited = time.perf_counter() - started if lease is None else lease.waited_s
         hit = None if lease is None else lease.cache_hit
         target = request.target_model or ""
-        self.observer(InvocationRecord(arrived, target, status, hit, waited, model_s))
+        download_s = None if lease is None else lease.download_s
+        load_s = None if lease is None else lease.load_s
+        self.observer(
+            InvocationRecord(arrived, target, status, hit, waited, model_s, download_s, load_s)
+        )
 
     def _count_error(self, error: SageMakerError) -> None:
         """Invocation4XX/5XXErrors count the model's status for a ModelError (a timeout, 0,

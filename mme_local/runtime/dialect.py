@@ -44,6 +44,13 @@ class TritonDialect:
 
     name: ClassVar[str] = "triton"
     message_key: ClassVar[str] = "error"
+    serial_model_control: ClassVar[bool] = True
+    """Send loads and unloads one at a time. Triton's SageMaker front end runs each on the
+    libevhtp worker thread that received it, and libevhtp hands connections made while its
+    first worker is idle to that worker: calls sent together over pooled connections run one
+    after another anyway, and each answer waits until the calls queued beside it are done
+    (measured on Triton 2.51: four loads sent at once all answered after 5.6 s, four unloads
+    after 8 s). One at a time makes that order the cache's, and each answer prompt."""
 
     def error_message(self, body: bytes) -> str:
         parsed = _json(body)
@@ -78,6 +85,7 @@ class TorchServeDialect(TritonDialect):
 
     name: ClassVar[str] = "torchserve"
     message_key: ClassVar[str] = "message"
+    serial_model_control: ClassVar[bool] = False
 
     def error_class(self, status: int, call: Call) -> type[ContainerError]:
         if call == "load" and status in (404, 500):

@@ -225,3 +225,37 @@ async def test_7_a_model_on_disk_loads_while_every_download_is_busy(tmp_path: Pa
     store.gate.set()
     await asyncio.wait_for(asyncio.gather(*downloads, return_exceptions=True), 20)
     await cache.close()
+
+
+async def test_9_the_server_s_own_memory_counts_from_the_first_load(tmp_path: Path) -> None:
+    """Loads overlapping from the start (never a quiet moment to measure the server alone)
+    must still be held to the memory budget: the server's own memory is measured before any
+    load, not only at the first quiet load (after which every idle model went at once)."""
+    targets = [f"m{i}" for i in range(8)]
+    store, container = FakeStore(targets), FakeContainer()
+    base, each = 1000, 100
+    unloads_at_each_load: list[int] = []
+    container_load = container.load
+
+    async def load(model_name: str, url: str, target_model: str) -> None:
+        unloads_at_each_load.append(len(container.unloads))
+        await asyncio.sleep(0.05)
+        await container_load(model_name, url, target_model)
+
+    container.load = load  # type: ignore[method-assign]
+    cache = _cache(
+        tmp_path,
+        store,
+        container,
+        Budgets(None, base + 2 * each + each // 2, None, 1 << 20),
+        memory_probe=lambda: base + each * len(container.loaded),
+        model_memory_probe=lambda name: each,
+        max_parallel_loads=2,
+    )
+    await cache.measure_base()
+    await asyncio.wait_for(asyncio.gather(*(_use(cache, t) for t in targets)), 10)
+    await cache.settle()
+    # Two models fit: idle ones make room while the later loads still run.
+    assert unloads_at_each_load[-1] > 0, unloads_at_each_load
+    assert len(container.loaded) <= 2
+    await cache.close()

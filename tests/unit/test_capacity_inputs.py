@@ -99,7 +99,17 @@ def test_rejected_requests_are_not_replayed() -> None:
     workload = from_trace(records, profile(), "t")
     assert workload.names == ["model-0.tar.gz"]
     assert workload.times == [0.0]
-    assert workload.cold_wait_s == [1.0]
+    # a trace from before own download and load times were recorded: the wait stands in
+    assert workload.cold_work_s == [(0.0, 1.0)]
+
+
+def test_a_cold_start_replays_its_own_download_and_load_not_its_queueing() -> None:
+    records = [
+        TraceRecord(0.0, "model-0.tar.gz", 200, False, 5.0, 0.01, download_s=0.25, load_s=1.5),
+        TraceRecord(1.0, "model-0.tar.gz", 200, True, 0.0, 0.01),
+    ]
+    workload = from_trace(records, profile(), "t")
+    assert workload.cold_work_s == [(0.25, 1.5), None]
 
 
 def test_synthetic_zipf_names_the_demos_models() -> None:

@@ -298,7 +298,7 @@ def _waits(
 
     fleet = [Instance(candidate.config, costs, answer) for _ in range(count)]
     for index, t in enumerate(times):
-        route(fleet, 0, t).request(index, t, 0, 1.0, -1.0)
+        route(fleet, 0, t).request(index, t, 0, 1.0)
     for inst in fleet:
         inst.advance(float("inf"))
     return waits, sum(inst.machine.loads for inst in fleet)
@@ -394,7 +394,7 @@ def _cold_then_other(version: str, stall_share: float) -> list[float]:
 
     inst = Instance(candidate.config, model_costs(workload, prof, True), answer)
     for index, (t, model) in enumerate(zip(workload.times, workload.models, strict=True)):
-        inst.request(index, t, model, 0.01, -1.0)
+        inst.request(index, t, model, 0.01)
     inst.advance(float("inf"))
     return waits
 
@@ -477,7 +477,7 @@ def test_every_request_is_answered_once_and_memory_never_passes_the_gpu(
 
     fleet = [Instance(candidates[0].config, costs, answer) for _ in range(count)]
     for index, (t, model) in enumerate(zip(workload.times, workload.models, strict=True)):
-        route(fleet, model, t).request(index, t, model, 0.05, -1.0)
+        route(fleet, model, t).request(index, t, model, 0.05)
     for inst in fleet:
         inst.advance(float("inf"))
     assert answers == [1] * requests
