@@ -42,11 +42,14 @@ import triton_python_backend_utils as pb_utils
 
 FACTOR = {factor}
 LOAD_DELAY_S = {load_delay_s}
+HOLD_BYTES = {hold_bytes}
 
 
 class TritonPythonModel:
     def initialize(self, args):
         time.sleep(LOAD_DELAY_S)
+        # written, so resident: a model this much bigger than the server's own noise
+        self.ballast = np.ones(HOLD_BYTES // 8)
 
     def execute(self, requests):
         responses = []
@@ -84,19 +87,22 @@ def write_tiny_bert_folder(dest: Path, seed: int = 0) -> torch.jit.ScriptModule:
     return script
 
 
-def write_doubler_folder(dest: Path, factor: float = 2.0, load_delay_s: float = 0.0) -> None:
-    """A Python-backend model: y = x * factor; a negative x[0] sleeps -x[0] seconds first."""
+def write_doubler_folder(
+    dest: Path, factor: float = 2.0, load_delay_s: float = 0.0, hold_bytes: int = 0
+) -> None:
+    """A Python-backend model: y = x * factor; a negative x[0] sleeps -x[0] seconds first.
+    It holds `hold_bytes` of memory once loaded."""
     (dest / "1").mkdir(parents=True, exist_ok=True)
-    model = DOUBLER_MODEL.format(factor=factor, load_delay_s=load_delay_s)
+    model = DOUBLER_MODEL.format(factor=factor, load_delay_s=load_delay_s, hold_bytes=hold_bytes)
     (dest / "1" / "model.py").write_text(model)
     (dest / "config.pbtxt").write_text(DOUBLER_CONFIG)
 
 
 def doubler_archive(
-    directory: Path, name: str, factor: float = 2.0, load_delay_s: float = 0.0
+    directory: Path, name: str, factor: float = 2.0, load_delay_s: float = 0.0, hold_bytes: int = 0
 ) -> Path:
     folder = directory / f"{name}-folder" / "doubler"
-    write_doubler_folder(folder, factor, load_delay_s)
+    write_doubler_folder(folder, factor, load_delay_s, hold_bytes)
     return tar_gz(folder, directory / name)
 
 
