@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,78 @@ def test_replay_is_within_two_percent_under_a_measured_memory_budget(
     plan = make_plan(
         PlanRequest(
             profile=profile_file, trace=trace, budgets=EmulatorBudgets(memory_limit_bytes=budget)
+        )
+    )
+    result = plan.outcomes[0].result
+    predicted = {
+        "hits": result.hits,
+        "loads": result.loads,
+        "unloads": result.unloads,
+        "downloads": result.downloads,
+    }
+    assert measured["unloads"] > 0
+    for name, value in measured.items():
+        assert abs(predicted[name] - value) <= 0.02 * value, (name, predicted, measured)
+
+
+CLIENTS = 8
+
+
+def test_replay_of_eight_clients_at_once_under_a_memory_budget(tmp_path: Path) -> None:
+    """Eight clients at once, two parallel downloads and loads, a measured-memory budget:
+    the replay queues each recorded cold start's own download and load behind the others as
+    the emulator did (loads and unloads take turns in Triton) and predicts the counts."""
+    from mme_local.capacity.plan import Parallelism
+    from mme_local.capacity.profile import load_profile
+
+    source = doubler_archive(tmp_path, "fat.tar.gz", hold_bytes=100 << 20)
+    folder = tmp_path / "fat-copies"
+    folder.mkdir()
+    for i in range(COPIES):
+        shutil.copy(source, folder / f"model-{i}.tar.gz")
+    profile_path = tmp_path / "profile.json"
+    (tmp_path / "request.json").write_bytes(kserve_body([1.0, 2.0]))
+    command = [str(Path(sys.executable).with_name("mme-local")), "capacity", "profile"]
+    arguments = [str(folder), "--sample", str(tmp_path / "request.json"), "--repeats", "3"]
+    done = subprocess.run(
+        [*command, *arguments, "--out", str(profile_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    profile = load_profile(profile_path)
+    # room for two models and a half: half a model (50 MiB) of slack either way
+    budget = profile.baseline_host_bytes + int(2.5 * profile.artifacts[0].host_memory_bytes)
+    trace = tmp_path / "trace.jsonl"
+    settings = _recording(folder, tmp_path, trace, memory_limit_bytes=budget)
+    settings = settings.model_copy(update={"max_parallel_downloads": 2, "max_parallel_loads": 2})
+    sequences = [zipf_sequence(COPIES, 4, 0.8, seed=100 + k).tolist() for k in range(CLIENTS)]
+    with RunningEmulator(settings) as running:
+        clients = [threading.Thread(target=_send, args=(running, s)) for s in sequences]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        running.settle()
+        hits = running.metrics()["mme_model_cache_hit_total"]
+        entries = running.emulator.cache.entries()
+        measured = {
+            "hits": int(hits),
+            "loads": sum(e.loads for e in entries),
+            "unloads": sum(e.unloads for e in entries),
+            "downloads": sum(e.downloads for e in entries),
+        }
+    records = read_trace(trace)
+    assert len(records) == CLIENTS * 4
+    cold = [r for r in records if r.cache_hit is False]
+    assert cold and all(r.load_s is not None and r.load_s <= r.wait_s for r in cold)
+    plan = make_plan(
+        PlanRequest(
+            profile=profile_path,
+            trace=trace,
+            budgets=EmulatorBudgets(memory_limit_bytes=budget),
+            parallel=Parallelism(2, 2),
         )
     )
     result = plan.outcomes[0].result
