@@ -156,13 +156,16 @@ class _Settled:
     Each model carries the sequence number of its last use; deletable models wait in a heap
     by that number. Heap items go stale when a model is used or gets busy, and are dropped
     when they come up, so the disk pass costs what it deletes, not the models it skips (with
-    thousands of downloaded models queued for a load slot it used to walk them all).
+    thousands of downloaded models queued for a load slot it used to walk them all). The
+    heap holds the bare numbers (each is one model's, never reused), which compare faster
+    than tuples would; `_queued` finds the model.
     """
 
     def __init__(self) -> None:
         self._seq: dict[str, int] = {}
-        self._heap: list[tuple[int, str, ModelEntry]] = []
-        self._queued: dict[str, int] = {}
+        self._heap: list[int] = []
+        self._queued: dict[int, ModelEntry] = {}
+        """Sequence number in the heap -> its model."""
         self._counter = 0
 
     def __contains__(self, name: str) -> bool:
@@ -176,27 +179,32 @@ class _Settled:
         self._counter += 1
         self._seq[name] = self._counter
 
+    def touch(self, name: str) -> None:
+        """A use: to the end of the order if the model is settled (else nothing)."""
+        seq = self._seq
+        if name in seq:
+            self._counter += 1
+            seq[name] = self._counter
+
     def pop(self, name: str, default: None = None) -> None:
         self._seq.pop(name, None)
 
     def offer(self, entry: ModelEntry) -> None:
         """The model may have become deletable: queue it at its place in the order."""
-        name = entry.target_model
-        seq = self._seq.get(name)
-        if seq is None or not entry.deletable or self._queued.get(name) == seq:
+        seq = self._seq.get(entry.target_model)
+        if seq is None or not entry.deletable or seq in self._queued:
             return
-        self._queued[name] = seq
-        heapq.heappush(self._heap, (seq, name, entry))
+        self._queued[seq] = entry
+        heapq.heappush(self._heap, seq)
 
     def deletable(self, taken: list[ModelEntry]) -> Iterator[ModelEntry]:
         """Deletable models, least recently used first; each one yielded is appended to
         `taken` and must be offered again if it is not deleted."""
-        heap, queued = self._heap, self._queued
+        heap, queued, current = self._heap, self._queued, self._seq
         while heap:
-            seq, name, entry = heapq.heappop(heap)
-            if queued.get(name) == seq:
-                del queued[name]
-            if self._seq.get(name) != seq or not entry.deletable:
+            seq = heapq.heappop(heap)
+            entry = queued.pop(seq)
+            if current.get(entry.target_model) != seq or not entry.deletable:
                 continue
             taken.append(entry)
             yield entry
@@ -227,6 +235,7 @@ class CacheMachine:
         self.cache_enabled = cache_enabled
         self.clock = clock
         self.wall_clock = wall_clock or clock
+        self._one_clock = wall_clock is None
         self.name_of = name_of
         self.outbox: list[Command] = []
         self.models: dict[str, ModelEntry] = {}
@@ -335,22 +344,24 @@ class CacheMachine:
     def abandon(self, request: int, entry: ModelEntry) -> bool:
         """A waiting request gave up (ready timeout); the work goes on. False if it was
         answered already."""
-        try:
-            entry.waiters.remove(request)
-        except ValueError:
+        waiters = entry.waiters
+        # Tested first, not `remove`'s ValueError caught: most deadlines find the request
+        # answered already, and raising costs more than the scan of a short list.
+        if request not in waiters:
             return False
+        waiters.remove(request)
         self.done(entry)
         return True
 
     def _use(self, entry: ModelEntry) -> None:
         entry.invocations += 1
-        entry.last_used = self.clock()
-        entry.last_used_wall = self.wall_clock()
+        entry.last_used = now = self.clock()
+        # The simulator has one clock: read it once (this runs for every request).
+        entry.last_used_wall = now if self._one_clock else self.wall_clock()
         name = entry.target_model
         if name in self._loaded:
             self._loaded.move_to_end(name)
-        if name in self._settled:
-            self._settled.move_to_end(name)
+        self._settled.touch(name)
 
     # ----- downloads --------------------------------------------------------------------------
 
@@ -524,10 +535,15 @@ class CacheMachine:
         self._grant_memory()
 
     def _memory_short(self, adding: int, adding_gpu: int, leaving: bool) -> str | None:
-        host = self.host_used - (self.host_leaving if leaving else 0)
-        gpu = self.gpu_used
+        # `host_used` and `gpu_used` spelled out: this runs several times per load.
+        host = self.base_host + self.host_held
+        gpu = self.base_gpu
         if gpu is not None:
-            gpu += adding_gpu - (self.gpu_leaving if leaving else 0)
+            gpu += self.gpu_held + adding_gpu
+        if leaving:
+            host -= self.host_leaving
+            if gpu is not None:
+                gpu -= self.gpu_leaving
         return self.policy.memory_short(host, gpu, adding)
 
     def _grant_memory(self) -> None:

@@ -327,13 +327,13 @@ class Instance:
     def _perform(self) -> None:
         outbox = self.machine.outbox
         perform = self._perform_one
-        while outbox:
-            commands = list(outbox)
-            outbox.clear()
-            for command in commands:
-                handler = perform.get(type(command))
-                if handler is not None:
-                    handler(command)
+        # Commands the handlers cause join the end of the list and are met in turn (a
+        # list's iterator reads its length at each step), in the order batches would take.
+        for command in outbox:
+            handler = perform.get(type(command))
+            if handler is not None:
+                handler(command)
+        outbox.clear()
 
     def _probe(self, command: Probe) -> None:
         entry = command.entry
