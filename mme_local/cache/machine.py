@@ -70,28 +70,30 @@ _SLACK_BYTES = 1 << 20
 
 
 # ----- commands: what the executor is asked to do ------------------------------------------
+# Values that no one changes once issued, yet not frozen: a frozen dataclass's `__init__`
+# costs about three times a plain one's, and a simulation issues millions of commands.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Probe:
     """Ask S3 for the archive's size (sizes the disk reservation)."""
 
     entry: ModelEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Download:
     entry: ModelEntry
     reserved: int | None
     """The most disk the extraction may use (None: no disk budget)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Load:
     entry: ModelEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unload:
     entry: ModelEntry
     reason: str
@@ -99,14 +101,14 @@ class Unload:
     """Dropping a load that timed out (not an eviction)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     """Remove the model's folder; the accounting already says it is gone."""
 
     entry: ModelEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """A waiting request's answer: ready (error None) or the error of the work it waited on."""
 
@@ -115,7 +117,7 @@ class Answer:
     error: BaseException | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Evicted:
     record: Eviction
 
@@ -195,7 +197,25 @@ class _Settled:
         if seq is None or not entry.deletable or seq in self._queued:
             return
         self._queued[seq] = entry
-        heapq.heappush(self._heap, seq)
+        heap = self._heap
+        heapq.heappush(heap, seq)
+        if len(heap) > 2 * len(self._seq) + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the numbers of models used since they were queued, once they are at least
+        half the heap: a disk pass would pop them one by one only to skip them (a model that
+        is loaded and unloaded over and over leaves one behind each time). Pops come in
+        number order whatever the heap's layout, so the passes find what they found."""
+        current, queued = self._seq, self._queued
+        live = []
+        for seq in self._heap:
+            if current.get(queued[seq].target_model) == seq:
+                live.append(seq)
+            else:
+                del queued[seq]
+        heapq.heapify(live)
+        self._heap[:] = live  # in place: a pass's generator may hold the list
 
     def deletable(self, taken: list[ModelEntry]) -> Iterator[ModelEntry]:
         """Deletable models, least recently used first; each one yielded is appended to
@@ -753,8 +773,12 @@ class CacheMachine:
                 self._start_download(entry)
             else:
                 self._start_load(entry)
-        self._grant_memory()
-        self._grant_room()
+        # Only with work queued (a call per unload saved; an empty room queue's
+        # `_room_short` is never read before `_want_room` resets it).
+        if self._memory_queue:
+            self._grant_memory()
+        if self._room_queue:
+            self._grant_room()
         self._idle(entry)
 
     def _delete(self, entry: ModelEntry, reason: str | None) -> None:

@@ -276,24 +276,21 @@ class Instance:
         events, deadlines, machine = self.events, self.deadlines, self.machine
         pop = heapq.heappop
         disk_bytes = self.costs.disk_bytes
+        waiting = self._waiting
         while True:
-            if deadlines and deadlines[0][0] <= until:
-                due = deadlines[0]
-                if events:
-                    head = events[0]
-                    if head[0] < due[0] or (head[0] == due[0] and head[1] < due[1]):
-                        due = None  # type: ignore[assignment]
-                if due is not None:
-                    deadlines.popleft()
-                    self.now, _, index, entry = due
-                    if machine.abandon(index, entry):
-                        self.not_ready += 1
-                        self.answer(index, None, NOT_READY)
-                        del self._waiting[index]
-                        if machine.outbox:
-                            self._perform()
-                    continue
-            elif not events or events[0][0] > until:
+            # The earlier of the two heads; (time, sequence) decides, as the sequence numbers
+            # are unique across both queues.
+            if deadlines and deadlines[0][0] <= until and (not events or deadlines[0] < events[0]):
+                self.now, _, index, entry = deadlines.popleft()
+                # Most deadlines find their request answered already: no need to ask.
+                if index in waiting and machine.abandon(index, entry):
+                    self.not_ready += 1
+                    self.answer(index, None, NOT_READY)
+                    del waiting[index]
+                    if machine.outbox:
+                        self._perform()
+                continue
+            if not events or events[0][0] > until:
                 return
             self.now, _, kind, entry = pop(events)
             if kind == _DONE:
