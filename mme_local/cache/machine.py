@@ -208,14 +208,13 @@ class _Settled:
         is loaded and unloaded over and over leaves one behind each time). Pops come in
         number order whatever the heap's layout, so the passes find what they found."""
         current, queued = self._seq, self._queued
-        live = []
-        for seq in self._heap:
-            if current.get(queued[seq].target_model) == seq:
-                live.append(seq)
-            else:
-                del queued[seq]
+        live = [seq for seq in self._heap if current.get(queued[seq].target_model) == seq]
+        kept = {seq: queued[seq] for seq in live}
         heapq.heapify(live)
-        self._heap[:] = live  # in place: a pass's generator may hold the list
+        # In place: a disk pass's generator holds both.
+        self._heap[:] = live
+        queued.clear()
+        queued.update(kept)
 
     def deletable(self, taken: list[ModelEntry]) -> Iterator[ModelEntry]:
         """Deletable models, least recently used first; each one yielded is appended to
@@ -574,20 +573,25 @@ class CacheMachine:
             host = entry.memory_bytes if entry.memory_measured else 0
             gpu = entry.gpu_bytes
             reason = self._memory_short(host, gpu, leaving=False)
-            if reason is not None and self._memory_short(host, gpu, leaving=True) is not None:
-                victim = self.policy.victim(self._loaded.values(), entry)
-                if victim is not None:
+            if reason is not None:
+                # Unload idle models until what is leaving makes room. An unload leaves
+                # `reason` as it is: the model holds its memory until the unload ends.
+                while self._memory_short(host, gpu, leaving=True) is not None:
+                    victim = self.policy.victim(self._loaded.values(), entry)
+                    if victim is None:
+                        self.over_budget_loads += 1
+                        log.warning(
+                            "%s loads over the %s: every model is in use",
+                            entry.target_model,
+                            reason,
+                        )
+                        break
                     self._unload(victim, reason)
-                    continue
-                self.over_budget_loads += 1
-                log.warning(
-                    "%s loads over the %s: every model is in use", entry.target_model, reason
-                )
-            elif reason is not None:
-                # Unloads in flight free enough: wait for them. Until the memory figures or
-                # the head change, another try would end here again.
-                self._memory_wait = self._memory_key()
-                return
+                else:
+                    # Unloads in flight free enough: wait for them. Until the memory figures
+                    # or the head change, another try would end here again.
+                    self._memory_wait = self._memory_key()
+                    return
             queue.popleft()
             self._hold_memory(entry)
             entry.waiting = None
@@ -831,8 +835,10 @@ class CacheMachine:
             if self._memory_queue and self._memory_wait != self._memory_key():
                 self._grant_memory()
             # A load over a budget while every model was in use: the models it could not
-            # displace then go as soon as they are idle.
-            self._enforce_count()
+            # displace then go as soon as they are idle. (Without a count budget there is
+            # no count to check: this runs at the end of every request.)
+            if self.budgets.max_loaded_models is not None:
+                self._enforce_count()
             self._enforce_memory(entry)
         if (state is LOADED or state is ON_DISK) and self._room_queue:
             if self._room_short is not None:
