@@ -67,6 +67,9 @@ LOADING, LOADED, UNLOADING = ModelState.LOADING, ModelState.LOADED, ModelState.U
 # compress). One that expands further is downloaded again with the whole allowance reserved.
 _SLACK_FRACTION = 4
 _SLACK_BYTES = 1 << 20
+# Stale numbers the deletable models' heap may hold beyond the live ones before it is
+# compacted (`_Settled._compact`).
+_COMPACT_SLACK = 64
 
 
 # ----- commands: what the executor is asked to do ------------------------------------------
@@ -199,7 +202,7 @@ class _Settled:
         self._queued[seq] = entry
         heap = self._heap
         heapq.heappush(heap, seq)
-        if len(heap) > 2 * len(self._seq) + 64:
+        if len(heap) > 2 * len(self._seq) + _COMPACT_SLACK:
             self._compact()
 
     def _compact(self) -> None:
