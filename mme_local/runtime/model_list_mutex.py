@@ -30,11 +30,6 @@ class ModelListMutex:
         self._lock = asyncio.Lock()
         self._on_invocation_held = on_invocation_held
 
-    @property
-    def unloading(self) -> bool:
-        """An unload holds the mutex now."""
-        return self._lock.locked()
-
     @asynccontextmanager
     async def held_for_unload(self) -> AsyncIterator[None]:
         """Held for one whole unload call; an unload waits for the one before it."""
