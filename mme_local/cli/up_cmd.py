@@ -267,8 +267,8 @@ def up(
     triton_version: Annotated[
         str | None,
         typer.Option(
-            help="The SageMaker Triton container release to imitate ([deploy] triton_version, "
-            "what `deploy` uses).",
+            help="The SageMaker Triton container release to imitate: the one `deploy` uses "
+            "(triton_version in mme.toml's deploy section).",
             show_default=_default("triton_version"),
         ),
     ] = None,
