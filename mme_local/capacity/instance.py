@@ -221,7 +221,7 @@ class Instance:
 
     def _stalled(self, start: float) -> float:
         """When a request the model could start at `start` gets to Triton's model: from
-        Triton 2.65 (25.12) every invocation waits while any model unloads (the SageMaker
+        Triton 2.64 (25.11) every invocation waits while any model unloads (the SageMaker
         front end holds its model-list mutex for the whole unload); in every version a
         request whose front-end thread is running a load or unload waits for it, which a
         `stall_share` of the requests arriving during one does (their thread is unknown)."""
