@@ -4,7 +4,9 @@ One hot model is invoked at a steady rate over one keep-alive connection (a sepa
 each request timed from when it was due) in four phases of `--seconds` each: straight to
 Triton's SageMaker port, quiet and while another model is loaded and unloaded over that port;
 then through the mme-local gateway, quiet and while requests for two other models make the
-cache load one and evict the other (`max_loaded_models` = 2). Loads and unloads are `--gap`
+cache load one and evict the other (`max_loaded_models` = 2), the last twice: with
+`--unload-blocks-invokes` off, then on (Triton 25.11's model-list mutex played by the
+gateway, so every hot request waits while a model unloads). Loads and unloads are `--gap`
 seconds apart. Each is timed, and split where the probe model's `initialize()` / `finalize()`
 ran (they record the time; `initialize()` also sleeps `--init-sleep`), which shows where a
 Python-backend unload's 2 s go. A load or unload counts as stalling the hot model when a hot
@@ -256,8 +258,60 @@ def _gateway_counts(metrics_url: str) -> dict[str, float]:
         "mme_model_latency_during_load_or_unload_seconds_sum",
         "mme_model_loading_time_seconds_count",
         "mme_model_unloading_time_seconds_count",
+        "mme_invocations_held_by_unload_total",
+        "mme_invocation_unload_hold_seconds_sum",
     )
     return {name: samples.get(name, 0.0) for name in names}
+
+
+@dataclass
+class GatewayChurn:
+    """One gateway phase with loads and evictions, and what the gateway's counters did."""
+
+    phase: Phase
+    before: dict[str, float]
+    after: dict[str, float]
+
+    def rise(self, name: str) -> float:
+        return self.after[name] - self.before[name]
+
+
+def _gateway_churn(
+    scratch: Path, archives: dict[str, Path], label: str, switch: str, args: argparse.Namespace
+) -> GatewayChurn:
+    """A fresh endpoint (`max_loaded_models` = 2, `unload_blocks_invokes` = `switch`) with the
+    hot model loaded, its hot loop running while two other models take turns."""
+    from mme_local.background import run_in_thread
+    from mme_local.settings import EmulatorSettings
+
+    settings = EmulatorSettings(
+        port=0,
+        max_loaded_models=2,
+        cache_dir=scratch / f"cache-{switch}",
+        unload_blocks_invokes=switch,
+    )
+    with run_in_thread(settings) as running:
+        s3 = running.s3_client()
+        for name, archive in archives.items():
+            s3.upload_file(
+                str(archive), running.model_data.bucket, running.model_data.prefix + name
+            )
+        runtime = running.runtime_client()
+
+        def invoke(target: str) -> None:
+            runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=target, Body=BODY)
+
+        invoke(HOT)
+        gateway_url = f"{running.url}/endpoints/local-mme/invocations"
+        before = _gateway_counts(f"{running.url}/metrics")
+        phase = _run_phase(
+            label,
+            gateway_url,
+            args.seconds,
+            args.rate,
+            lambda deadline: _churn_gateway(invoke, deadline, args.gap),
+        )
+        return GatewayChurn(phase, before, _gateway_counts(f"{running.url}/metrics"))
 
 
 def main() -> None:
@@ -288,26 +342,26 @@ def main() -> None:
         (probe / "1" / "model.py").write_text(
             PROBE_MODEL.format(marks=str(marks), init_sleep=args.init_sleep)
         )
+        archive = tar_gz(probe, scratch / "probe.tar.gz")
+        archives = {
+            HOT: doubler_archive(scratch, HOT),
+            "probe-a.tar.gz": archive,
+            "probe-b.tar.gz": archive,
+        }
         settings = EmulatorSettings(port=0, max_loaded_models=2, cache_dir=scratch / "cache")
         with run_in_thread(settings) as running:
             s3 = running.s3_client()
-            bucket, prefix = running.model_data.bucket, running.model_data.prefix
-            s3.upload_file(str(doubler_archive(scratch, HOT)), bucket, prefix + HOT)
-            archive = tar_gz(probe, scratch / "probe.tar.gz")
-            for name in ("probe-a.tar.gz", "probe-b.tar.gz"):
-                s3.upload_file(str(archive), bucket, prefix + name)
+            s3.upload_file(
+                str(archives[HOT]), running.model_data.bucket, running.model_data.prefix + HOT
+            )
             runtime = running.runtime_client()
-
-            def invoke(target: str) -> None:
-                runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=target, Body=BODY)
-
-            invoke(HOT)  # loaded through the cache, so the gateway phases find it warm
+            # Loaded through the cache, so the direct phases find it in Triton.
+            runtime.invoke_endpoint(EndpointName="local-mme", TargetModel=HOT, Body=BODY)
             assert running.emulator.server is not None
             triton_url = running.emulator.server.url
             direct_url = f"{triton_url}/models/{model_hash(HOT)}/invoke"
             gateway_url = f"{running.url}/endpoints/local-mme/invocations"
             version = running.emulator.server.version or "(version unknown)"
-            metrics_url = f"{running.url}/metrics"
 
             phases = [_run_phase("direct, quiet", direct_url, args.seconds, args.rate, None)]
             phases.append(
@@ -321,27 +375,16 @@ def main() -> None:
             )
             _attach_marks(phases[-1].transitions, _marks(marks))
             phases.append(_run_phase("gateway, quiet", gateway_url, args.seconds, args.rate, None))
-            before = _gateway_counts(metrics_url)
-            phases.append(
-                _run_phase(
-                    "gateway, cache loading/evicting others",
-                    gateway_url,
-                    args.seconds,
-                    args.rate,
-                    lambda deadline: _churn_gateway(invoke, deadline, args.gap),
-                )
+        churns = [
+            _gateway_churn(scratch, archives, label, switch, args)
+            for label, switch in (
+                ("gateway, cache loading/evicting others", "off"),
+                ("gateway, same, unloads blocking invocations (25.11+ mutex played)", "on"),
             )
-            after = _gateway_counts(metrics_url)
-            loads = (
-                after["mme_model_loading_time_seconds_count"]
-                - (before["mme_model_loading_time_seconds_count"])
-            )
-            unloads = (
-                after["mme_model_unloading_time_seconds_count"]
-                - (before["mme_model_unloading_time_seconds_count"])
-            )
+        ]
+        phases += [churn.phase for churn in churns]
 
-    report = _report(phases, before, after, loads, unloads)
+    report = _report(phases, churns)
     print(report)
     if args.write:
         append_result(
@@ -352,18 +395,13 @@ def main() -> None:
             f"{args.gap:.0f} s apart; probe model: Python "
             f"backend, `initialize()` sleeps {args.init_sleep} s; embedded Triton {version}. "
             "A load/unload stalled the hot model when a hot request overlapping it took at "
-            "least half as long as it did.",
+            "least half as long as it did. The two churned gateway phases each run on a fresh "
+            "endpoint (`max_loaded_models` = 2), `--unload-blocks-invokes` off, then on.",
             report,
         )
 
 
-def _report(
-    phases: list[Phase],
-    before: dict[str, float],
-    after: dict[str, float],
-    loads: float,
-    unloads: float,
-) -> str:
+def _report(phases: list[Phase], churns: list[GatewayChurn]) -> str:
     rows = [
         "| phase | hot requests | p50 ms | p99 ms | max ms | over 100 ms |",
         "|---|---:|---:|---:|---:|---:|",
@@ -393,21 +431,21 @@ def _report(
                 f"{to_mark:.2f} s from the call to {mark}, {total - to_mark:.2f} s from there "
                 "to the answer."
             )
-    during = (
-        after["mme_invocations_during_load_or_unload_total"]
-        - (before["mme_invocations_during_load_or_unload_total"])
-    )
-    invoked = after["mme_invocations_total"] - before["mme_invocations_total"]
-    latency = (
-        after["mme_model_latency_during_load_or_unload_seconds_sum"]
-        - (before["mme_model_latency_during_load_or_unload_seconds_sum"])
-    )
-    mean_ms = 1000 * latency / during if during else 0.0
-    lines.append(
-        f"Through the gateway: the cache made {loads:.0f} loads and {unloads:.0f} unloads; "
-        f"`mme_invocations_during_load_or_unload_total` rose by {during:.0f} of {invoked:.0f} "
-        f"invocations, whose ModelLatency averaged {mean_ms:.0f} ms."
-    )
+    for churn in churns:
+        during = churn.rise("mme_invocations_during_load_or_unload_total")
+        latency = churn.rise("mme_model_latency_during_load_or_unload_seconds_sum")
+        held = churn.rise("mme_invocations_held_by_unload_total")
+        hold = churn.rise("mme_invocation_unload_hold_seconds_sum")
+        lines.append(
+            f"{churn.phase.label}: the cache made "
+            f"{churn.rise('mme_model_loading_time_seconds_count'):.0f} loads and "
+            f"{churn.rise('mme_model_unloading_time_seconds_count'):.0f} unloads; "
+            f"`mme_invocations_during_load_or_unload_total` rose by {during:.0f} of "
+            f"{churn.rise('mme_invocations_total'):.0f} invocations, whose ModelLatency "
+            f"averaged {1000 * latency / during if during else 0.0:.0f} ms; "
+            f"`mme_invocations_held_by_unload_total` rose by {held:.0f}"
+            + (f", held {1000 * hold / held:.0f} ms on average." if held else ".")
+        )
     return "\n".join(lines)
 
 

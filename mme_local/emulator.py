@@ -103,7 +103,14 @@ class Emulator:
         )
         self.progress(f"starting {server_title(settings)} ({settings.runtime} runtime)")
         await server.start()
-        self._client = client = build_container_client(settings, server)
+        self._client = client = build_container_client(
+            settings, server, self.metrics.count_unload_hold
+        )
+        if client.model_list_mutex is not None:
+            self.progress(
+                f"imitating Triton {settings.triton_version}'s SageMaker front end: every "
+                "invocation waits while a model unloads (unload_blocks_invokes)"
+            )
         probes = await asyncio.to_thread(ServerProbes, server)
         store = ModelStore(s3, self.model_data)
         self._cache = cache = ModelCache(

@@ -130,6 +130,17 @@ class Metrics:
             "mme_model_latency_during_load_or_unload_seconds",
             "ModelLatency of the invocations counted in mme_invocations_during_load_or_unload.",
         )
+        # Triton 25.11+'s model-list mutex, when the gateway plays it (README, "Fidelity notes").
+        self.invocations_held_by_unload = counter(
+            "mme_invocations_held_by_unload",
+            "Invocations that waited for a model unload to end before reaching their model "
+            "(the emulated model-list mutex of Triton 25.11 and later; timed-out waits too).",
+        )
+        self.invocation_unload_hold_time = histogram(
+            "mme_invocation_unload_hold_seconds",
+            "How long each invocation in mme_invocations_held_by_unload waited (part of its "
+            "ModelLatency, as the container's wait would be).",
+        )
         self.invocations = counter("mme_invocations", "Invocations: requests sent to the endpoint.")
         self.invocations_per_instance = counter(
             "mme_invocations_per_instance",
@@ -231,6 +242,17 @@ class Metrics:
             "The largest event-loop lag measured since start.",
             registry=r,
         )
+
+    def count_unload_hold(self, seconds: float) -> None:
+        """An invocation waited `seconds` for unloads (the emulated model-list mutex)."""
+        self.invocations_held_by_unload.inc()
+        self.invocation_unload_hold_time.observe(seconds)
+
+    def held_by_unload_count(self) -> int:
+        """mme_invocations_held_by_unload_total now."""
+        labels = {"endpoint_name": self.endpoint_name, "variant_name": self.variant_name}
+        value = self.registry.get_sample_value("mme_invocations_held_by_unload_total", labels)
+        return int(value or 0)
 
     def count_cache_lookup(self, hit: bool) -> None:
         """ModelCacheHit's per-request sample: 1 if the model was already loaded, else 0."""

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mme_local.artifacts.rules import MAX_ARCHIVE_BYTES
+from mme_local.capacity.front_end import unload_blocks_invokes
 from mme_local.instances import DEFAULT_INSTANCE_TYPE
 from mme_local.instances import instance_type as lookup_instance_type
 from mme_local.runtime.base import TritonSettings
@@ -31,6 +32,10 @@ DEFAULT_MAX_ARCHIVE_BYTES = MAX_ARCHIVE_BYTES
 # attributes are capped at 1 KiB), far below what a server should buffer for one client.
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_CONCURRENCY = 1000
+
+DEFAULT_TRITON_VERSION = "24.09"
+"""The SageMaker Triton container `deploy` uses, and `up` imitates, unless told otherwise."""
+UNLOAD_BLOCKS_INVOKES = ("auto", "on", "off")
 
 RUNTIMES = ("embedded", "docker", "external")
 STACKS = ("triton", "torchserve")
@@ -141,6 +146,17 @@ class EmulatorSettings(EndpointFields):
     """How Triton is started."""
     torchserve: TorchServeSettings = Field(default_factory=TorchServeSettings)
     """How TorchServe is started (with stack "torchserve")."""
+    triton_version: str = Field(
+        DEFAULT_TRITON_VERSION, json_schema_extra=_toml("deploy", "triton_version")
+    )
+    """The SageMaker Triton container release (YY.MM) the endpoint imitates: `deploy`'s own
+    setting, read from the same key, so the local run behaves like the cloud one."""
+    unload_blocks_invokes: Literal["auto", "on", "off"] = Field(
+        "auto", json_schema_extra=_toml("local", "unload_blocks_invokes")
+    )
+    """Play the model-list mutex of Triton's SageMaker front end from 25.11 (2.64): every
+    invocation waits while any model unloads. "auto": when `triton_version` is 25.11 or later
+    (stack "triton" only); "on"; "off"."""
     docker_image: str = Field(DEFAULT_DOCKER_IMAGE, json_schema_extra=_toml("local", "image"))
     """Image for the docker runtime."""
     docker_gpus: str = Field("all", json_schema_extra=_toml("local", "gpus"))
@@ -232,6 +248,20 @@ class EmulatorSettings(EndpointFields):
             raise ValueError(f"unknown runtime {value!r}; choose one of: {', '.join(RUNTIMES)}")
         return value
 
+    @field_validator("triton_version")
+    @classmethod
+    def _a_release(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}\.\d{2}", value):
+            raise ValueError(f"{value!r} is not a Triton container release like 24.09")
+        return value
+
+    @field_validator("unload_blocks_invokes", mode="before")
+    @classmethod
+    def _known_switch(cls, value: object) -> object:
+        if value not in UNLOAD_BLOCKS_INVOKES:
+            raise ValueError(f"{value!r} is not one of: {', '.join(UNLOAD_BLOCKS_INVOKES)}")
+        return value
+
     @field_validator("docker_gpus")
     @classmethod
     def _gpu_list(cls, value: str) -> str:
@@ -249,6 +279,15 @@ class EmulatorSettings(EndpointFields):
         return self
 
     @model_validator(mode="after")
+    def _mutex_is_tritons(self) -> EmulatorSettings:
+        if self.unload_blocks_invokes == "on" and self.stack != "triton":
+            raise ValueError(
+                "unload_blocks_invokes on plays Triton's SageMaker front end; the "
+                f"{self.stack} stack has no such mutex"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sigv4_has_a_secret(self) -> EmulatorSettings:
         if self.require_sigv4 and not self.secret_access_key:
             raise ValueError(
@@ -260,6 +299,12 @@ class EmulatorSettings(EndpointFields):
     @property
     def cache_enabled(self) -> bool:
         return self.model_cache == "Enabled"
+
+    def unloads_block_invokes(self) -> bool:
+        """`unload_blocks_invokes` resolved: whether the gateway plays the model-list mutex."""
+        if self.unload_blocks_invokes == "auto":
+            return self.stack == "triton" and unload_blocks_invokes(self.triton_version)
+        return self.unload_blocks_invokes == "on"
 
     def parallel_downloads(self) -> int:
         if self.max_parallel_downloads is not None:
@@ -302,7 +347,9 @@ class DeploySettings(EndpointFields):
     """IAM role SageMaker assumes to read the artifacts (required)."""
     instance_count: int = Field(1, ge=1, json_schema_extra=_toml("deploy", "instance_count"))
     """Instances behind the endpoint."""
-    triton_version: str = Field("24.09", json_schema_extra=_toml("deploy", "triton_version"))
+    triton_version: str = Field(
+        DEFAULT_TRITON_VERSION, json_schema_extra=_toml("deploy", "triton_version")
+    )
     """SageMaker Triton image version (stack "triton")."""
     pytorch_version: str = Field("2.6", json_schema_extra=_toml("deploy", "pytorch_version"))
     """SageMaker PyTorch inference image version (stack "torchserve"; 2.6 runs TorchServe

@@ -20,6 +20,9 @@ class ModelState(enum.Enum):
 
 
 IN_TRANSITION = (ModelState.DOWNLOADING, ModelState.LOADING, ModelState.UNLOADING)
+# Module names for the members the properties below test: an Enum member read through its
+# class costs a lookup each time, and the cache's eviction and disk passes test these often.
+_LOADED, _ON_DISK = ModelState.LOADED, ModelState.ON_DISK
 
 
 class Waiting(enum.Enum):
@@ -80,8 +83,8 @@ class ModelEntry:
 
     @property
     def evictable(self) -> bool:
-        return self.state is ModelState.LOADED and self.pins == 0
+        return self.state is _LOADED and self.pins == 0
 
     @property
     def deletable(self) -> bool:
-        return self.state is ModelState.ON_DISK and self.pins == 0
+        return self.state is _ON_DISK and self.pins == 0

@@ -67,31 +67,36 @@ LOADING, LOADED, UNLOADING = ModelState.LOADING, ModelState.LOADED, ModelState.U
 # compress). One that expands further is downloaded again with the whole allowance reserved.
 _SLACK_FRACTION = 4
 _SLACK_BYTES = 1 << 20
+# Stale numbers the deletable models' heap may hold beyond the live ones before it is
+# compacted (`_Settled._compact`).
+_COMPACT_SLACK = 64
 
 
 # ----- commands: what the executor is asked to do ------------------------------------------
+# Values that no one changes once issued, yet not frozen: a frozen dataclass's `__init__`
+# costs about three times a plain one's, and a simulation issues millions of commands.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Probe:
     """Ask S3 for the archive's size (sizes the disk reservation)."""
 
     entry: ModelEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Download:
     entry: ModelEntry
     reserved: int | None
     """The most disk the extraction may use (None: no disk budget)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Load:
     entry: ModelEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unload:
     entry: ModelEntry
     reason: str
@@ -99,14 +104,14 @@ class Unload:
     """Dropping a load that timed out (not an eviction)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     """Remove the model's folder; the accounting already says it is gone."""
 
     entry: ModelEntry
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """A waiting request's answer: ready (error None) or the error of the work it waited on."""
 
@@ -115,7 +120,7 @@ class Answer:
     error: BaseException | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Evicted:
     record: Eviction
 
@@ -156,13 +161,16 @@ class _Settled:
     Each model carries the sequence number of its last use; deletable models wait in a heap
     by that number. Heap items go stale when a model is used or gets busy, and are dropped
     when they come up, so the disk pass costs what it deletes, not the models it skips (with
-    thousands of downloaded models queued for a load slot it used to walk them all).
+    thousands of downloaded models queued for a load slot it used to walk them all). The
+    heap holds the bare numbers (each is one model's, never reused), which compare faster
+    than tuples would; `_queued` finds the model.
     """
 
     def __init__(self) -> None:
         self._seq: dict[str, int] = {}
-        self._heap: list[tuple[int, str, ModelEntry]] = []
-        self._queued: dict[str, int] = {}
+        self._heap: list[int] = []
+        self._queued: dict[int, ModelEntry] = {}
+        """Sequence number in the heap -> its model."""
         self._counter = 0
 
     def __contains__(self, name: str) -> bool:
@@ -176,27 +184,49 @@ class _Settled:
         self._counter += 1
         self._seq[name] = self._counter
 
+    def touch(self, name: str) -> None:
+        """A use: to the end of the order if the model is settled (else nothing)."""
+        seq = self._seq
+        if name in seq:
+            self._counter += 1
+            seq[name] = self._counter
+
     def pop(self, name: str, default: None = None) -> None:
         self._seq.pop(name, None)
 
     def offer(self, entry: ModelEntry) -> None:
         """The model may have become deletable: queue it at its place in the order."""
-        name = entry.target_model
-        seq = self._seq.get(name)
-        if seq is None or not entry.deletable or self._queued.get(name) == seq:
+        seq = self._seq.get(entry.target_model)
+        if seq is None or not entry.deletable or seq in self._queued:
             return
-        self._queued[name] = seq
-        heapq.heappush(self._heap, (seq, name, entry))
+        self._queued[seq] = entry
+        heap = self._heap
+        heapq.heappush(heap, seq)
+        if len(heap) > 2 * len(self._seq) + _COMPACT_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the numbers of models used since they were queued, once they are at least
+        half the heap: a disk pass would pop them one by one only to skip them (a model that
+        is loaded and unloaded over and over leaves one behind each time). Pops come in
+        number order whatever the heap's layout, so the passes find what they found."""
+        current, queued = self._seq, self._queued
+        live = [seq for seq in self._heap if current.get(queued[seq].target_model) == seq]
+        kept = {seq: queued[seq] for seq in live}
+        heapq.heapify(live)
+        # In place: a disk pass's generator holds both.
+        self._heap[:] = live
+        queued.clear()
+        queued.update(kept)
 
     def deletable(self, taken: list[ModelEntry]) -> Iterator[ModelEntry]:
         """Deletable models, least recently used first; each one yielded is appended to
         `taken` and must be offered again if it is not deleted."""
-        heap, queued = self._heap, self._queued
+        heap, queued, current = self._heap, self._queued, self._seq
         while heap:
-            seq, name, entry = heapq.heappop(heap)
-            if queued.get(name) == seq:
-                del queued[name]
-            if self._seq.get(name) != seq or not entry.deletable:
+            seq = heapq.heappop(heap)
+            entry = queued.pop(seq)
+            if current.get(entry.target_model) != seq or not entry.deletable:
                 continue
             taken.append(entry)
             yield entry
@@ -227,6 +257,7 @@ class CacheMachine:
         self.cache_enabled = cache_enabled
         self.clock = clock
         self.wall_clock = wall_clock or clock
+        self._one_clock = wall_clock is None
         self.name_of = name_of
         self.outbox: list[Command] = []
         self.models: dict[str, ModelEntry] = {}
@@ -335,22 +366,24 @@ class CacheMachine:
     def abandon(self, request: int, entry: ModelEntry) -> bool:
         """A waiting request gave up (ready timeout); the work goes on. False if it was
         answered already."""
-        try:
-            entry.waiters.remove(request)
-        except ValueError:
+        waiters = entry.waiters
+        # Tested first, not `remove`'s ValueError caught: most deadlines find the request
+        # answered already, and raising costs more than the scan of a short list.
+        if request not in waiters:
             return False
+        waiters.remove(request)
         self.done(entry)
         return True
 
     def _use(self, entry: ModelEntry) -> None:
         entry.invocations += 1
-        entry.last_used = self.clock()
-        entry.last_used_wall = self.wall_clock()
+        entry.last_used = now = self.clock()
+        # The simulator has one clock: read it once (this runs for every request).
+        entry.last_used_wall = now if self._one_clock else self.wall_clock()
         name = entry.target_model
         if name in self._loaded:
             self._loaded.move_to_end(name)
-        if name in self._settled:
-            self._settled.move_to_end(name)
+        self._settled.touch(name)
 
     # ----- downloads --------------------------------------------------------------------------
 
@@ -524,10 +557,15 @@ class CacheMachine:
         self._grant_memory()
 
     def _memory_short(self, adding: int, adding_gpu: int, leaving: bool) -> str | None:
-        host = self.host_used - (self.host_leaving if leaving else 0)
-        gpu = self.gpu_used
+        # `host_used` and `gpu_used` spelled out: this runs several times per load.
+        host = self.base_host + self.host_held
+        gpu = self.base_gpu
         if gpu is not None:
-            gpu += adding_gpu - (self.gpu_leaving if leaving else 0)
+            gpu += self.gpu_held + adding_gpu
+        if leaving:
+            host -= self.host_leaving
+            if gpu is not None:
+                gpu -= self.gpu_leaving
         return self.policy.memory_short(host, gpu, adding)
 
     def _grant_memory(self) -> None:
@@ -538,20 +576,25 @@ class CacheMachine:
             host = entry.memory_bytes if entry.memory_measured else 0
             gpu = entry.gpu_bytes
             reason = self._memory_short(host, gpu, leaving=False)
-            if reason is not None and self._memory_short(host, gpu, leaving=True) is not None:
-                victim = self.policy.victim(self._loaded.values(), entry)
-                if victim is not None:
+            if reason is not None:
+                # Unload idle models until what is leaving makes room. An unload leaves
+                # `reason` as it is: the model holds its memory until the unload ends.
+                while self._memory_short(host, gpu, leaving=True) is not None:
+                    victim = self.policy.victim(self._loaded.values(), entry)
+                    if victim is None:
+                        self.over_budget_loads += 1
+                        log.warning(
+                            "%s loads over the %s: every model is in use",
+                            entry.target_model,
+                            reason,
+                        )
+                        break
                     self._unload(victim, reason)
-                    continue
-                self.over_budget_loads += 1
-                log.warning(
-                    "%s loads over the %s: every model is in use", entry.target_model, reason
-                )
-            elif reason is not None:
-                # Unloads in flight free enough: wait for them. Until the memory figures or
-                # the head change, another try would end here again.
-                self._memory_wait = self._memory_key()
-                return
+                else:
+                    # Unloads in flight free enough: wait for them. Until the memory figures
+                    # or the head change, another try would end here again.
+                    self._memory_wait = self._memory_key()
+                    return
             queue.popleft()
             self._hold_memory(entry)
             entry.waiting = None
@@ -737,8 +780,12 @@ class CacheMachine:
                 self._start_download(entry)
             else:
                 self._start_load(entry)
-        self._grant_memory()
-        self._grant_room()
+        # Only with work queued (a call per unload saved; an empty room queue's
+        # `_room_short` is never read before `_want_room` resets it).
+        if self._memory_queue:
+            self._grant_memory()
+        if self._room_queue:
+            self._grant_room()
         self._idle(entry)
 
     def _delete(self, entry: ModelEntry, reason: str | None) -> None:
@@ -791,8 +838,10 @@ class CacheMachine:
             if self._memory_queue and self._memory_wait != self._memory_key():
                 self._grant_memory()
             # A load over a budget while every model was in use: the models it could not
-            # displace then go as soon as they are idle.
-            self._enforce_count()
+            # displace then go as soon as they are idle. (Without a count budget there is
+            # no count to check: this runs at the end of every request.)
+            if self.budgets.max_loaded_models is not None:
+                self._enforce_count()
             self._enforce_memory(entry)
         if (state is LOADED or state is ON_DISK) and self._room_queue:
             if self._room_short is not None:

@@ -79,14 +79,16 @@ class EvictionPolicy:
     ) -> Iterator[M]:
         """Models to delete from disk, least recently used first, until usage fits the budget.
 
-        Keeps a running total, so the whole pass is linear in the number of models.
+        Keeps a running total, so the whole pass is linear in the number of models; stops
+        as soon as usage fits, before it draws one more from `least_recent_first` (which
+        may be a lazy walk).
         """
         budget = self.budgets.disk_bytes
-        if budget is None:
+        if budget is None or used_bytes <= budget:
             return
         for candidate in least_recent_first:
-            if used_bytes <= budget:
-                return
             if candidate is not keep and candidate.deletable:
                 used_bytes -= candidate.disk_bytes
                 yield candidate
+                if used_bytes <= budget:
+                    return

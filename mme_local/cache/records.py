@@ -60,8 +60,11 @@ class Lease:
         return self.entry.target_model
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Eviction:
+    """One eviction, as recorded. Not frozen: the capacity simulator records hundreds of
+    thousands, and a frozen dataclass's `__init__` costs several times a plain one's."""
+
     target_model: str
     reason: str
     idle_s: float

@@ -2,10 +2,11 @@
 
 Two stalls, both in `src/sagemaker_server.cc`:
 
-- From Triton 2.65 (the 25.12 container) the unload handler holds the model-list mutex for
+- From Triton 2.64 (the 25.11 container) the unload handler holds the model-list mutex for
   the whole unload, including its wait for the model to become unavailable, and every invoke
-  takes the same mutex (commits f3bdcc7, d697e8d): while any model unloads, every request on
-  the instance waits.
+  takes the same mutex (commits f3bdcc7, d697e8d on main, released in 2.65; cherry-picked
+  into the r25.11 branch as d16d573, 069046b before its v2.64.0 tag): while any model
+  unloads, every request on the instance waits.
 - In every version the front end runs a load or unload synchronously on the worker thread
   that received it, and an invoke whose connection sits on that thread waits for it. How
   often that hits depends on how the platform's connections are spread over the workers,
@@ -20,7 +21,7 @@ from mme_local.capacity.errors import CapacityError
 
 DEFAULT_TRITON_VERSION = "24.09"
 """The container `deploy` uses unless told otherwise."""
-UNLOAD_BLOCKS_FROM = (25, 12)
+UNLOAD_BLOCKS_FROM = (25, 11)
 DEFAULT_STALL_SHARE = 6 / 7
 
 

@@ -235,7 +235,7 @@ class Instance:
 
     def _stalled(self, start: float) -> float:
         """When a request the model could start at `start` gets to Triton's model: from
-        Triton 2.65 (25.12) every invocation waits while any model unloads (the SageMaker
+        Triton 2.64 (25.11) every invocation waits while any model unloads (the SageMaker
         front end holds its model-list mutex for the whole unload); in every version a
         request whose front-end thread is running a load or unload waits for it, which a
         `stall_share` of the requests arriving during one does (their thread is unknown)."""
@@ -290,24 +290,21 @@ class Instance:
         events, deadlines, machine = self.events, self.deadlines, self.machine
         pop = heapq.heappop
         disk_bytes = self.costs.disk_bytes
+        waiting = self._waiting
         while True:
-            if deadlines and deadlines[0][0] <= until:
-                due = deadlines[0]
-                if events:
-                    head = events[0]
-                    if head[0] < due[0] or (head[0] == due[0] and head[1] < due[1]):
-                        due = None  # type: ignore[assignment]
-                if due is not None:
-                    deadlines.popleft()
-                    self.now, _, index, entry = due
-                    if machine.abandon(index, entry):
-                        self.not_ready += 1
-                        self.answer(index, None, NOT_READY)
-                        del self._waiting[index]
-                        if machine.outbox:
-                            self._perform()
-                    continue
-            elif not events or events[0][0] > until:
+            # The earlier of the two heads; (time, sequence) decides, as the sequence numbers
+            # are unique across both queues.
+            if deadlines and deadlines[0][0] <= until and (not events or deadlines[0] < events[0]):
+                self.now, _, index, entry = deadlines.popleft()
+                # Most deadlines find their request answered already: no need to ask.
+                if index in waiting and machine.abandon(index, entry):
+                    self.not_ready += 1
+                    self.answer(index, None, NOT_READY)
+                    del waiting[index]
+                    if machine.outbox:
+                        self._perform()
+                continue
+            if not events or events[0][0] > until:
                 return
             self.now, _, kind, entry = pop(events)
             if kind == _DONE:
@@ -341,13 +338,13 @@ class Instance:
     def _perform(self) -> None:
         outbox = self.machine.outbox
         perform = self._perform_one
-        while outbox:
-            commands = list(outbox)
-            outbox.clear()
-            for command in commands:
-                handler = perform.get(type(command))
-                if handler is not None:
-                    handler(command)
+        # Commands the handlers cause join the end of the list and are met in turn (a
+        # list's iterator reads its length at each step), in the order batches would take.
+        for command in outbox:
+            handler = perform.get(type(command))
+            if handler is not None:
+                handler(command)
+        outbox.clear()
 
     def _probe(self, command: Probe) -> None:
         entry = command.entry

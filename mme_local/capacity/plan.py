@@ -301,7 +301,7 @@ def _notes(
         cloud = [c.config for c in candidates if c.cloud_footprints]
         if any(c.unload_blocks_invokes for c in cloud):
             notes.append(
-                "Triton 25.12 or later: every invocation waits while any model unloads on its "
+                "Triton 25.11 or later: every invocation waits while any model unloads on its "
                 "instance (the SageMaker front end holds its model-list mutex for the unload)"
             )
         share = max(c.stall_share for c in cloud)

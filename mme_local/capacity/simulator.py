@@ -104,7 +104,7 @@ class SimConfig:
     service time; the rest queue, and the queueing counts in added latency. Off for replays
     of recorded runs, whose recorded model latency has the real queueing in it."""
     unload_blocks_invokes: bool = False
-    """Triton 2.65 (25.12) and later: every invocation waits while any model unloads."""
+    """Triton 2.64 (25.11) and later: every invocation waits while any model unloads."""
     stall_share: float = 0.0
     """Share of the requests arriving during a load or unload that wait for it (their
     front-end thread is running it), in every Triton version."""

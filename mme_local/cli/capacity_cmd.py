@@ -169,7 +169,7 @@ def plan(
     triton_version: Annotated[
         str,
         typer.Option(
-            help="The Triton container the endpoint runs (25.12 and later: unloads block "
+            help="The Triton container the endpoint runs (25.11 and later: unloads block "
             "every invocation)."
         ),
     ] = "24.09",

@@ -264,6 +264,22 @@ def up(
         Path | None,
         typer.Option(help="Append one JSON line per invocation here (for `capacity plan`)."),
     ] = None,
+    triton_version: Annotated[
+        str | None,
+        typer.Option(
+            help="The SageMaker Triton container release to imitate: the one `deploy` uses "
+            "(triton_version in mme.toml's deploy section).",
+            show_default=_default("triton_version"),
+        ),
+    ] = None,
+    unload_blocks_invokes: Annotated[
+        str | None,
+        typer.Option(
+            help="Make every invocation wait while a model unloads, as Triton 25.11 and later "
+            "do: auto (when --triton-version is one of them), on or off.",
+            show_default=_default("unload_blocks_invokes"),
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(help="An mme.toml to read.", show_default="./mme.toml if present"),
@@ -326,6 +342,8 @@ def up(
         "require_sigv4": require_sigv4,
         "access_key_id": access_key_id,
         "trace_file": trace,
+        "triton_version": triton_version,
+        "unload_blocks_invokes": unload_blocks_invokes,
     }
     settings = load_settings(EmulatorSettings, flags, config, os.environ, FLAG_NAMES)
 

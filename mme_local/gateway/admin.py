@@ -131,6 +131,10 @@ class AdminViews:
             "runtime_running": self.runtime_running(),
             "triton_url": self.server.url,
             "triton_version": self.server.version,
+            # The cloud release imitated, and whether its model-list mutex is played.
+            "imitated_triton_release": settings.triton_version,
+            "unload_blocks_invokes": settings.unloads_block_invokes(),
+            "invocations_held_by_unload": self.metrics.held_by_unload_count(),
             "cache_dir": str(self.cache_dir),
             "loaded_models": self.cache.loaded_count(),
             "max_loaded_models": settings.max_loaded_models,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ from mme_local.runtime.errors import (
     RuntimeUnavailable,
 )
 from mme_local.runtime.http1 import Http1Pool
+from mme_local.runtime.model_list_mutex import ModelListMutex
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -81,8 +82,12 @@ class ContainerClient:
         load_timeout_s: float = 360.0,
         invoke_timeout_s: float = 60.0,
         dialect: ContainerDialect | None = None,
+        model_list_mutex: ModelListMutex | None = None,
     ) -> None:
         self.dialect = dialect or TritonDialect()
+        self.model_list_mutex = model_list_mutex
+        """Set: the client plays the model-list mutex of Triton's SageMaker front end from
+        2.64 for a server that lacks it (model_list_mutex.py)."""
         self.load_timeout_s = load_timeout_s
         self.invoke_timeout_s = invoke_timeout_s
         self._session: aiohttp.ClientSession | None = None
@@ -160,6 +165,9 @@ class ContainerClient:
                     json.dumps({"model_name": model_name, "url": url}).encode(),
                     {TARGET_MODEL_HEADER: target_model, "Content-Type": "application/json"},
                 )
+                if self.model_list_mutex is not None:
+                    # A load adds its model to the list, under the mutex, before answering.
+                    await self.model_list_mutex.pass_through()
         except ContainerError as error:
             if self.dialect.load_failure_leaves_model(error.status_code):
                 await self._unregister_failed(model_name, target_model)
@@ -173,20 +181,38 @@ class ContainerClient:
 
     async def unload(self, model_name: str, target_model: str) -> None:
         with self.control_calls.track():
-            await self._send(
-                "DELETE",
-                f"/models/{model_name}",
-                self.load_timeout_s,
-                "unload",
-                headers={TARGET_MODEL_HEADER: target_model},
-            )
+            async with self._held_for_unload():
+                await self._send(
+                    "DELETE",
+                    f"/models/{model_name}",
+                    self.load_timeout_s,
+                    "unload",
+                    headers={TARGET_MODEL_HEADER: target_model},
+                )
+
+    @contextlib.asynccontextmanager
+    async def _held_for_unload(self) -> AsyncIterator[None]:
+        if self.model_list_mutex is None:
+            yield
+            return
+        async with self.model_list_mutex.held_for_unload():
+            yield
+
+    async def _listing_passes(self) -> None:
+        if self.model_list_mutex is not None:
+            try:
+                await self.model_list_mutex.pass_through(self.invoke_timeout_s)
+            except asyncio.TimeoutError as error:
+                raise RuntimeTimeout("GET /models waited too long for an unload") from error
 
     async def list_models(self) -> list[dict[str, Any]]:
+        await self._listing_passes()
         _, content, _ = await self._send("GET", "/models", self.invoke_timeout_s, "list")
         models = json.loads(content).get("models", [])
         return [model for model in models if isinstance(model, dict)]
 
     async def get_model(self, model_name: str, target_model: str) -> dict[str, Any]:
+        await self._listing_passes()
         _, content, _ = await self._send(
             "GET",
             f"/models/{model_name}",
@@ -219,6 +245,13 @@ class ContainerClient:
         if session_id:
             headers[SESSION_ID_HEADER] = session_id
         path = f"/models/{model_name}/invoke"
+        if self.model_list_mutex is not None:
+            try:
+                limit_s -= await self.model_list_mutex.invocation_passes(limit_s)
+            except asyncio.TimeoutError as error:
+                raise RuntimeTimeout(
+                    f"POST {path} waited {limit_s:.1f} s for a model unload to end"
+                ) from error
         try:
             answer = await self._invoke_pool.request("POST", path, headers, body, limit_s)
         except TimeoutError as error:

@@ -14,6 +14,7 @@ from mme_local.runtime.docker_runtime import DockerTriton
 from mme_local.runtime.embedded import EmbeddedTriton
 from mme_local.runtime.errors import RuntimeFailure
 from mme_local.runtime.external import ExternalTriton
+from mme_local.runtime.model_list_mutex import ModelListMutex
 from mme_local.runtime.torchserve import EmbeddedTorchServe
 from mme_local.runtime.torchserve_install import find_install
 from mme_local.settings import EmulatorSettings
@@ -53,13 +54,21 @@ def build_model_server(
     raise AssertionError(f"settings admitted an unknown runtime {settings.runtime!r}")
 
 
-def build_container_client(settings: EmulatorSettings, server: ModelServer) -> ContainerClient:
-    """A client for `server`'s MME container API, in its stack's dialect."""
+def build_container_client(
+    settings: EmulatorSettings,
+    server: ModelServer,
+    on_invocation_held: Callable[[float], None] | None = None,
+) -> ContainerClient:
+    """A client for `server`'s MME container API, in its stack's dialect, playing Triton
+    25.11's model-list mutex when the settings say so (`on_invocation_held` hears each
+    invocation's wait for unloads)."""
+    mutex = ModelListMutex(on_invocation_held) if settings.unloads_block_invokes() else None
     return ContainerClient(
         server.url,
         load_timeout_s=settings.model_load_timeout_s,
         invoke_timeout_s=settings.invoke_timeout_s,
         dialect=dialect_for(settings.stack),
+        model_list_mutex=mutex,
     )
 
 

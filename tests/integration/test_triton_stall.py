@@ -1,5 +1,7 @@
-"""An invocation sent while Triton loads another model is counted, through the real gateway,
-the real Triton and real boto3 (the stall itself is measured by bench/triton_stall.py)."""
+"""An invocation sent while Triton loads another model is counted, and with Triton 25.11's
+model-list mutex played, one sent during another model's unload ends after it: through the real
+gateway, the real Triton and real boto3 (the stalls themselves are measured by
+bench/triton_stall.py)."""
 
 from __future__ import annotations
 
@@ -76,3 +78,54 @@ def test_an_invocation_sent_during_another_models_load_is_counted(
     waited = time.monotonic() - started
     loader.join()
     assert running.metrics()[COUNTED] == quiet_before + 1, f"hot call took {waited:.2f} s"
+
+
+HELD = "mme_invocations_held_by_unload_total"
+
+
+@pytest.fixture(scope="module")
+def blocking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    """Two models at most, and Triton 25.11's model-list mutex played by the gateway."""
+    settings = EmulatorSettings(
+        port=0,
+        max_loaded_models=2,
+        unload_blocks_invokes="on",
+        cache_dir=tmp_path_factory.mktemp("cache") / "models",
+    )
+    with run_in_thread(settings) as emulator:
+        yield emulator
+
+
+def test_with_unloads_blocking_a_hot_request_sent_during_an_unload_ends_after_it(
+    blocking: RunningEmulator, tmp_path: Path
+) -> None:
+    hot, cold, third = (
+        _upload(blocking, doubler_archive(tmp_path, name))
+        for name in ("hot.tar.gz", "cold.tar.gz", "third.tar.gz")
+    )
+    _invoke(blocking, cold)
+    _invoke(blocking, hot)  # cold is now the least recently used
+    held_before = blocking.metrics().get(HELD, 0.0)
+
+    def evict_cold() -> None:
+        with contextlib.suppress(ClientError):  # a slow machine may answer 429
+            _invoke(blocking, third)
+
+    loader = threading.Thread(target=evict_cold)
+    loader.start()
+    deadline = time.monotonic() + 30
+    while _state(blocking, cold) != "unloading" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _state(blocking, cold) == "unloading"
+    sent = time.time()
+    _invoke(blocking, hot)
+    answered = time.time()
+    loader.join()
+
+    unloaded = [e.at for e in blocking.emulator.cache.evictions if e.target_model == cold]
+    assert len(unloaded) == 1
+    assert sent < unloaded[0] < answered, "the hot request ended only after the unload"
+    assert blocking.metrics()[HELD] == held_before + 1
+    status = httpx.get(f"{blocking.url}/_mme/status").json()
+    assert status["unload_blocks_invokes"] is True
+    assert status["invocations_held_by_unload"] == held_before + 1
