@@ -103,12 +103,18 @@ CASES = [
 
 
 def _recorded(workload: Workload, seed: int) -> Workload:
-    """The same arrivals with a recorded run's columns: service times and cold waits."""
+    """The same arrivals with a recorded run's columns: service times and each cold start's
+    own download and load."""
     rng = np.random.default_rng(seed)
     n = len(workload)
     service = rng.exponential(0.02, n).tolist()
-    cold = np.where(rng.random(n) < 0.3, rng.uniform(0.5, 6.0, n), -1.0).tolist()
-    return replace(workload, service_s=service, cold_wait_s=cold)
+    is_cold = (rng.random(n) < 0.3).tolist()
+    downloads = rng.uniform(0.0, 1.0, n).tolist()
+    loads = rng.uniform(0.5, 5.0, n).tolist()
+    cold: list[tuple[float, float] | None] = [
+        (d, load) if c else None for c, d, load in zip(is_cold, downloads, loads, strict=True)
+    ]
+    return replace(workload, service_s=service, cold_work_s=cold)
 
 
 def fingerprint(case: CheckCase, profile: Profile) -> tuple[str, dict[str, Any], float]:

@@ -105,22 +105,25 @@ def main() -> None:
         measured = _serve(settings, names, sequences, body)
         profile_file = work / "profile.json"
         profile.save(profile_file)
-        result = make_plan(
-            PlanRequest(
-                profile=profile_file,
-                trace=trace,
-                budgets=EmulatorBudgets(memory_limit_bytes=budget),
-                parallel=Parallelism(PARALLEL, PARALLEL),
+        result = (
+            make_plan(
+                PlanRequest(
+                    profile=profile_file,
+                    trace=trace,
+                    budgets=EmulatorBudgets(memory_limit_bytes=budget),
+                    parallel=Parallelism(PARALLEL, PARALLEL),
+                )
             )
-        ).outcomes[0].result
+            .outcomes[0]
+            .result
+        )
         predicted = {key: int(getattr(result, key)) for key in KEYS}
 
     rows = ["| | " + " | ".join(KEYS) + " |", "|---|" + "---:|" * len(KEYS)]
     rows.append("| emulator (measured) | " + " | ".join(str(measured[k]) for k in KEYS) + " |")
     rows.append("| replay (predicted) | " + " | ".join(str(predicted[k]) for k in KEYS) + " |")
     off = [
-        f"{abs(predicted[k] - measured[k]) / measured[k]:.1%}" if measured[k] else "-"
-        for k in KEYS
+        f"{abs(predicted[k] - measured[k]) / measured[k]:.1%}" if measured[k] else "-" for k in KEYS
     ]
     rows.append("| difference | " + " | ".join(off) + " |")
     table = "\n".join(rows)
