@@ -370,11 +370,15 @@ class ModelCache:
         """The model's own memory where the runtime can tell, else the growth of the total,
         trusted only when no other work ran meanwhile; then the base (the server itself)."""
         try:
-            own = None
+            own = flying = None
             if self.memory.model is not None:
                 own = await run_in(
                     self._probe_pool, functools.partial(self.memory.model, entry.name)
                 )
+                if own is not None and not self._base_exact:
+                    flying = await run_in(
+                        self._probe_pool, functools.partial(self._loads_in_flight_memory, entry)
+                    )
             host, gpu = await self._totals()
         except Exception as error:
             log.warning("memory probe failed after loading %s: %s", entry.target_model, error)
@@ -399,27 +403,33 @@ class ModelCache:
             self._base_exact = True
             self.machine.measured(entry, grown, gpu_grown)
         elif own is not None and entry.state is ModelState.LOADED:
-            if not self._base_exact:
-                self._raise_base(entry, host, own)
+            if flying is not None:
+                self._raise_base(entry, host - flying, own)
             self.machine.measured(entry, own, None)
         else:
             self.machine.memory_unknown(entry)
         self._dispatch()
 
+    def _loads_in_flight_memory(self, entry: ModelEntry) -> int:
+        """What the other loads in flight hold so far, each measured (blocking)."""
+        probe = self.memory.model
+        assert probe is not None
+        names = [
+            e.name
+            for e in list(self.machine.models.values())
+            if e is not entry and e.state is ModelState.LOADING and e.waiting is None
+        ]
+        return sum(probe(name) or 0 for name in names)
+
     def _raise_base(self, entry: ModelEntry, host: int, own: int) -> None:
         """Until a quiet load measures the server's own memory, estimate it from a busy one:
-        the total less what every model holds, loads in flight counted at their last
-        measurement or this model's size. The start-up figure misses what a backend takes
-        at its first load (the Python backend: about 200 MiB), and when loads overlap from
-        the start no load is quiet, so budgets were passed until the traffic paused."""
+        the total (less the loads in flight, each measured) less what every loaded model
+        holds. The start-up figure misses what a backend takes at its first load (the
+        Python backend: about 200 MiB), and when loads overlap from the start no load is
+        quiet, so budgets were passed until the traffic paused."""
         machine = self.machine
-        in_flight = sum(
-            (e.memory_bytes if e.memory_measured else own)
-            for e in machine.models.values()
-            if e is not entry and e.state is ModelState.LOADING and e.waiting is None
-        )
         held = machine.host_held - (entry.memory_bytes if entry.holds_memory else 0)
-        estimate = host - held - own - in_flight
+        estimate = host - held - own
         if estimate > machine.base_host:
             machine.set_base_memory(estimate, None)
 
