@@ -303,7 +303,7 @@ class Metrics:
         if gpu_bytes is not None:
             self._instance_memory.labels(label, "gpu").set(gpu_bytes)
         self._instance_gauges[instance] = (loaded, disk_bytes, downloads_waiting, loads_waiting)
-        totals = [sum(column) for column in zip(*self._instance_gauges.values())]
+        totals = [sum(column) for column in zip(*self._instance_gauges.values(), strict=True)]
         self.loaded_model_count.set(totals[0])
         self.disk_bytes.set(totals[1])
         self.downloads_waiting.set(totals[2])

@@ -254,21 +254,26 @@ class EmulatorSettings(EndpointFields):
             )
         return self
 
+    @field_validator("instance_count")
+    @classmethod
+    def _instance_count_in_range(cls, count: int) -> int:
+        if count < 1:
+            raise ValueError(f"{count} instances: an endpoint has at least one")
+        if count > MAX_LOCAL_INSTANCES:
+            raise ValueError(
+                f"{count} instances: at most {MAX_LOCAL_INSTANCES} run locally (each is a Triton "
+                "process with its own memory budget on this machine)"
+            )
+        return count
+
     @model_validator(mode="after")
     def _instances_run_here(self) -> EmulatorSettings:
         count = self.instance_count
-        if count < 1:
-            raise ValueError(f"instance_count {count}: an endpoint has at least one instance")
         if count > 1 and (self.runtime != "embedded" or self.stack != "triton"):
             what = "the torchserve stack" if self.stack != "triton" else f"runtime {self.runtime!r}"
             raise ValueError(
                 f"instance_count {count}: several instances run on the embedded Triton runtime "
                 f"only, not with {what}"
-            )
-        if count > MAX_LOCAL_INSTANCES:
-            raise ValueError(
-                f"instance_count {count}: at most {MAX_LOCAL_INSTANCES} instances run locally "
-                "(each is a Triton process with its own memory budget on this machine)"
             )
         return self
 

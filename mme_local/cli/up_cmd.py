@@ -360,6 +360,9 @@ def up(
             if running
             else "-"
         )
+        if len(emulator.instances) > 1:
+            urls = ", ".join(member.server.url for member in emulator.instances)
+            triton = f"{len(emulator.instances)} instances, {triton.split(' at ')[0]} at {urls}"
         banner = _banner(
             f"http://{settings.host}:{settings.port}",
             settings.endpoint_name,
