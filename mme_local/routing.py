@@ -10,14 +10,21 @@ requests for a model keep going to an instance where it is loaded, and that when
 many requests some go to another instance, which loads it too. The rule chosen here:
 
 1. an instance that holds the model and is not busy with it (the lowest index first);
-2. else, if some instance doesn't hold it, the one of those with the least model memory in use
-   (ties: the lowest index), which then loads it;
+2. else, if some instance doesn't hold it, the one of those with the least memory held by the
+   models that stay on it (loaded or loading; a model being unloaded no longer counts, so how
+   long an unload takes does not sway the choice), which then loads it. Memory within
+   `MEMORY_TIE` of the least counts as a tie, won by the lowest index: measured footprints of
+   identical models differ by a little, and that noise should not decide where a model goes
+   (it would also make a replay's placement a coin toss);
 3. else (every instance holds it, all busy) the holding instance that is free soonest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
+MEMORY_TIE = 0.05
+"""Memory held within this share of the least is as little (ties: the lowest index)."""
 
 
 def route(
@@ -40,5 +47,7 @@ def route(
             return i
     others = [i for i in candidates if i not in holding]
     if others:
-        return min(others, key=memory_held)
+        held = {i: memory_held(i) for i in others}
+        least = min(held.values())
+        return next(i for i in others if held[i] <= least + least * MEMORY_TIE)
     return min(holding, key=free_order)

@@ -151,7 +151,7 @@ class ModelCache:
                         raise ModelNotReady(target_model, time.perf_counter() - started) from None
                 answer.result()
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)
-            yield Lease(entry, hit, time.perf_counter() - started)
+            yield Lease(entry, hit, time.perf_counter() - started, self.instance)
         finally:
             self._answers.pop(request, None)
             if not ended:

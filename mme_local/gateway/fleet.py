@@ -20,6 +20,35 @@ from mme_local.runtime.client import ContainerClient
 _HOLDING = frozenset({ModelState.LOADED, ModelState.LOADING, ModelState.DOWNLOADING})
 
 
+def _memory_staying(cache: ModelCache, members: list[Member]) -> int:
+    """The cache machine's memory of the models that stay, with a loaded model whose memory
+    is not known yet counted as that model measures elsewhere (else as the mean loaded model).
+
+    Live, a model's memory is measured just after its load, and not at all while another load
+    or unload runs on the same server (the growth can't be told apart); it counts as 0 until
+    then, where the simulator counts its profiled footprint from the load's end. Without the
+    stand-in an instance would look emptier than it is, and routing would differ by timing.
+    """
+    machine = cache.machine
+    held = machine.memory_staying
+    unknown = [
+        e for e in machine.models.values() if e.state is ModelState.LOADED and e.memory_bytes == 0
+    ]
+    if not unknown:
+        return held
+    measured: dict[str, list[int]] = {}
+    for member in members:
+        for e in member.cache.machine.models.values():
+            if e.memory_bytes > 0 and e.state in _HOLDING:
+                measured.setdefault(e.target_model, []).append(e.memory_bytes + e.gpu_bytes)
+    every = [size for sizes in measured.values() for size in sizes]
+    mean = sum(every) // len(every) if every else 0
+    for e in unknown:
+        same = measured.get(e.target_model)
+        held += min(same) if same else mean
+    return held
+
+
 @dataclass(frozen=True)
 class Member:
     """One instance: its index (as the views and metrics name it), cache and container."""
@@ -53,8 +82,7 @@ class Fleet:
             return (None, 0) if entry is None else (entry.state, entry.pins)
 
         def memory_held(i: int) -> int:
-            machine = members[i].cache.machine
-            return machine.host_held + machine.gpu_held
+            return _memory_staying(members[i].cache, members)
 
         chosen = route(
             candidates,

@@ -120,6 +120,8 @@ class InvocationRecord:
     wait_s: float
     """The wait for a download and load (without a lease: the time until the failure)."""
     model_s: float
+    instance: int | None = None
+    """The instance the request was routed to (None when it failed before routing)."""
 
 
 class EndpointService:
@@ -197,7 +199,8 @@ class EndpointService:
         waited = time.perf_counter() - started if lease is None else lease.waited_s
         hit = None if lease is None else lease.cache_hit
         target = request.target_model or ""
-        self.observer(InvocationRecord(arrived, target, status, hit, waited, model_s))
+        instance = None if lease is None else lease.instance
+        self.observer(InvocationRecord(arrived, target, status, hit, waited, model_s, instance))
 
     def _count_error(self, error: SageMakerError) -> None:
         """Invocation4XX/5XXErrors count the model's status for a ModelError (a timeout, 0,

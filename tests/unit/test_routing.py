@@ -14,7 +14,7 @@ from mme_local.config_file import SettingsError, load_settings
 from mme_local.gateway.fleet import Fleet, Member
 from mme_local.metrics import Metrics
 from mme_local.metrics_reader import read_samples
-from mme_local.routing import route
+from mme_local.routing import MEMORY_TIE, route
 from mme_local.settings import EmulatorSettings
 
 
@@ -26,7 +26,7 @@ def fleets(draw: st.DrawFn) -> tuple[list[int], list[tuple[bool, bool, int, floa
         (
             draw(st.booleans()),
             draw(st.booleans()),
-            draw(st.integers(0, 4)),
+            draw(st.sampled_from([0, 100, 103, 104, 106, 200])),
             draw(st.floats(0, 10, allow_nan=False)),
         )
         for _ in range(count)
@@ -58,9 +58,10 @@ def test_a_request_goes_where_the_rule_says(
         # Sticky: a holder that is not busy always wins, the lowest index first.
         assert chosen == free_holders[0]
     elif others:
-        # Spread: the instance with the least memory held loads it (ties: the lowest index).
+        # Spread: the instance with the least memory held loads it; within MEMORY_TIE of the
+        # least is a tie, won by the lowest index.
         least = min(facts[i][2] for i in others)
-        assert chosen == min(i for i in others if facts[i][2] == least)
+        assert chosen == min(i for i in others if facts[i][2] <= least * (1 + MEMORY_TIE))
     else:
         assert facts[chosen][3] == min(facts[i][3] for i in candidates)
 
@@ -70,13 +71,19 @@ def test_no_instance_is_an_error() -> None:
         _route([], [])
 
 
-def _cache(held: int, **models: tuple[ModelState, int]) -> Any:
-    """A cache whose machine holds `models` (name -> (state, requests in flight))."""
+def _cache(held: int, **models: tuple[int, ...] | tuple[ModelState, int]) -> Any:
+    """A cache whose machine holds `models`: name -> (state, requests in flight[, memory])."""
     entries = {
-        name: ModelEntry(name, name, state=state, pins=pins)
-        for name, (state, pins) in models.items()
+        name: ModelEntry(
+            name,
+            name,
+            state=ModelState(spec[0]),
+            pins=int(spec[1]),
+            memory_bytes=int(spec[2]) if len(spec) > 2 else 100,
+        )
+        for name, spec in models.items()
     }
-    machine = SimpleNamespace(models=entries, host_held=held, gpu_held=0)
+    machine = SimpleNamespace(models=entries, memory_staying=held)
     return SimpleNamespace(machine=machine)
 
 
@@ -102,7 +109,7 @@ def test_the_gateway_reads_holds_busy_and_memory_from_each_cache_machine() -> No
     # the least memory (0, with 100 bytes)
     assert fleet.pick("b").index == 0
     assert fleet.pick("c").index == 0
-    idle.machine.host_held = 500
+    idle.machine.memory_staying = 500
     assert fleet.pick("c").index == 2
     # a model being loaded is not busy: wait on that load rather than load it twice
     assert _fleet(_cache(0), _cache(900, d=(LOADING, 3))).pick("d").index == 1
@@ -111,6 +118,32 @@ def test_the_gateway_reads_holds_busy_and_memory_from_each_cache_machine() -> No
 def test_every_instance_busy_picks_the_fewest_in_flight() -> None:
     fleet = _fleet(_cache(0, a=(LOADED, 3)), _cache(0, a=(LOADED, 1)))
     assert fleet.pick("a").index == 1
+
+
+def test_memory_that_differs_by_noise_is_a_tie_won_by_the_lowest_index() -> None:
+    assert _fleet(_cache(1030), _cache(1000)).pick("a").index == 0
+    assert _fleet(_cache(1100), _cache(1000)).pick("a").index == 1
+
+
+def test_a_loaded_model_not_measured_yet_counts_as_it_measures_elsewhere() -> None:
+    # Instance 1's `a` is loaded but unmeasured (0): it counts as the 300 it measures on 0,
+    # so instance 1 holds 300 + 100 and instance 2 (350) is the emptier one.
+    measured = _cache(500, a=(LOADED, 0, 300), x=(LOADED, 0, 200))
+    unmeasured = _cache(100, a=(LOADED, 0, 0), b=(LOADED, 0, 100))
+    assert _fleet(measured, unmeasured, _cache(350)).pick("c").index == 2
+    # A model measured nowhere counts as the mean measured model (200 here).
+    sizes = _cache(400, b=(LOADED, 0, 100), c=(LOADED, 0, 300))
+    lone = _cache(0, d=(LOADED, 0, 0))
+    assert _fleet(sizes, lone, _cache(150)).pick("e").index == 2
+
+
+def test_the_memory_compared_leaves_out_models_being_unloaded() -> None:
+    from mme_local.cache.machine import CacheMachine
+    from mme_local.cache.policy import Budgets
+
+    machine = CacheMachine(Budgets(1, None, None, 2**30), clock=lambda: 0.0)
+    machine.host_held, machine.host_leaving = 500, 200
+    assert machine.memory_staying == 300
 
 
 def test_a_restarting_instance_gets_no_new_requests() -> None:
