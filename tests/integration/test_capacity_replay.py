@@ -215,8 +215,6 @@ def _two_instance_run(
         "downloads": sum(e.downloads for e in entries),
     }
     assert all(sum(e.loads for e in held) > 0 for held in instances), "both instances served"
-    loaded_on = [{e.target_model for e in held if e.loads} for held in instances]
-    assert loaded_on[0] & loaded_on[1], "some model was loaded on both instances"
     return trace, measured
 
 
