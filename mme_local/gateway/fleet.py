@@ -24,10 +24,11 @@ def _memory_staying(cache: ModelCache, members: list[Member]) -> int:
     """The cache machine's memory of the models that stay, with a loaded model whose memory
     is not known yet counted as that model measures elsewhere (else as the mean loaded model).
 
-    Live, a model's memory is measured just after its load, and not at all while another load
-    or unload runs on the same server (the growth can't be told apart); it counts as 0 until
-    then, where the simulator counts its profiled footprint from the load's end. Without the
-    stand-in an instance would look emptier than it is, and routing would differ by timing.
+    Live, a model's memory is measured just after its load (and, for a model without a
+    process of its own, not at all while other work runs on the same server); it counts as 0
+    until then, where the simulator counts its profiled footprint from the load's end. Without
+    the stand-in an instance would look emptier than it is for that moment, and routing would
+    differ by timing.
     """
     machine = cache.machine
     held = machine.memory_staying
