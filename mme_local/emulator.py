@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mme_local.background_task import BackgroundTask
-from mme_local.cache.layout import CacheFolder, clear_stale
+from mme_local.cache.layout import CacheFolder
 from mme_local.cache.manager import ModelCache
 from mme_local.cache.policy import Budgets
 from mme_local.cache.watch import ArtifactWatcher
@@ -352,9 +352,8 @@ async def _stop_server(member: EmulatorInstance) -> None:
 
 
 def _fresh_folder(path: Path) -> None:
-    """An instance's cache folder, without models an earlier run left in it."""
+    """An instance's cache folder (the root's `clear_stale` removed an earlier run's)."""
     path.mkdir(parents=True, exist_ok=True)
-    clear_stale(path)
 
 
 def _both(
