@@ -318,7 +318,8 @@ def _notes(
             notes.append(
                 "several instances: a request goes to an instance that has its model loaded "
                 f"with fewer than {', '.join(str(b) for b in busy)} requests queued for it "
-                "(--busy-queue), else to one without it that has the least model memory in use"
+                "(--busy-queue), else to one without it that has the least model memory in use "
+                "(within 5%: the lowest index), as `up --instance-count` routes"
             )
     if any(not c.cloud_footprints for c in candidates):
         notes.append(
