@@ -75,7 +75,10 @@ class ModelCache:
         max_parallel_downloads: int | None = None,
         max_parallel_loads: int | None = None,
         free_disk_bytes: Callable[[], int] | None = None,
+        instance: int = 0,
     ) -> None:
+        self.instance = instance
+        """Which of the endpoint's instances this cache serves (metrics and views name it)."""
         self.store = store
         self.client = client
         self.model_url = model_url
@@ -148,7 +151,7 @@ class ModelCache:
                         raise ModelNotReady(target_model, time.perf_counter() - started) from None
                 answer.result()
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)
-            yield Lease(entry, hit, time.perf_counter() - started)
+            yield Lease(entry, hit, time.perf_counter() - started, self.instance)
         finally:
             self._answers.pop(request, None)
             if not ended:
@@ -296,6 +299,7 @@ class ModelCache:
             return
         elapsed = time.perf_counter() - started
         self.metrics.model_loading_time.observe(elapsed)
+        self.metrics.count_load(self.instance)
         self.machine.loaded(entry)
         self._dispatch()
         await self._measure(entry, before)
@@ -320,6 +324,7 @@ class ModelCache:
             raise
         if not ghost:
             self.metrics.model_unloading_time.observe(time.perf_counter() - started)
+            self.metrics.count_unload(self.instance)
         self._unloaded(entry, ghost)
 
     def _unloaded(self, entry: ModelEntry, ghost: bool) -> None:
@@ -405,10 +410,15 @@ class ModelCache:
 
     def _update_gauges(self) -> None:
         machine = self.machine
-        self.metrics.loaded_model_count.set(machine.loaded_count())
-        self.metrics.disk_bytes.set(machine.disk_used)
-        self.metrics.downloads_waiting.set(machine.downloads_waiting)
-        self.metrics.loads_waiting.set(machine.loads_waiting)
+        self.metrics.set_cache_gauges(
+            self.instance,
+            machine.loaded_count(),
+            machine.disk_used,
+            machine.downloads_waiting,
+            machine.loads_waiting,
+            machine.host_used,
+            machine.gpu_used,
+        )
 
     def entries(self) -> list[ModelEntry]:
         """Known models, least recently used first."""

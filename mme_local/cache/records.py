@@ -46,6 +46,8 @@ class Lease:
     entry: ModelEntry
     cache_hit: bool
     waited_s: float
+    instance: int = 0
+    """The endpoint's instance whose cache leased it."""
 
     @property
     def name(self) -> str:

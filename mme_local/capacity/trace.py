@@ -2,7 +2,8 @@
 
 Each line: {"time": epoch seconds at arrival, "target_model", "status" (HTTP), "cache_hit"
 (null when the request failed before a model was leased), "wait_s" (download and load waited
-for), "model_s" (the container's answer time)}.
+for), "model_s" (the container's answer time), "instance" (the instance that answered, null
+before a lease; absent in traces of earlier versions)}.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class TraceRecord:
     cache_hit: bool | None
     wait_s: float
     model_s: float
+    instance: int | None = None
 
     @property
     def reached_cache(self) -> bool:
@@ -74,6 +76,7 @@ def read_trace(path: Path) -> list[TraceRecord]:
                     cache_hit=None if item.get("cache_hit") is None else bool(item["cache_hit"]),
                     wait_s=float(item.get("wait_s", 0.0)),
                     model_s=float(item.get("model_s", 0.0)),
+                    instance=None if item.get("instance") is None else int(item["instance"]),
                 )
             )
         except (ValueError, KeyError, TypeError) as error:
