@@ -58,9 +58,15 @@ class RunningEmulator:
             self._failure = error
 
     def settle(self, timeout_s: float = 120.0) -> None:
-        """Block until the cache has no transition in flight (e.g. an eviction's unload)."""
+        """Block until no instance's cache has a transition in flight (e.g. an eviction's
+        unload)."""
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self.emulator.cache.settle(), self._loop).result(timeout_s)
+
+        async def settle_all() -> None:
+            for member in self.emulator.instances:
+                await member.cache.settle()
+
+        asyncio.run_coroutine_threadsafe(settle_all(), self._loop).result(timeout_s)
 
     def check_artifacts(self, timeout_s: float = 60.0) -> None:
         """Run the periodic changed-artifact check once, now."""

@@ -257,4 +257,5 @@ def _one_line(error: ValidationError, values: Mapping[str, tuple[Any, str]]) -> 
         message = f"{value!r} is not allowed; {message[0].lower()}{message[1:]}"
     elif first["type"] == "extra_forbidden":
         message = "is not a setting"
-    return f"{where}: {message}"
+    # A rule across settings (a model validator) has no one field to name; its text names them.
+    return f"{where}: {message}" if where else message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mme_local.background_task import BackgroundTask
@@ -14,8 +15,9 @@ from mme_local.cache.policy import Budgets
 from mme_local.cache.watch import ArtifactWatcher
 from mme_local.capacity.trace import TraceWriter
 from mme_local.cloudwatch import CloudWatchFile
-from mme_local.gateway.admin import AdminViews
+from mme_local.gateway.admin import AdminViews, InstanceView
 from mme_local.gateway.app import Gateway
+from mme_local.gateway.fleet import Fleet, Member
 from mme_local.gateway.live_recorder import LiveRecorder
 from mme_local.gateway.live_views import LiveViews, StoreListing
 from mme_local.gateway.service import (
@@ -69,6 +71,8 @@ class Emulator:
         self._background: list[BackgroundTask] = []
         self._trace: TraceWriter | None = None
         self.artifact_watcher: ArtifactWatcher | None = None
+        self.instances: list[EmulatorInstance] = []
+        """The endpoint's instances, in index order; `server` and `cache` are the first's."""
 
     async def start(self) -> None:
         try:
@@ -97,52 +101,29 @@ class Emulator:
                 settings.overwrite,
             )
 
-        cache_dir = await self.cache_folder.open()
-        self.server = server = build_model_server(
-            settings, cache_dir, cache_dir / ".runtime", progress=self.progress
-        )
-        self.progress(f"starting {server_title(settings)} ({settings.runtime} runtime)")
-        await server.start()
-        self._client = client = build_container_client(
-            settings, server, self.metrics.count_unload_hold
-        )
-        if client.model_list_mutex is not None:
-            self.progress(
-                f"imitating Triton {settings.triton_version}'s SageMaker front end: every "
-                "invocation waits while a model unloads (unload_blocks_invokes)"
-            )
-        probes = await asyncio.to_thread(ServerProbes, server)
+        root = await self.cache_folder.open()
         store = ModelStore(s3, self.model_data)
-        self._cache = cache = ModelCache(
-            store=store,
-            client=client,
-            model_url=server.model_url,
-            cache_dir=cache_dir,
-            budgets=Budgets(
-                max_loaded_models=settings.max_loaded_models,
-                host_memory_bytes=settings.host_memory_budget(),
-                disk_bytes=settings.disk_budget(),
-                max_archive_bytes=settings.max_archive_bytes,
-                gpu_memory_bytes=settings.gpu_memory_budget(),
-            ),
-            metrics=self.metrics,
-            memory_probe=self._host_memory_probe(probes),
-            ready_timeout_s=settings.model_ready_timeout_s,
-            load_timeout_s=settings.model_load_timeout_s,
-            cache_enabled=settings.cache_enabled,
-            gpu_memory_probe=probes.gpu_memory if probes.measures_gpu else None,
-            model_memory_probe=probes.model_memory,
-            max_parallel_downloads=settings.parallel_downloads(),
-            max_parallel_loads=settings.parallel_loads(),
-            serial_model_control=client.dialect.serial_model_control,
+        for index in range(settings.instance_count):
+            await self._start_instance(index, root, store)
+        first = self.instances[0]
+        server, cache, probes, client = first.server, first.cache, first.probes, first.client
+        self.server = server
+        self._cache = cache
+        self._client = client
+        self._supervisor = supervisor = first.supervisor
+        caches = [member.cache for member in self.instances]
+        self.artifact_watcher = ArtifactWatcher(
+            store, cache, settings.artifact_check_interval_s, caches[1:]
         )
-        await cache.measure_base()
-        self.artifact_watcher = ArtifactWatcher(store, cache, settings.artifact_check_interval_s)
+        servers = [member.server for member in self.instances]
         self._background = [
             LoopLagMonitor(self.metrics),
             self.artifact_watcher,
             UtilisationSampler(
-                self.metrics, server.process_ids, cache_dir, settings.metrics_period_s
+                self.metrics,
+                lambda: [pid for each in servers for pid in each.process_ids()],
+                root,
+                settings.metrics_period_s,
             ),
         ]
         if settings.cloudwatch_file is not None:
@@ -151,18 +132,12 @@ class Emulator:
             )
         for task in self._background:
             task.start()
-
-        def runtime_up(url: str) -> None:
-            client.rebase(url)
-            cache.runtime_up()
-
-        self._supervisor = supervisor = RuntimeSupervisor(
-            server,
-            on_down=cache.runtime_down,
-            on_up=runtime_up,
-            on_restart_attempt=self.metrics.runtime_restarts.inc,
+        fleet = Fleet(
+            [
+                Member(m.index, m.cache, m.client, running=m.supervisor_running)
+                for m in self.instances
+            ]
         )
-        supervisor.start()
         identity = EndpointIdentity(
             settings.endpoint_name,
             settings.variant_name,
@@ -186,6 +161,7 @@ class Emulator:
                 self.metrics,
                 ServiceOptions.from_settings(settings),
                 observer,
+                fleet,
             ),
             admin=AdminViews(
                 settings=settings,
@@ -196,8 +172,12 @@ class Emulator:
                 probes=probes,
                 s3_endpoint_url=self.s3_endpoint_url,
                 model_data_url=self.model_data.url(),
-                cache_dir=cache_dir,
+                cache_dir=root,
                 runtime_running=lambda: supervisor.running,
+                instances=[
+                    InstanceView(m.index, m.cache, m.server, m.probes, m.supervisor_running)
+                    for m in self.instances
+                ],
             ),
             live=LiveViews(
                 endpoint_name=settings.endpoint_name,
@@ -209,6 +189,73 @@ class Emulator:
                 runtime_running=lambda: supervisor.running,
             ),
         )
+
+    async def _start_instance(self, index: int, root: Path, store: ModelStore) -> None:
+        """One instance: its model server, container client, cache and supervisor. With one
+        instance the cache folder is the root itself (as before instances existed); with
+        several, each has `instance-<i>` under it."""
+        settings = self.settings
+        if settings.instance_count == 1:
+            cache_dir = root
+        else:
+            cache_dir = root / f"instance-{index}"
+            await asyncio.to_thread(_fresh_folder, cache_dir)
+        server = build_model_server(
+            settings, cache_dir, cache_dir / ".runtime", progress=self.progress
+        )
+        member = EmulatorInstance(index, cache_dir, server)
+        self.instances.append(member)
+        name = server_title(settings)
+        if settings.instance_count > 1:
+            name = f"{name} instance {index}"
+        self.progress(f"starting {name} ({settings.runtime} runtime)")
+        await server.start()
+        member.client = client = build_container_client(
+            settings, server, self.metrics.count_unload_hold
+        )
+        if client.model_list_mutex is not None and index == 0:
+            self.progress(
+                f"imitating Triton {settings.triton_version}'s SageMaker front end: every "
+                "invocation waits while a model unloads (unload_blocks_invokes)"
+            )
+        member.probes = probes = await asyncio.to_thread(ServerProbes, server)
+        member.cache = cache = ModelCache(
+            store=store,
+            client=client,
+            model_url=server.model_url,
+            cache_dir=cache_dir,
+            budgets=Budgets(
+                max_loaded_models=settings.max_loaded_models,
+                host_memory_bytes=settings.host_memory_budget(),
+                disk_bytes=settings.disk_budget(),
+                max_archive_bytes=settings.max_archive_bytes,
+                gpu_memory_bytes=settings.gpu_memory_budget(),
+            ),
+            metrics=self.metrics,
+            memory_probe=self._host_memory_probe(probes, index),
+            ready_timeout_s=settings.model_ready_timeout_s,
+            load_timeout_s=settings.model_load_timeout_s,
+            cache_enabled=settings.cache_enabled,
+            gpu_memory_probe=probes.gpu_memory if probes.measures_gpu else None,
+            model_memory_probe=probes.model_memory,
+            max_parallel_downloads=settings.parallel_downloads(),
+            max_parallel_loads=settings.parallel_loads(),
+            instance=index,
+            serial_model_control=client.dialect.serial_model_control,
+        )
+        await cache.measure_base()
+
+        def runtime_up(url: str) -> None:
+            client.rebase(url)
+            cache.runtime_up()
+
+        member.supervisor = supervisor = RuntimeSupervisor(
+            server,
+            on_down=cache.runtime_down,
+            on_up=runtime_up,
+            on_restart_attempt=self.metrics.runtime_restarts.inc,
+        )
+        supervisor.start()
 
     def _live_recorder(
         self, cache: ModelCache, probes: ServerProbes, supervisor: RuntimeSupervisor
@@ -227,10 +274,10 @@ class Emulator:
             gpu_memory=gpu_memory if probes.measures_gpu else None,
         )
 
-    def _host_memory_probe(self, probes: ServerProbes) -> Callable[[], int]:
+    def _host_memory_probe(self, probes: ServerProbes, index: int) -> Callable[[], int]:
         def measure() -> int:
             measured = probes.host_memory()
-            self.metrics.host_memory_bytes.set(measured)
+            self.metrics.set_host_memory(index, measured)
             return measured
 
         return measure
@@ -243,21 +290,23 @@ class Emulator:
         if self._trace is not None:
             self._trace.close()
             self._trace = None
-        if self._supervisor is not None:
-            await self._supervisor.stop()
-            self._supervisor = None
-        if self._cache is not None:
-            await self._cache.close()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
+        instances, self.instances = self.instances, []
+        self._supervisor = self._cache = self._client = self.server = None
+        # Every instance is stopped whatever another one's stop raised; the first error is
+        # raised once all are down.
+        failures: list[BaseException] = []
+        for stage in (_stop_supervisor, _close_cache, _close_client, _stop_server):
+            for outcome in await asyncio.gather(
+                *(stage(member) for member in instances), return_exceptions=True
+            ):
+                if isinstance(outcome, BaseException):
+                    failures.append(outcome)
         if self._embedded_s3 is not None:
             await self._embedded_s3.stop()
             self._embedded_s3 = None
         await asyncio.to_thread(self.cache_folder.close)
+        if failures:
+            raise failures[0]
 
     @property
     def cache(self) -> ModelCache:
@@ -274,6 +323,46 @@ class Emulator:
     @property
     def cache_dir(self) -> Path:
         return self.cache_folder.path
+
+
+@dataclass
+class EmulatorInstance:
+    """One instance's parts, filled in as they start (so a failed start stops what started)."""
+
+    index: int
+    cache_dir: Path
+    server: ModelServer
+    client: ContainerClient = field(default=None)  # type: ignore[assignment]
+    probes: ServerProbes = field(default=None)  # type: ignore[assignment]
+    cache: ModelCache = field(default=None)  # type: ignore[assignment]
+    supervisor: RuntimeSupervisor = field(default=None)  # type: ignore[assignment]
+
+    def supervisor_running(self) -> bool:
+        return self.supervisor is not None and self.supervisor.running
+
+
+async def _stop_supervisor(member: EmulatorInstance) -> None:
+    if member.supervisor is not None:
+        await member.supervisor.stop()
+
+
+async def _close_cache(member: EmulatorInstance) -> None:
+    if member.cache is not None:
+        await member.cache.close()
+
+
+async def _close_client(member: EmulatorInstance) -> None:
+    if member.client is not None:
+        await member.client.aclose()
+
+
+async def _stop_server(member: EmulatorInstance) -> None:
+    await member.server.stop()
+
+
+def _fresh_folder(path: Path) -> None:
+    """An instance's cache folder (the root's `clear_stale` removed an earlier run's)."""
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _both(

@@ -243,6 +243,45 @@ class Metrics:
             registry=r,
         )
 
+        # Per instance (`up --instance-count N`): which instance holds and does what. The
+        # CloudWatch-named series above stay per endpoint and variant, as AWS reports them.
+        self._instance_loaded_models = Gauge(
+            "mme_instance_loaded_model_count",
+            "Models loaded in one instance's model server.",
+            ["instance"],
+            registry=r,
+        )
+        self._instance_memory = Gauge(
+            "mme_instance_memory_bytes",
+            "Memory one instance's cache counts against its budget (the model server's base "
+            "plus each loaded model's measured footprint), host or gpu.",
+            ["instance", "memory"],
+            registry=r,
+        )
+        self._instance_loads = Counter(
+            "mme_instance_model_loads", "Models loaded by one instance.", ["instance"], registry=r
+        )
+        self._instance_unloads = Counter(
+            "mme_instance_model_unloads",
+            "Models unloaded by one instance.",
+            ["instance"],
+            registry=r,
+        )
+        self._instance_hits = Counter(
+            "mme_instance_model_cache_hit",
+            "Invocations routed to one instance whose model was already loaded there.",
+            ["instance"],
+            registry=r,
+        )
+        self._instance_lookups = Counter(
+            "mme_instance_model_cache_lookups",
+            "Invocations routed to one instance that got their model there, loaded or not.",
+            ["instance"],
+            registry=r,
+        )
+        self._instance_gauges: dict[int, tuple[int, int, int, int]] = {}
+        self._instance_host_memory: dict[int, int] = {}
+
     def count_unload_hold(self, seconds: float) -> None:
         """An invocation waited `seconds` for unloads (the emulated model-list mutex)."""
         self.invocations_held_by_unload.inc()
@@ -254,11 +293,48 @@ class Metrics:
         value = self.registry.get_sample_value("mme_invocations_held_by_unload_total", labels)
         return int(value or 0)
 
-    def count_cache_lookup(self, hit: bool) -> None:
+    def count_cache_lookup(self, hit: bool, instance: int = 0) -> None:
         """ModelCacheHit's per-request sample: 1 if the model was already loaded, else 0."""
         self.model_cache_lookups.inc()
+        self._instance_lookups.labels(str(instance)).inc()
         if hit:
             self.model_cache_hit.inc()
+            self._instance_hits.labels(str(instance)).inc()
+
+    def count_load(self, instance: int) -> None:
+        self._instance_loads.labels(str(instance)).inc()
+
+    def count_unload(self, instance: int) -> None:
+        self._instance_unloads.labels(str(instance)).inc()
+
+    def set_cache_gauges(
+        self,
+        instance: int,
+        loaded: int,
+        disk_bytes: int,
+        downloads_waiting: int,
+        loads_waiting: int,
+        host_bytes: int,
+        gpu_bytes: int | None,
+    ) -> None:
+        """One instance's cache figures; the endpoint's gauges are the sums over instances
+        (LoadedModelCount counts the models loaded in all of them, as CloudWatch's does)."""
+        label = str(instance)
+        self._instance_loaded_models.labels(label).set(loaded)
+        self._instance_memory.labels(label, "host").set(host_bytes)
+        if gpu_bytes is not None:
+            self._instance_memory.labels(label, "gpu").set(gpu_bytes)
+        self._instance_gauges[instance] = (loaded, disk_bytes, downloads_waiting, loads_waiting)
+        totals = [sum(column) for column in zip(*self._instance_gauges.values(), strict=True)]
+        self.loaded_model_count.set(totals[0])
+        self.disk_bytes.set(totals[1])
+        self.downloads_waiting.set(totals[2])
+        self.loads_waiting.set(totals[3])
+
+    def set_host_memory(self, instance: int, measured: int) -> None:
+        """One model server's measured resident memory; `mme_host_memory_bytes` sums them."""
+        self._instance_host_memory[instance] = measured
+        self.host_memory_bytes.set(sum(self._instance_host_memory.values()))
 
     def count_model_invocation(self, target_model: str) -> None:
         """mme_model_invocations_total for this TargetModel, within the label bound."""

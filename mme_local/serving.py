@@ -151,10 +151,10 @@ class EmulatorServer:
     async def serve(self) -> None:
         try:
             await self.emulator.start()
-            running = self.emulator.server
-            warning = exposure_warning(running.open_port) if running else None
-            if warning is not None:
-                log.warning("%s", warning)
+            for member in self.emulator.instances:
+                warning = exposure_warning(member.server.open_port)
+                if warning is not None:
+                    log.warning("%s", warning)
             if self.on_ready is not None:
                 self.on_ready(self.emulator)
             await self.http.serve()

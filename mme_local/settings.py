@@ -38,6 +38,8 @@ DEFAULT_TRITON_VERSION = "24.09"
 UNLOAD_BLOCKS_INVOKES = ("auto", "on", "off")
 
 RUNTIMES = ("embedded", "docker", "external")
+MAX_LOCAL_INSTANCES = 4
+"""Most instances `up --instance-count` runs: each is a Triton process on this machine."""
 STACKS = ("triton", "torchserve")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -163,10 +165,14 @@ class EmulatorSettings(EndpointFields):
     """GPUs for the docker runtime: "all", a device index list like "0,1", or "none"."""
     pull: bool = Field(False, json_schema_extra=_toml("local", "pull"))
     """For the docker runtime: pull the image if it is missing."""
+    instance_count: int = Field(1, json_schema_extra=_toml("local", "instance_count"))
+    """Instances behind the endpoint, each its own model server with its own cache folder and
+    the budgets below (as each cloud instance has the instance type's memory); the gateway
+    routes among them. Up to MAX_LOCAL_INSTANCES, on the embedded Triton runtime."""
     max_loaded_models: int | None = Field(
         None, ge=1, json_schema_extra=_toml("local", "max_loaded_models")
     )
-    """Most models loaded at once; None means only memory limits it."""
+    """Most models loaded at once (per instance); None means only memory limits it."""
     memory_limit_bytes: Size | None = Field(None, json_schema_extra=_toml("local", "memory_limit"))
     """Host memory budget for Triton and its stubs; None takes the instance type's."""
     gpu_memory_limit_bytes: Size | None = Field(
@@ -275,6 +281,29 @@ class EmulatorSettings(EndpointFields):
             raise ValueError(
                 f"the torchserve stack runs embedded only (a JVM started here), not with "
                 f"runtime {self.runtime!r}"
+            )
+        return self
+
+    @field_validator("instance_count")
+    @classmethod
+    def _instance_count_in_range(cls, count: int) -> int:
+        if count < 1:
+            raise ValueError(f"{count} instances: an endpoint has at least one")
+        if count > MAX_LOCAL_INSTANCES:
+            raise ValueError(
+                f"{count} instances: at most {MAX_LOCAL_INSTANCES} run locally (each is a Triton "
+                "process with its own memory budget on this machine)"
+            )
+        return count
+
+    @model_validator(mode="after")
+    def _instances_run_here(self) -> EmulatorSettings:
+        count = self.instance_count
+        if count > 1 and (self.runtime != "embedded" or self.stack != "triton"):
+            what = "the torchserve stack" if self.stack != "triton" else f"runtime {self.runtime!r}"
+            raise ValueError(
+                f"instance_count {count}: several instances run on the embedded Triton runtime "
+                f"only, not with {what}"
             )
         return self
 

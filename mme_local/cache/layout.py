@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 _HASH = re.compile(r"^[0-9a-f]{32}$")
+_INSTANCE = re.compile(r"^instance-[0-9]+$")
 
 
 def model_hash(target_model: str) -> str:
@@ -35,11 +36,15 @@ def disk_usage(path: Path) -> int:
 
 
 def clear_stale(cache_dir: Path) -> None:
-    """Remove model folders left by an earlier run (a fresh instance starts with an empty disk)."""
+    """Remove model folders left by an earlier run (a fresh instance starts with an empty disk),
+    and the instance folders (`instance-<i>`) of an earlier run with several instances."""
     if not cache_dir.is_dir():
         return
     for child in cache_dir.iterdir():
-        if child.is_dir() and (_HASH.match(child.name) or child.name.startswith(".trash-")):
+        name = child.name
+        if child.is_dir() and (
+            _HASH.match(name) or name.startswith(".trash-") or _INSTANCE.match(name)
+        ):
             shutil.rmtree(child, ignore_errors=True)
 
 

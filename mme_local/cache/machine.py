@@ -316,6 +316,12 @@ class CacheMachine:
         return len(self._loaded)
 
     @property
+    def memory_staying(self) -> int:
+        """Host plus GPU memory of the models that stay (loaded or loading; not those being
+        unloaded): what routing over several instances compares (`mme_local.routing`)."""
+        return self.host_held - self.host_leaving + self.gpu_held - self.gpu_leaving
+
+    @property
     def downloads_waiting(self) -> int:
         """Downloads queued for a download slot or for disk room."""
         return len(self._downloads.queue) + len(self._room_queue)

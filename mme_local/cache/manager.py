@@ -77,7 +77,10 @@ class ModelCache:
         max_parallel_loads: int | None = None,
         free_disk_bytes: Callable[[], int] | None = None,
         serial_model_control: bool = False,
+        instance: int = 0,
     ) -> None:
+        self.instance = instance
+        """Which of the endpoint's instances this cache serves (metrics and views name it)."""
         self.store = store
         self.client = client
         self.model_url = model_url
@@ -158,7 +161,10 @@ class ModelCache:
                 answer.result()
                 self.metrics.model_loading_wait_time.observe(time.perf_counter() - started)
             took = (None, None) if hit else self._took.get(entry.target_model, (None, None))
-            yield Lease(entry, hit, time.perf_counter() - started, *took)
+            download_s, load_s = took
+            yield Lease(
+                entry, hit, time.perf_counter() - started, download_s, load_s, self.instance
+            )
         finally:
             self._answers.pop(request, None)
             if not ended:
@@ -312,6 +318,7 @@ class ModelCache:
         elapsed = time.perf_counter() - started
         self.metrics.model_loading_time.observe(elapsed)
         self._took[entry.target_model] = (downloaded_s, elapsed)
+        self.metrics.count_load(self.instance)
         self.machine.loaded(entry)
         self._dispatch()
         await self._measure(entry, before)
@@ -342,6 +349,7 @@ class ModelCache:
             raise
         if not ghost:
             self.metrics.model_unloading_time.observe(time.perf_counter() - started)
+            self.metrics.count_unload(self.instance)
         self._unloaded(entry, ghost)
 
     def _unloaded(self, entry: ModelEntry, ghost: bool) -> None:
@@ -457,10 +465,15 @@ class ModelCache:
 
     def _update_gauges(self) -> None:
         machine = self.machine
-        self.metrics.loaded_model_count.set(machine.loaded_count())
-        self.metrics.disk_bytes.set(machine.disk_used)
-        self.metrics.downloads_waiting.set(machine.downloads_waiting)
-        self.metrics.loads_waiting.set(machine.loads_waiting)
+        self.metrics.set_cache_gauges(
+            self.instance,
+            machine.loaded_count(),
+            machine.disk_used,
+            machine.downloads_waiting,
+            machine.loads_waiting,
+            machine.host_used,
+            machine.gpu_used,
+        )
 
     def entries(self) -> list[ModelEntry]:
         """Known models, least recently used first."""

@@ -50,6 +50,8 @@ class Lease:
     """For a cold start: the model's own download (0 when it was on disk), not the queueing."""
     load_s: float | None = None
     """For a cold start: the model's own load call, not its wait for a slot or the lane."""
+    instance: int = 0
+    """The endpoint's instance whose cache leased it."""
 
     @property
     def name(self) -> str:

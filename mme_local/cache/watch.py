@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from mme_local.background_task import BackgroundTask
 from mme_local.cache.manager import ModelCache
@@ -15,9 +16,17 @@ log = logging.getLogger(__name__)
 class ArtifactWatcher(BackgroundTask):
     """Lists the prefix every `interval_s` (in a thread) and tells the cache the ETags."""
 
-    def __init__(self, store: ModelStore, cache: ModelCache, interval_s: float) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        cache: ModelCache,
+        interval_s: float,
+        others: Sequence[ModelCache] = (),
+    ) -> None:
         self.store = store
         self.cache = cache
+        self.caches = [cache, *others]
+        """Every instance's cache: one listing tells them all."""
         self.interval_s = interval_s
 
     def start(self) -> None:
@@ -26,7 +35,9 @@ class ArtifactWatcher(BackgroundTask):
 
     async def check(self) -> None:
         stored = await asyncio.to_thread(self.store.list_models)
-        self.cache.note_stored_etags({item.target_model: item.etag for item in stored})
+        etags = {item.target_model: item.etag for item in stored}
+        for cache in self.caches:
+            cache.note_stored_etags(etags)
 
     async def _run(self) -> None:
         while True:

@@ -104,6 +104,7 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
         )
     if request.budgets.given:
         b = request.budgets
+        # One candidate per count: `--count 2` replays a run of `up --instance-count 2`.
         return [
             emulator_candidate(
                 profile,
@@ -113,7 +114,9 @@ def candidates_for(request: PlanRequest, profile: Profile) -> list[Candidate]:
                 request.ready_timeout_s,
                 request.cache_enabled,
                 request.parallel,
+                count=count,
             )
+            for count in request.counts
         ]
     if not request.instances:
         raise CapacityError(

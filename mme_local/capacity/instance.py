@@ -283,7 +283,8 @@ class Instance:
 
     @property
     def memory_held(self) -> int:
-        return self.machine.host_held + self.machine.gpu_held
+        """What routing compares: the memory of the models that stay."""
+        return self.machine.memory_staying
 
     def advance(self, until: float) -> None:
         """Process every event up to `until`, in time order."""

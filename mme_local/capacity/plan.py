@@ -174,9 +174,11 @@ def emulator_candidate(
     cache_enabled: bool = True,
     parallel: Parallelism | None = None,
     serial_model_control: bool = True,
+    count: int = 1,
 ) -> Candidate:
-    """The emulator's own budgets on one instance, with raw footprints: a replay of `up`
-    (which sends Triton its loads and unloads one at a time)."""
+    """The emulator's own budgets on `count` instances (each its own budgets, as
+    `up --instance-count` runs them), with raw footprints: a replay of `up` (which sends
+    Triton its loads and unloads one at a time)."""
     parallel = parallel or Parallelism()
     vcpus = instance_type(DEFAULT_INSTANCE_TYPE).vcpus
     parts = [
@@ -191,6 +193,7 @@ def emulator_candidate(
             disk_bytes=disk_limit_bytes,
             max_archive_bytes=MAX_ARCHIVE_BYTES,
         ),
+        count=count,
         base_host_bytes=profile.baseline_host_bytes,
         parallel_downloads=parallel.downloads or vcpus,
         parallel_loads=parallel.loads or vcpus,
@@ -200,6 +203,8 @@ def emulator_candidate(
         serial_model_control=serial_model_control,
     )
     label = "emulator (" + ", ".join(p for p in parts if p) + ")"
+    if count > 1:
+        label += f" x{count}"
     return Candidate(label, config, cloud_footprints=False)
 
 
@@ -316,7 +321,8 @@ def _notes(
             notes.append(
                 "several instances: a request goes to an instance that has its model loaded "
                 f"with fewer than {', '.join(str(b) for b in busy)} requests queued for it "
-                "(--busy-queue), else to one without it that has the least model memory in use"
+                "(--busy-queue), else to one without it that has the least model memory in use "
+                "(within 5%: the lowest index), as `up --instance-count` routes"
             )
     if any(not c.cloud_footprints for c in candidates):
         notes.append(

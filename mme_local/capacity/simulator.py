@@ -1,12 +1,8 @@
 """The simulation of an MME over a workload, for N instances: costs, configuration, results.
 
-Each instance runs the live cache's own state machine (`instance.py`). Routing over several
-instances follows AWS's "How multi-model endpoints work": requests for a model keep going to an
-instance where it is loaded, and when it gets many requests some go to another instance, which
-loads it too. Here:
-an instance that holds the model (loaded or loading) and is not answering a request for it;
-else, if some instance doesn't hold it, the one of those with the least model memory in use
-(ties: the lowest index); else the holding instance that is free soonest.
+Each instance runs the live cache's own state machine (`instance.py`). Requests are spread
+over several instances by the rule the live gateway runs with `up --instance-count N`
+(`mme_local.routing`); "busy" is the instance's own (`Instance.busy`).
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ from mme_local.capacity.instance import ERROR, HIT, HIT_TIMED_OUT, NOT_READY, In
 from mme_local.capacity.memory_model import Allowances, cloud_memory
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.workload import Workload
+from mme_local.routing import route as shared_route
 
 
 @dataclass(frozen=True)
@@ -198,16 +195,18 @@ class SimResult:
 
 
 def route(instances: list[Instance], model: int, t: float) -> Instance:
+    """The instance that gets a request for `model` at `t`, by the live gateway's rule
+    (`mme_local.routing`), from each instance's state at `t`."""
     for inst in instances:
         inst.advance(t)
-    holding = [inst for inst in instances if inst.holds(model)]
-    for inst in holding:
-        if not inst.busy(model, t):
-            return inst
-    others = [inst for inst in instances if inst not in holding]
-    if others:
-        return min(others, key=lambda inst: inst.memory_held)
-    return min(holding, key=lambda inst: inst.busy_until.get(model, 0.0))
+    chosen = shared_route(
+        range(len(instances)),
+        holds=lambda i: instances[i].holds(model),
+        busy=lambda i: instances[i].busy(model, t),
+        memory_held=lambda i: instances[i].memory_held,
+        free_order=lambda i: instances[i].busy_until.get(model, 0.0),
+    )
+    return instances[chosen]
 
 
 def _percentiles(waits: npt.NDArray[np.float64]) -> tuple[float, float]:

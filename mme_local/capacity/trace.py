@@ -2,8 +2,10 @@
 
 Each line: {"time": epoch seconds at arrival, "target_model", "status" (HTTP), "cache_hit"
 (null when the request failed before a model was leased), "wait_s" (download and load waited
-for), "model_s" (the container's answer time), and for a cold start "download_s" and "load_s"
-(the model's own download and load, without the time queued for them; null otherwise)}.
+for), "model_s" (the container's answer time), "instance" (the instance that answered, null
+before a lease; absent in traces of earlier versions), and for a cold start "download_s" and
+"load_s" (the model's own download and load, without the time queued for them; null
+otherwise)}.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class TraceRecord:
     model_s: float
     download_s: float | None = None
     load_s: float | None = None
+    instance: int | None = None
 
     @property
     def reached_cache(self) -> bool:
@@ -79,6 +82,7 @@ def read_trace(path: Path) -> list[TraceRecord]:
                     model_s=float(item.get("model_s", 0.0)),
                     download_s=_seconds(item.get("download_s")),
                     load_s=_seconds(item.get("load_s")),
+                    instance=None if item.get("instance") is None else int(item["instance"]),
                 )
             )
         except (ValueError, KeyError, TypeError) as error:

@@ -113,7 +113,13 @@ def plan(
     instances: Annotated[
         str | None, typer.Option(help="Candidate types, e.g. ml.g4dn.xlarge,ml.g5.xlarge.")
     ] = None,
-    count: Annotated[str, typer.Option(help="Instance counts: 1, 1..3 or 1,2,4.")] = "1",
+    count: Annotated[
+        str,
+        typer.Option(
+            help="Instance counts: 1, 1..3 or 1,2,4 (with the emulator's budgets: the "
+            "recorded run's --instance-count)."
+        ),
+    ] = "1",
     max_loaded_models: Annotated[
         int | None, typer.Option(help="Replay under the emulator's count budget.")
     ] = None,

@@ -50,9 +50,17 @@ def models(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
     _plain(console, f"endpoint {status.get('endpoint_name')} at {endpoint_url}")
     for line in budget_lines(status):
         _plain(console, f"  {line}")
+    # With several instances, a model has a row per instance that knows it.
+    several = int(status.get("instance_count") or 1) > 1
+    if several:
+        for item in status.get("instances", []):
+            loaded = ", ".join(item.get("loaded", [])) or "-"
+            running = "" if item.get("runtime_running") else " (restarting)"
+            _plain(console, f"  instance {item.get('instance')}{running}: loaded {loaded}")
     now = datetime.now(timezone.utc)
     table = Table(title=None)
     columns = (
+        *(("instance",) if several else ()),
         "TargetModel",
         "state",
         "size",
@@ -66,11 +74,15 @@ def models(endpoint_url: EndpointUrl = DEFAULT_URL) -> None:
     for column in columns:
         table.add_column(
             column,
-            justify="left" if column in ("TargetModel", "state", "last used") else "right",
+            justify="left"
+            if column in ("instance", "TargetModel", "state", "last used")
+            else "right",
             no_wrap=column == "TargetModel",
         )
     for row in rows:
+        instance = row.get("instance")
         table.add_row(
+            *((("-" if instance is None else str(instance)),) if several else ()),
             row["target_model"],
             row["state"],
             size(row["size_bytes"]),

@@ -52,20 +52,32 @@ def _used_of(used: float | None, limit: float | None) -> str:
 
 
 def budget_lines(status: dict[str, Any]) -> list[str]:
-    """The endpoint's budgets, each as used of limit."""
-    loaded, most = status.get("loaded_models"), status.get("max_loaded_models")
+    """The endpoint's budgets, each as used of limit. With several instances the figures are
+    sums over them, against each budget times the instance count."""
+    count = int(status.get("instance_count") or 1)
+
+    def total(key: str) -> Any:
+        limit = status.get(key)
+        return limit * count if limit is not None else None
+
+    loaded, most = status.get("loaded_models"), total("max_loaded_models")
     gpu = status.get("gpu_memory_bytes")
     return [
+        *(
+            [f"instances      {count}, each with its own budgets (totals below)"]
+            if count > 1
+            else []
+        ),
         f"loaded models  {loaded} of {most if most is not None else 'no limit but memory'}",
         "host memory    "
-        + _used_of(status.get("host_memory_bytes"), status.get("host_memory_budget_bytes")),
+        + _used_of(status.get("host_memory_bytes"), total("host_memory_budget_bytes")),
         "GPU memory     "
         + (
             _used_of(gpu, status.get("gpu_memory_budget_bytes"))
             if gpu is not None
             else "not measured (no GPU in use)"
         ),
-        "disk           " + _used_of(status.get("disk_bytes"), status.get("disk_budget_bytes")),
+        "disk           " + _used_of(status.get("disk_bytes"), total("disk_budget_bytes")),
     ]
 
 

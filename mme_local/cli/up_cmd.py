@@ -181,9 +181,19 @@ def up(
             show_default=_default("instance_type"),
         ),
     ] = None,
+    instance_count: Annotated[
+        int | None,
+        typer.Option(
+            help="Instances behind the endpoint (at most 4, embedded Triton): each its own "
+            "Triton, cache folder and budgets; the gateway routes among them.",
+            show_default=_default("instance_count"),
+        ),
+    ] = None,
     max_loaded_models: Annotated[
         int | None,
-        typer.Option(help="Most models loaded at once.", show_default="no limit but memory"),
+        typer.Option(
+            help="Most models loaded at once (per instance).", show_default="no limit but memory"
+        ),
     ] = None,
     memory_limit: Annotated[
         str | None,
@@ -330,6 +340,7 @@ def up(
         "docker_gpus": gpus,
         "pull": pull,
         "instance_type": instance_type,
+        "instance_count": instance_count,
         "max_loaded_models": max_loaded_models,
         "memory_limit_bytes": memory_limit,
         "disk_limit_bytes": disk_limit,
@@ -367,6 +378,9 @@ def up(
             if running
             else "-"
         )
+        if len(emulator.instances) > 1:
+            urls = ", ".join(member.server.url for member in emulator.instances)
+            triton = f"{len(emulator.instances)} instances, {triton.split(' at ')[0]} at {urls}"
         banner = _banner(
             f"http://{settings.host}:{settings.port}",
             settings.endpoint_name,

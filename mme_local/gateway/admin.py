@@ -63,6 +63,17 @@ def model_row(
 
 
 @dataclass(frozen=True)
+class InstanceView:
+    """One of the endpoint's instances, as the views show it."""
+
+    index: int
+    cache: ModelCache
+    server: ModelServer
+    probes: ServerProbes
+    running: Callable[[], bool]
+
+
+@dataclass(frozen=True)
 class AdminViews:
     """What `/_mme/*`, `/ping` and `/metrics` show of one running endpoint."""
 
@@ -76,36 +87,51 @@ class AdminViews:
     model_data_url: str
     cache_dir: Path
     runtime_running: Callable[[], bool]
+    instances: list[InstanceView] | None = None
+    """Every instance (`up --instance-count N`); None: the one above."""
+
+    @property
+    def members(self) -> list[InstanceView]:
+        if self.instances:
+            return self.instances
+        return [InstanceView(0, self.cache, self.server, self.probes, self.runtime_running)]
 
     def healthy(self) -> bool:
-        return self.runtime_running()
+        """Some instance's model server answers (the gateway routes around a restarting one)."""
+        return any(member.running() for member in self.members)
 
     def metrics_text(self) -> bytes:
         return self.metrics.render()
 
     async def models(self) -> list[dict[str, Any]]:
-        """Every object under the prefix with its state, least recently used first."""
+        """Every object under the prefix with its state, least recently used first; a model
+        an instance knows has one row per instance that knows it (`instance`), an object no
+        instance was asked for one row with `instance` null."""
         stored = await asyncio.to_thread(self.store.list_models)
         sizes = {item.target_model: item.size for item in stored}
         etags = {item.target_model: item.etag for item in stored}
-        entries = self.cache.entries()
-        known = {entry.target_model for entry in entries}
+        rows: list[tuple[float, dict[str, Any]]] = []
+        known: set[str] = set()
+        for member in self.members:
+            evicted = Counter(e.target_model for e in member.cache.evictions)
+            for entry in member.cache.entries():
+                known.add(entry.target_model)
+                row = model_row(
+                    entry,
+                    sizes.get(entry.target_model),
+                    evicted[entry.target_model],
+                    etags.get(entry.target_model),
+                )
+                row["instance"] = member.index
+                rows.append((entry.last_used, row))
+        rows.sort(key=lambda item: item[0])
         # Objects never requested show as fresh entries: remote, all counts zero.
-        entries += [
-            ModelEntry(target, model_hash(target))
-            for target in sorted(sizes)
-            if target not in known
-        ]
-        evicted = Counter(e.target_model for e in self.cache.evictions)
-        return [
-            model_row(
-                entry,
-                sizes.get(entry.target_model),
-                evicted[entry.target_model],
-                etags.get(entry.target_model),
-            )
-            for entry in entries
-        ]
+        for target in sorted(sizes):
+            if target not in known:
+                row = model_row(ModelEntry(target, model_hash(target)), sizes[target])
+                row["instance"] = None
+                rows.append((0.0, row))
+        return [row for _, row in rows]
 
     def evictions(self) -> list[dict[str, Any]]:
         return [
@@ -117,18 +143,23 @@ class AdminViews:
                 "freed_memory_bytes": e.freed_memory_bytes,
                 "deleted_from_disk": e.deleted_from_disk,
             }
-            for e in self.cache.evictions
+            for member in self.members
+            for e in member.cache.evictions
         ]
 
     async def status(self) -> dict[str, Any]:
         settings = self.settings
-        host_memory = await asyncio.to_thread(self.probes.host_memory)
+        members = self.members
+        instances = [await self._instance_status(member) for member in members]
+        # With several instances the figures are the sums over them (budgets are per instance);
+        # `instances` has each one's.
+        host_memory = sum(item["host_memory_bytes"] for item in instances)
         return {
             "endpoint_name": settings.endpoint_name,
             "model_data_url": self.model_data_url,
             "s3_endpoint_url": self.s3_endpoint_url,
             "runtime": settings.runtime,
-            "runtime_running": self.runtime_running(),
+            "runtime_running": all(item["runtime_running"] for item in instances),
             "triton_url": self.server.url,
             "triton_version": self.server.version,
             # The cloud release imitated, and whether its model-list mutex is played.
@@ -136,7 +167,7 @@ class AdminViews:
             "unload_blocks_invokes": settings.unloads_block_invokes(),
             "invocations_held_by_unload": self.metrics.held_by_unload_count(),
             "cache_dir": str(self.cache_dir),
-            "loaded_models": self.cache.loaded_count(),
+            "loaded_models": sum(item["loaded_models"] for item in instances),
             "max_loaded_models": settings.max_loaded_models,
             "host_memory_bytes": host_memory,
             "host_memory_budget_bytes": settings.host_memory_budget(),
@@ -146,9 +177,27 @@ class AdminViews:
                 else None
             ),
             "gpu_memory_budget_bytes": settings.gpu_memory_budget(),
-            "disk_bytes": self.cache.disk_bytes(),
+            "disk_bytes": sum(item["disk_bytes"] for item in instances),
             "disk_budget_bytes": settings.disk_budget(),
             # Requests for names that never reached the disk (e.g. no such object): counted,
             # not kept as models, as SageMaker keeps nothing for them.
-            "requests_for_models_never_downloaded": self.cache.machine.forgotten,
+            "requests_for_models_never_downloaded": sum(
+                member.cache.machine.forgotten for member in members
+            ),
+            "instance_count": len(members),
+            "instances": instances,
+        }
+
+    async def _instance_status(self, member: InstanceView) -> dict[str, Any]:
+        """One instance's server and what its cache holds against its own budgets."""
+        cache = member.cache
+        return {
+            "instance": member.index,
+            "runtime_running": member.running(),
+            "triton_url": member.server.url,
+            "cache_dir": str(cache.cache_dir),
+            "loaded_models": cache.loaded_count(),
+            "loaded": sorted(e.target_model for e in cache.entries() if e.state.value in _RESIDENT),
+            "host_memory_bytes": await asyncio.to_thread(member.probes.host_memory),
+            "disk_bytes": cache.disk_bytes(),
         }

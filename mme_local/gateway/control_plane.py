@@ -129,6 +129,7 @@ class LocalEndpoint:
             model_cache=settings.model_cache,
             created=created,
             environment=_environment(settings.triton),
+            instance_count=settings.instance_count,
         )
 
     @property

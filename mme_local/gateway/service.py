@@ -21,6 +21,7 @@ from mme_local.gateway.errors import (
     ValidationError,
     cut_text,
 )
+from mme_local.gateway.fleet import Fleet, Member
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient, InvokeResult
 from mme_local.runtime.errors import (
@@ -122,6 +123,8 @@ class InvocationRecord:
     download_s: float | None = None
     """A cold start's own download and load, without the queueing in `wait_s` (else None)."""
     load_s: float | None = None
+    instance: int | None = None
+    """The instance the request was routed to (None when it failed before routing)."""
 
 
 class EndpointService:
@@ -133,10 +136,13 @@ class EndpointService:
         metrics: Metrics,
         options: ServiceOptions | None = None,
         observer: Callable[[InvocationRecord], None] | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.identity = identity
         self.cache = cache
         self.client = client
+        self.fleet = fleet or Fleet([Member(0, cache, client)])
+        """The instances; `cache` and `client` are the first one's."""
         self.metrics = metrics
         self.options = options or ServiceOptions()
         self.observer = observer
@@ -164,7 +170,8 @@ class EndpointService:
         started = time.perf_counter()
         arrived = time.time() if self.observer is not None else 0.0
         self.metrics.invocations.inc()
-        self.metrics.invocations_per_instance.inc()
+        # CloudWatch's InvocationsPerInstance: invocations divided by the instance count.
+        self.metrics.invocations_per_instance.inc(1 / len(self.fleet))
         leases: list[Lease] = []
         try:
             response, model_s = await self._invoke(
@@ -197,8 +204,19 @@ class EndpointService:
         target = request.target_model or ""
         download_s = None if lease is None else lease.download_s
         load_s = None if lease is None else lease.load_s
+        instance = None if lease is None else lease.instance
         self.observer(
-            InvocationRecord(arrived, target, status, hit, waited, model_s, download_s, load_s)
+            InvocationRecord(
+                arrived,
+                target,
+                status,
+                hit,
+                waited,
+                model_s,
+                download_s=download_s,
+                load_s=load_s,
+                instance=instance,
+            )
         )
 
     def _count_error(self, error: SageMakerError) -> None:
@@ -260,23 +278,26 @@ class EndpointService:
     ) -> tuple[InvokeResponse, float]:
         """Lease the model and pass the bytes through, both within the request's deadline;
         returns (answer, model seconds) and appends the lease to `leases`."""
-        wait_s = min(self.cache.ready_timeout_s, max(0.0, deadline - time.perf_counter()))
-        async with self.cache.acquire(target, timeout_s=wait_s) as lease:
+        # Routing and the lease's request to the cache happen in one step of the event loop.
+        member = self.fleet.pick(target)
+        cache, client = member.cache, member.client
+        wait_s = min(cache.ready_timeout_s, max(0.0, deadline - time.perf_counter()))
+        async with cache.acquire(target, timeout_s=wait_s) as lease:
             leases.append(lease)
-            self.metrics.count_cache_lookup(lease.cache_hit)
+            self.metrics.count_cache_lookup(lease.cache_hit, member.index)
             self.metrics.count_model_invocation(target)
-            control = self.client.control_calls
+            control = client.control_calls
             busy_at_send, started_before = control.in_flight, control.started
             sent = time.perf_counter()
             try:
-                result = await self._call_container(lease, target, request, deadline)
+                result = await self._call_container(client, lease, target, request, deadline)
             except InsufficientMemory:
                 # As on SageMaker: a 507 makes the platform unload unused models; retry once.
-                if not await self.cache.make_room(lease, "container answered 507 on invoke"):
+                if not await cache.make_room(lease, "container answered 507 on invoke"):
                     raise
-                result = await self._call_container(lease, target, request, deadline)
+                result = await self._call_container(client, lease, target, request, deadline)
             except ModelNotFound:
-                self.cache.mark_not_loaded(lease)
+                cache.mark_not_loaded(lease)
                 raise
             model_s = time.perf_counter() - sent
             if busy_at_send or control.in_flight or control.started != started_before:
@@ -286,12 +307,17 @@ class EndpointService:
             return self._success(result), model_s
 
     async def _call_container(
-        self, lease: Lease, target: str, request: InvokeRequest, deadline: float
+        self,
+        client: ContainerClient,
+        lease: Lease,
+        target: str,
+        request: InvokeRequest,
+        deadline: float,
     ) -> InvokeResult:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             raise RuntimeTimeout(f"the {self.options.deadline_s:.0f} s deadline passed")
-        return await self.client.invoke(
+        return await client.invoke(
             lease.name,
             target,
             request.body,

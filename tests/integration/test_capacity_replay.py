@@ -2,7 +2,8 @@
 
 The profile comes from `capacity profile` on the real Triton; the trace from `up --trace`'s
 observer on a real emulator serving real boto3 calls. Under the same count budget the replay
-must reproduce the emulator's hits, loads, unloads and downloads exactly.
+must reproduce the emulator's hits, loads, unloads and downloads exactly; for a run of two
+instances with two clients at once (`up --instance-count 2`), within 5%.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -83,9 +86,11 @@ def _recording(copies: Path, tmp_path: Path, trace: Path, **budget: int) -> Emul
     )
 
 
-def _send(running: RunningEmulator, sequence: list[int]) -> None:
+def _send(running: RunningEmulator, sequence: list[int], gap_s: float = 0.0) -> None:
     client = running.runtime_client()
     for model in sequence:
+        if gap_s:
+            time.sleep(gap_s)
         client.invoke_endpoint(
             EndpointName=running.endpoint_name,
             TargetModel=f"model-{model}.tar.gz",
@@ -183,6 +188,74 @@ def test_replay_is_within_two_percent_under_a_measured_memory_budget(
     assert measured["unloads"] > 0
     for name, value in measured.items():
         assert abs(predicted[name] - value) <= 0.02 * value, (name, predicted, measured)
+
+
+INSTANCES = 2
+
+
+def _two_instance_run(
+    copies: Path, tmp_path: Path, sequences: list[list[int]], gap_s: float
+) -> tuple[Path, dict[str, int]]:
+    """A real `up --instance-count 2` run under the count budget (each instance its own),
+    `sequences` sent by one client thread each; the trace and the measured counts."""
+    trace = tmp_path / "trace.jsonl"
+    settings = _recording(
+        copies, tmp_path, trace, max_loaded_models=BUDGET, instance_count=INSTANCES
+    )
+    with RunningEmulator(settings) as running:
+        with ThreadPoolExecutor(len(sequences)) as pool:
+            list(pool.map(lambda s: _send(running, s, gap_s), sequences))
+        running.settle()
+        hits = running.metrics()["mme_model_cache_hit_total"]
+        instances = [[e for e in m.cache.entries()] for m in running.emulator.instances]
+    entries = [e for held in instances for e in held]
+    measured = {
+        "hits": int(hits),
+        "loads": sum(e.loads for e in entries),
+        "unloads": sum(e.unloads for e in entries),
+        "downloads": sum(e.downloads for e in entries),
+    }
+    assert all(sum(e.loads for e in held) > 0 for held in instances), "both instances served"
+    return trace, measured
+
+
+def _replayed(profile_file: Path, trace: Path) -> dict[str, int]:
+    plan = make_plan(
+        PlanRequest(
+            profile=profile_file,
+            trace=trace,
+            budgets=EmulatorBudgets(max_loaded_models=BUDGET),
+            counts=(INSTANCES,),
+        )
+    )
+    result = plan.outcomes[0].result
+    return {
+        "hits": result.hits,
+        "loads": result.loads,
+        "unloads": result.unloads,
+        "downloads": result.downloads,
+    }
+
+
+def test_replay_of_a_two_instance_run_matches_within_five_percent(
+    copies: Path, profile_file: Path, tmp_path: Path
+) -> None:
+    # More models (6) than one instance's count budget (2), a Zipf mix with hot models, sent
+    # by two clients at once so that a hot model is sometimes busy on its instance.
+    # 60 each: about 30 loads, so that one load or hit the replay gets differently (a race of
+    # two events within a millisecond) stays within the 5%.
+    sequences = [zipf_sequence(COPIES, 60, 0.8, seed=seed).tolist() for seed in (5, 6)]
+    trace, measured = _two_instance_run(copies, tmp_path, sequences, gap_s=0.05)
+    records = [r for r in read_trace(trace) if r.reached_cache]
+    assert {r.instance for r in records} == {0, 1}, "the trace says which instance answered"
+    predicted = _replayed(profile_file, trace)
+    assert measured["unloads"] > 0
+    # The issue's bar: loads, unloads and hits within 5%. Downloads (about a dozen) may be one
+    # off: a model first routed to the other instance downloads there too.
+    for name in ("hits", "loads", "unloads"):
+        value = measured[name]
+        assert abs(predicted[name] - value) <= 0.05 * value, (name, predicted, measured)
+    assert abs(predicted["downloads"] - measured["downloads"]) <= 1, (predicted, measured)
 
 
 CLIENTS = 8

@@ -20,8 +20,11 @@ async def test_stale_model_folders_are_cleared_off_the_event_loop(
     (stale / "config.pbtxt").write_text("name: 'old'\n")
     trash = tmp_path / ".trash-0123"
     trash.mkdir()
+    instance = tmp_path / "instance-1" / model_hash("old.tar.gz")
+    instance.mkdir(parents=True)
     kept = tmp_path / "notes"
     kept.mkdir()
+    (tmp_path / "instance-x").mkdir()
     threads: list[int] = []
     clear = layout.clear_stale
 
@@ -35,7 +38,8 @@ async def test_stale_model_folders_are_cleared_off_the_event_loop(
     assert await folder.open() == tmp_path.resolve()
     assert threads and loop_thread not in threads
     assert not stale.parent.exists() and not trash.exists()
-    assert kept.is_dir()
+    assert not instance.parent.exists(), "an earlier run's instance folders go too"
+    assert kept.is_dir() and (tmp_path / "instance-x").is_dir()
     await asyncio.to_thread(folder.close)
     assert kept.is_dir(), "a folder the user named is never removed"
 

@@ -56,6 +56,26 @@ def test_budgets_read_as_used_of_limit() -> None:
     ]
 
 
+def test_several_instances_read_as_sums_against_budgets_times_the_count() -> None:
+    status = {
+        "instance_count": 2,
+        "loaded_models": 3,
+        "max_loaded_models": 2,
+        "host_memory_bytes": 2**30,
+        "host_memory_budget_bytes": 2**30,
+        "gpu_memory_bytes": None,
+        "disk_bytes": 2**30,
+        "disk_budget_bytes": 2**31,
+    }
+    assert budget_lines(status) == [
+        "instances      2, each with its own budgets (totals below)",
+        "loaded models  3 of 4",
+        "host memory    1.00 GiB of 2.00 GiB (50%)",
+        "GPU memory     not measured (no GPU in use)",
+        "disk           1.00 GiB of 4.00 GiB (25%)",
+    ]
+
+
 def test_a_model_on_disk_holds_no_memory_and_evictions_are_counted() -> None:
     entry = ModelEntry("m.tar.gz", "h" * 32)
     entry.memory_bytes = 300 * 2**20

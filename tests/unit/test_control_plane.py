@@ -272,3 +272,16 @@ def test_the_resolved_image_is_shaped_like_ecrs_digest_form() -> None:
     assert repository == IMAGE.rsplit(":", 1)[0]
     assert re.fullmatch(SERVICE.shape_for("ImageDigest").metadata["pattern"], digest)
     assert control_plane.resolved_image(IMAGE + "x") != resolved
+
+
+async def test_describe_endpoint_counts_the_instances_up_runs() -> None:
+    settings = SETTINGS.model_copy(update={"instance_count": 3})
+    control = plane(settings)
+    (variant,) = (await call("DescribeEndpoint", {"EndpointName": "Shop-MME"}, control))[
+        "ProductionVariants"
+    ]
+    assert variant["CurrentInstanceCount"] == variant["DesiredInstanceCount"] == 3
+    (config,) = (await call("DescribeEndpointConfig", {"EndpointConfigName": "Shop-MME"}, control))[
+        "ProductionVariants"
+    ]
+    assert config["InitialInstanceCount"] == 3
