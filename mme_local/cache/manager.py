@@ -40,7 +40,13 @@ from mme_local.cache.machine import (
 )
 from mme_local.cache.memory import MemoryMeter, MemoryProbe, ModelMemoryProbe
 from mme_local.cache.policy import Budgets
-from mme_local.cache.records import Eviction, Lease, ModelLoadTimeout, ModelNotReady
+from mme_local.cache.records import (
+    Eviction,
+    Lease,
+    ModelLoadTimeout,
+    ModelNotReady,
+    UnloadRecord,
+)
 from mme_local.metrics import Metrics
 from mme_local.runtime.client import ContainerClient
 from mme_local.runtime.errors import (
@@ -120,6 +126,8 @@ class ModelCache:
         """Seconds each model spent downloading: its load timeout covers both."""
         self._took: dict[str, tuple[float, float]] = {}
         """Model -> its last load's own (download s, load s), for the requests it answers."""
+        self.unload_observer: Callable[[UnloadRecord], None] | None = None
+        """Told of each unload's own time (`up --trace`)."""
         self._base_exact = False
         """Whether a quiet load has measured the model server's own memory since it started."""
         self._control_lane = asyncio.Lock() if serial_model_control else None
@@ -348,8 +356,12 @@ class ModelCache:
             self._unloaded(entry, ghost)
             raise
         if not ghost:
-            self.metrics.model_unloading_time.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.model_unloading_time.observe(elapsed)
             self.metrics.count_unload(self.instance)
+            if self.unload_observer is not None:
+                record = UnloadRecord(time.time(), entry.target_model, elapsed, self.instance)
+                self.unload_observer(record)
         self._unloaded(entry, ghost)
 
     def _unloaded(self, entry: ModelEntry, ghost: bool) -> None:

@@ -40,6 +40,18 @@ class DiskFull(OSError):
 
 
 @dataclass(frozen=True)
+class UnloadRecord:
+    """One unload the cache asked for, for a trace: its own time in the container."""
+
+    time: float
+    """Epoch seconds when it ended."""
+    unloaded: str
+    """The TargetModel."""
+    unload_s: float
+    instance: int = 0
+
+
+@dataclass(frozen=True)
 class Lease:
     """A pinned, loaded model for the duration of one request."""
 

@@ -63,7 +63,11 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
         kind = 2 if wait is None else (0 if how == HIT else 1)
         buckets.outcomes[buckets.index(times[index])][kind] += 1
 
-    instances = [Instance(config, costs, answer) for _ in range(config.count)]
+    unloads = workload.unload_s if config.recorded_cold_starts else None
+    instances = [
+        Instance(config, costs, answer, index=k, recorded_unloads=unloads)
+        for k in range(config.count)
+    ]
     service = workload.service_s
     cold = workload.cold_work_s if config.recorded_cold_starts else None
     peaks = {"loaded": 0, "disk": 0}

@@ -68,6 +68,8 @@ class Instance:
         costs: ModelCosts,
         answer: Answer_,
         first_loaded: dict[int, float] | None = None,
+        index: int = 0,
+        recorded_unloads: dict[tuple[int, int], list[float]] | None = None,
     ) -> None:
         self.costs = costs
         self.config = config
@@ -95,6 +97,12 @@ class Instance:
         self._seq = 0
         self._waiting: dict[int, tuple[float, float]] = {}
         """Request index -> (arrival, service s) while it waits for its model."""
+        self._recorded_unloads: dict[int, deque[float]] = {
+            model: deque(times)
+            for (instance, model), times in (recorded_unloads or {}).items()
+            if instance == index
+        }
+        """Model -> the recorded times of its next unloads on this instance, in order."""
         self._recorded: dict[str, tuple[float, float]] = {}
         """Model -> the recorded (download s, load s) of its next download and load."""
         self._serial = config.serial_model_control
@@ -405,7 +413,10 @@ class Instance:
     def _unload(self, command: Unload) -> None:
         entry = command.entry
         kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
-        at = self._control_call(self.costs.unload_s[int(entry.target_model)])
+        model = int(entry.target_model)
+        recorded = None if command.ghost else self._recorded_unloads.get(model)
+        took = recorded.popleft() if recorded else self.costs.unload_s[model]
+        at = self._control_call(took)
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)

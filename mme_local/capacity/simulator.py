@@ -228,7 +228,11 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
         outcome[index] = kind
 
     first_loaded: dict[int, float] = {}
-    instances = [Instance(config, costs, answer, first_loaded) for _ in range(config.count)]
+    unloads = workload.unload_s if config.recorded_cold_starts else None
+    instances = [
+        Instance(config, costs, answer, first_loaded, index=k, recorded_unloads=unloads)
+        for k in range(config.count)
+    ]
     service = workload.service_s
     latency = costs.latency_s
     times, models = workload.times, workload.models

@@ -6,6 +6,10 @@ for), "model_s" (the container's answer time), "instance" (the instance that ans
 before a lease; absent in traces of earlier versions), and for a cold start "download_s" and
 "load_s" (the model's own download and load, without the time queued for them; null
 otherwise)}.
+
+The cache's unloads are lines too: {"time": epoch seconds at the end, "unloaded": the
+TargetModel, "unload_s": its own time in the container, "instance"}; a replay takes them in
+place of the profile's unload time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from mme_local.cache.records import UnloadRecord
 from mme_local.capacity.errors import CapacityError
 from mme_local.gateway.service import InvocationRecord
 
@@ -46,7 +51,7 @@ class TraceWriter:
         self._file: IO[str] | None = path.open("a", buffering=1)
         self._lock = threading.Lock()
 
-    def write(self, record: InvocationRecord | TraceRecord) -> None:
+    def write(self, record: InvocationRecord | TraceRecord | UnloadRecord) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.write(json.dumps(asdict(record), separators=(",", ":")) + "\n")
@@ -72,6 +77,8 @@ def read_trace(path: Path) -> list[TraceRecord]:
             continue
         try:
             item = json.loads(line)
+            if "unloaded" in item:
+                continue
             records.append(
                 TraceRecord(
                     time=float(item["time"]),
@@ -98,3 +105,25 @@ def read_trace(path: Path) -> list[TraceRecord]:
 
 def _seconds(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def read_unloads(path: Path) -> list[UnloadRecord]:
+    """The unloads a trace recorded, in the order they ended (none in older traces)."""
+    unloads: list[UnloadRecord] = []
+    for line in path.read_text().splitlines():
+        if '"unloaded"' not in line:
+            continue
+        try:
+            item = json.loads(line)
+            unloads.append(
+                UnloadRecord(
+                    float(item["time"]),
+                    str(item["unloaded"]),
+                    float(item["unload_s"]),
+                    int(item.get("instance") or 0),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # read_trace has named any line that is not JSON
+    unloads.sort(key=lambda u: u.time)
+    return unloads

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from mme_local.cache.records import UnloadRecord
 from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.profile import Footprint, Profile
 from mme_local.capacity.trace import TraceRecord
@@ -32,6 +33,8 @@ class Workload:
     cold_work_s: list[tuple[float, float] | None] | None = None
     """Per request of a recorded run that was a cold start: its model's own (download s,
     load s), without the time queued for them; None for the other requests."""
+    unload_s: dict[tuple[int, int], list[float]] | None = None
+    """A recorded run's unloads: (instance, model index) -> each one's own time, in order."""
 
     @property
     def duration_s(self) -> float:
@@ -53,7 +56,12 @@ class SyntheticSpec:
     """Which profiled artifact every model copies (a TargetModel or sha256); None: the first."""
 
 
-def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Workload:
+def from_trace(
+    records: list[TraceRecord],
+    profile: Profile,
+    source: str,
+    unloads: list[UnloadRecord] | None = None,
+) -> Workload:
     """The trace's requests that reached the cache, each mapped to its profiled footprint."""
     known = profile.by_target_model()
     index: dict[str, int] = {}
@@ -85,7 +93,12 @@ def from_trace(records: list[TraceRecord], profile: Profile, source: str) -> Wor
         cold.append(_own_work(record))
     if not times:
         raise CapacityError(f"trace {source} has no request that reached a model")
-    return Workload(times, models, names, footprints, service, cold)
+    recorded: dict[tuple[int, int], list[float]] = {}
+    for unload in unloads or []:
+        model = index.get(unload.unloaded)
+        if model is not None:
+            recorded.setdefault((unload.instance, model), []).append(unload.unload_s)
+    return Workload(times, models, names, footprints, service, cold, recorded or None)
 
 
 def _own_work(record: TraceRecord) -> tuple[float, float] | None:

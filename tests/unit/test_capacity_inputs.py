@@ -174,3 +174,23 @@ def test_a_bad_price_file_gets_one_line(tmp_path: Path) -> None:
     with pytest.raises(CapacityError) as raised:
         load_prices(override)
     assert "dollars per hour" in _one_line(raised)
+
+
+def test_recorded_unloads_are_read_apart_and_replayed_per_instance_and_model(
+    tmp_path: Path,
+) -> None:
+    from mme_local.cache.records import UnloadRecord
+    from mme_local.capacity.trace import TraceWriter, read_trace, read_unloads
+
+    path = tmp_path / "trace.jsonl"
+    writer = TraceWriter(path)
+    writer.write(TraceRecord(0.0, "model-0.tar.gz", 200, False, 1.0, 0.01, 0.0, 1.0))
+    writer.write(UnloadRecord(3.0, "model-0.tar.gz", 2.5, instance=1))
+    writer.write(UnloadRecord(2.0, "model-0.tar.gz", 1.5, instance=1))
+    writer.write(TraceRecord(4.0, "model-0.tar.gz", 200, False, 1.0, 0.01, 0.0, 1.0))
+    writer.close()
+    assert [r.time for r in read_trace(path)] == [0.0, 4.0]
+    unloads = read_unloads(path)
+    assert [u.unload_s for u in unloads] == [1.5, 2.5]  # in the order they ended
+    workload = from_trace(read_trace(path), profile(), "t", unloads)
+    assert workload.unload_s == {(1, 0): [1.5, 2.5]}
