@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,23 @@ def test_cli_prints_the_plan(
     run_app(app)
     data = json.loads(capsys.readouterr().out)
     assert data["candidates"][0]["label"] == "ml.g5.xlarge x1"
+
+
+def test_replayed_loads_take_turns_in_one_lane_as_the_emulator_sends_them() -> None:
+    """Two cold models at once with two load slots: the second load starts when the first
+    ends (Triton runs them one at a time), unless the replay is told they run together."""
+    from mme_local.capacity.simulator import model_costs, simulate
+    from tests.unit.capacity_support import sequential
+
+    prof = profile(footprint(["model-0.tar.gz", "model-1.tar.gz"], load_s=1.0, download_s=0.5))
+    workload = replace(sequential([0, 1]), times=[0.0, 0.0])
+    costs = model_costs(workload, prof, False)
+    waits = {}
+    for serial in (True, False):
+        candidate = emulator_candidate(
+            prof, None, None, None, 60.0, parallel=Parallelism(2, 2), serial_model_control=serial
+        )
+        result = simulate(workload, costs, candidate.config)
+        waits[serial] = (result.wait_p50_s, result.loads)
+    assert waits[False] == (1.5, 2)
+    assert waits[True][1] == 2 and waits[True][0] == pytest.approx(2.0)  # median of 1.5, 2.5
