@@ -290,6 +290,12 @@ class TorchHost:
         for worker in self._cpu:
             worker.stop()
         if self._listener is not None:
+            # Closing alone does not wake a thread blocked in accept() on Linux; shutting
+            # the socket down does (accept raises, and serve_forever returns).
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # never listened, or already shut
             self._listener.close()
             self._listener = None
 

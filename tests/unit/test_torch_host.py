@@ -340,3 +340,16 @@ def test_a_load_tried_again_on_one_connection_is_counted_once(
         _wait_until(lambda: host.hosted() == [])
         # The workers' counts decide where the next model goes: none may be left over.
         _wait_until(lambda: [worker.connections for worker in host._cpu] == [0, 0])
+
+
+def test_close_stops_serving_at_once(tmp_path: Path) -> None:
+    # A listening socket closed from another thread does not wake a blocked accept() on
+    # Linux: the host's serving thread then outlived close().
+    host = TorchHost(str(tmp_path / "host.sock"), cpu_workers=1)
+    host.listen()
+    thread = threading.Thread(target=host.serve_forever, daemon=True)
+    thread.start()
+    time.sleep(0.1)  # the thread is blocked in accept()
+    host.close()
+    thread.join(1.0)
+    assert not thread.is_alive()
