@@ -292,10 +292,8 @@ class TorchHost:
         if self._listener is not None:
             # Closing alone does not wake a thread blocked in accept() on Linux; shutting
             # the socket down does (accept raises, and serve_forever returns).
-            try:
+            with contextlib.suppress(OSError):  # never listened, or already shut
                 self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # never listened, or already shut
             self._listener.close()
             self._listener = None
 

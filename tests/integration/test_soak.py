@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_short_fault_soak_gives_no_wrong_answer_no_stray_error_and_no_leftover() -> None:
-    result = run_soak(SoakConfig(duration_s=36, clients=4, models=6, capacity=3, outage_s=8))
+    result = run_soak(SoakConfig(duration_s=28, clients=4, models=6, capacity=3, outage_s=6))
     context = f"outside the windows: {result.outside[:5]}\ncontroller log:\n{result.log_tail}"
 
     assert result.wrong == 0, context
