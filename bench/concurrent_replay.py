@@ -3,9 +3,10 @@
 Publishes --models copies of a Python-backend model that holds --hold-mib once loaded,
 profiles one copy, then serves a Zipf workload from --clients threads at once (each sends its
 next request when the last is answered) on the real Triton, under a measured-memory budget
-of --fit models with 2 parallel downloads and 2 parallel loads, with a trace. The trace is
-replayed by `capacity plan` with the same budget and parallelism; the table compares
-measured and predicted counts.
+of --fit models with 2 parallel downloads and 2 parallel loads, with a trace. --think and
+--stagger space the requests out (a pause before each, the clients' starts apart), so that no
+two events tie within the timings' resolution. The trace is replayed by `capacity plan` with
+the same budget and parallelism; the table compares measured and predicted counts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,18 @@ KEYS = ("hits", "loads", "unloads", "downloads")
 PARALLEL = 2
 
 
-def _client(running: Any, names: list[str], sequence: list[int], body: bytes) -> None:
+def _client(
+    running: Any,
+    names: list[str],
+    sequence: list[int],
+    body: bytes,
+    start_s: float,
+    think_s: float,
+) -> None:
     client = running.runtime_client()
+    time.sleep(start_s)
     for model in sequence:
+        time.sleep(think_s)
         client.invoke_endpoint(
             EndpointName=running.endpoint_name,
             TargetModel=names[model],
@@ -38,13 +49,22 @@ def _client(running: Any, names: list[str], sequence: list[int], body: bytes) ->
         )["Body"].read()
 
 
-def _serve(settings: Any, names: list[str], sequences: list[list[int]], body: bytes) -> Any:
+def _serve(
+    settings: Any,
+    names: list[str],
+    sequences: list[list[int]],
+    body: bytes,
+    stagger_s: float,
+    think_s: float,
+) -> Any:
     from mme_local.background import RunningEmulator
 
     with RunningEmulator(settings) as running:
         threads = [
-            threading.Thread(target=_client, args=(running, names, sequence, body))
-            for sequence in sequences
+            threading.Thread(
+                target=_client, args=(running, names, sequence, body, k * stagger_s, think_s)
+            )
+            for k, sequence in enumerate(sequences)
         ]
         for thread in threads:
             thread.start()
@@ -69,6 +89,12 @@ def main() -> None:
     parser.add_argument("--hold-mib", type=int, default=150)
     parser.add_argument("--zipf", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument(
+        "--think", type=float, default=0.0, help="seconds a client waits before each request"
+    )
+    parser.add_argument(
+        "--stagger", type=float, default=0.0, help="seconds between the clients' starts"
+    )
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
 
@@ -102,7 +128,7 @@ def main() -> None:
             zipf_sequence(args.models, args.requests, args.zipf, seed=args.seed + k).tolist()
             for k in range(args.clients)
         ]
-        measured = _serve(settings, names, sequences, body)
+        measured = _serve(settings, names, sequences, body, args.stagger, args.think)
         profile_file = work / "profile.json"
         profile.save(profile_file)
         result = (
@@ -133,7 +159,12 @@ def main() -> None:
             f"{args.models} copies of a Python-backend model holding {args.hold_mib} MiB "
             f"({footprint.host_memory_bytes / 2**20:.0f} MiB measured), {args.clients} clients "
             f"x {args.requests} requests (Zipf {args.zipf}), memory budget = the server's own "
-            f"memory + {args.fit} models, {PARALLEL} parallel downloads and loads."
+            f"memory + {args.fit} models, {PARALLEL} parallel downloads and loads; "
+            + (
+                f"clients start {args.stagger} s apart and wait {args.think} s before each request."
+                if args.think or args.stagger
+                else "each client sends its next request as soon as the last is answered."
+            )
         )
         append_result("Capacity replay under concurrency", about, table)
 

