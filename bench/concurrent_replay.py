@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument(
         "--stagger", type=float, default=0.0, help="seconds between the clients' starts"
     )
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy the trace and the profile into this folder"
+    )
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
 
@@ -144,6 +147,10 @@ def main() -> None:
             .result
         )
         predicted = {key: int(getattr(result, key)) for key in KEYS}
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(trace, args.keep / "trace.jsonl")
+            shutil.copy(profile_file, args.keep / "profile.json")
 
     rows = ["| | " + " | ".join(KEYS) + " |", "|---|" + "---:|" * len(KEYS)]
     rows.append("| emulator (measured) | " + " | ".join(str(measured[k]) for k in KEYS) + " |")

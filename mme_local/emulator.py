@@ -151,7 +151,7 @@ class Emulator:
         if settings.trace_file is not None:
             self._trace = TraceWriter(settings.trace_file)
             for member in self.instances:
-                member.cache.unload_observer = self._trace.write
+                member.cache.control_observer = self._trace.write
         observer: Callable[[InvocationRecord], None] = recorder.observe
         if self._trace is not None:
             observer = _both(self._trace.write, recorder.observe)

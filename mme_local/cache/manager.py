@@ -12,7 +12,6 @@ cancellation), so the machine never waits on work that has ended.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
@@ -21,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from mme_local.cache.policy import Budgets
 from mme_local.cache.records import (
     Eviction,
     Lease,
+    LoadRecord,
     ModelLoadTimeout,
     ModelNotReady,
     UnloadRecord,
@@ -62,6 +63,18 @@ __all__ = ["Lease", "ModelCache", "ModelLoadTimeout", "ModelNotReady"]
 log = logging.getLogger(__name__)
 
 _DEFAULT_EXTRACTIONS = 8
+
+
+@dataclass(slots=True)
+class _Turn:
+    """One load or unload call's time at the model server, as the replay queues it."""
+
+    began: float
+    ended: float = 0.0
+
+    @property
+    def took(self) -> float:
+        return max(0.0, self.ended - self.began)
 
 
 class ModelCache:
@@ -124,13 +137,17 @@ class ModelCache:
         self._unloads: dict[str, asyncio.Task[None]] = {}
         self._download_s: dict[str, float] = {}
         """Seconds each model spent downloading: its load timeout covers both."""
+        self._probe_s: dict[str, float] = {}
+        """Seconds the size lookup before a model's download took (part of its download)."""
         self._took: dict[str, tuple[float, float]] = {}
         """Model -> its last load's own (download s, load s), for the requests it answers."""
-        self.unload_observer: Callable[[UnloadRecord], None] | None = None
-        """Told of each unload's own time (`up --trace`)."""
+        self.control_observer: Callable[[LoadRecord | UnloadRecord], None] | None = None
+        """Told of each load's and unload's own time and end (`up --trace`)."""
         self._base_exact = False
         """Whether a quiet load has measured the model server's own memory since it started."""
         self._control_lane = asyncio.Lock() if serial_model_control else None
+        self._lane_free_at = 0.0
+        """When the last load or unload that held the lane ended (perf_counter)."""
         """Held across each load and unload call when the container runs them one at a
         time anyway (`ContainerDialect.serial_model_control`); FIFO, so in the cache's order."""
         self._closing = False
@@ -228,13 +245,17 @@ class ModelCache:
         elif self._closing:
             return
         elif isinstance(command, Probe):
-            self._spawn(self._probe(command.entry))
+            self._spawn(self._probe(command.entry, time.perf_counter()))
         elif isinstance(command, Download):
-            self._spawn(self._download(command.entry, command.reserved))
+            # Timed from here, not from when the task first runs, and with the size lookup
+            # before it: the replay starts a download when the request asks for it, and two
+            # downloads that end a fraction of a millisecond apart must end in the same order.
+            self._spawn(self._download(command.entry, command.reserved, time.perf_counter()))
         elif isinstance(command, Load):
-            self._spawn(self._load(command.entry))
+            self._spawn(self._load(command.entry, time.perf_counter()))
         elif isinstance(command, Unload):
-            task = self._spawn(self._unload(command.entry, command.reason, command.ghost))
+            unload = self._unload(command.entry, command.reason, command.ghost, time.perf_counter())
+            task = self._spawn(unload)
             self._unloads[command.entry.target_model] = task
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
@@ -243,7 +264,7 @@ class ModelCache:
         task.add_done_callback(self._work.discard)
         return task
 
-    async def _probe(self, entry: ModelEntry) -> None:
+    async def _probe(self, entry: ModelEntry, started: float) -> None:
         try:
             size, _ = await run_in(
                 self._io_pool, functools.partial(self.store.stat, entry.target_model)
@@ -254,11 +275,12 @@ class ModelCache:
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
+        self._probe_s[entry.name] = time.perf_counter() - started
         self.machine.probed(entry, size)
         self._dispatch()
 
-    async def _download(self, entry: ModelEntry, reserved: int | None) -> None:
-        started = time.perf_counter()
+    async def _download(self, entry: ModelEntry, reserved: int | None, started: float) -> None:
+        started -= self._probe_s.pop(entry.name, 0.0)
         try:
             fetched = await asyncio.wait_for(
                 self._downloader.fetch(
@@ -288,16 +310,15 @@ class ModelCache:
             self.machine.downloaded(entry, fetched.size, fetched.etag)
         self._dispatch()
 
-    async def _load(self, entry: ModelEntry) -> None:
+    async def _load(self, entry: ModelEntry, issued: float) -> None:
         # The load timeout covers this model's own download and load, not its time queued.
         downloaded_s = self._download_s.pop(entry.name, 0.0)
         remaining = max(0.0, self.load_timeout_s - downloaded_s)
         before = await self._total_if_quiet(entry)
         url = self.model_url(model_dir(self.cache_dir, entry.name))
-        started = time.perf_counter()
+        turn = _Turn(issued)
         try:
-            async with self._in_control_lane():
-                started = time.perf_counter()
+            async with self._control_turn(turn):
                 await asyncio.wait_for(
                     self.client.load(entry.name, url, entry.target_model), remaining
                 )
@@ -323,10 +344,14 @@ class ModelCache:
                 raise
             log.warning("loading %s failed: %s", entry.target_model, error)
             return
-        elapsed = time.perf_counter() - started
+        elapsed = turn.took
         self.metrics.model_loading_time.observe(elapsed)
         self._took[entry.target_model] = (downloaded_s, elapsed)
         self.metrics.count_load(self.instance)
+        if self.control_observer is not None:
+            self.control_observer(
+                LoadRecord(time.time(), entry.target_model, elapsed, self.instance)
+            )
         self.machine.loaded(entry)
         self._dispatch()
         await self._measure(entry, before)
@@ -337,15 +362,29 @@ class ModelCache:
             entry.memory_bytes >> 20 if entry.memory_measured else "?",
         )
 
-    def _in_control_lane(self) -> contextlib.AbstractAsyncContextManager[object]:
+    @asynccontextmanager
+    async def _control_turn(self, turn: _Turn) -> AsyncIterator[None]:
+        """Hold the control lane, if loads and unloads take turns, for one call; `turn` is
+        timed as the replay queues it: from when the call could first run (issued, or the
+        call before it in the lane ended) to its end, the steps around the call included."""
         lane = self._control_lane
-        return lane if lane is not None else contextlib.nullcontext()
+        if lane is None:
+            try:
+                yield
+            finally:
+                turn.ended = time.perf_counter()
+            return
+        async with lane:
+            turn.began = max(turn.began, self._lane_free_at)
+            try:
+                yield
+            finally:
+                self._lane_free_at = turn.ended = time.perf_counter()
 
-    async def _unload(self, entry: ModelEntry, reason: str, ghost: bool) -> None:
-        started = time.perf_counter()
+    async def _unload(self, entry: ModelEntry, reason: str, ghost: bool, issued: float) -> None:
+        turn = _Turn(issued)
         try:
-            async with self._in_control_lane():
-                started = time.perf_counter()
+            async with self._control_turn(turn):
                 await self.client.unload(entry.name, entry.target_model)
         except ModelNotFound:
             pass
@@ -356,12 +395,12 @@ class ModelCache:
             self._unloaded(entry, ghost)
             raise
         if not ghost:
-            elapsed = time.perf_counter() - started
+            elapsed = turn.took
             self.metrics.model_unloading_time.observe(elapsed)
             self.metrics.count_unload(self.instance)
-            if self.unload_observer is not None:
+            if self.control_observer is not None:
                 record = UnloadRecord(time.time(), entry.target_model, elapsed, self.instance)
-                self.unload_observer(record)
+                self.control_observer(record)
         self._unloaded(entry, ghost)
 
     def _unloaded(self, entry: ModelEntry, ghost: bool) -> None:

@@ -52,6 +52,18 @@ class UnloadRecord:
 
 
 @dataclass(frozen=True)
+class LoadRecord:
+    """One load the cache asked for, for a trace: its own time in the container."""
+
+    time: float
+    """Epoch seconds when it ended (when the cache learnt it)."""
+    loaded: str
+    """The TargetModel."""
+    load_s: float
+    instance: int = 0
+
+
+@dataclass(frozen=True)
 class Lease:
     """A pinned, loaded model for the duration of one request."""
 

@@ -64,8 +64,11 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
         buckets.outcomes[buckets.index(times[index])][kind] += 1
 
     unloads = workload.unload_s if config.recorded_cold_starts else None
+    ends = (
+        (workload.load_ends, workload.unload_ends) if config.recorded_cold_starts else (None, None)
+    )
     instances = [
-        Instance(config, costs, answer, index=k, recorded_unloads=unloads)
+        Instance(config, costs, answer, index=k, recorded_unloads=unloads, recorded_ends=ends)
         for k in range(config.count)
     ]
     service = workload.service_s

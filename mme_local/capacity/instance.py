@@ -14,7 +14,10 @@ loads and unloads as Triton's SageMaker front end makes them (`front_end.py`).
 When replaying a recorded run, the download and load started for a request that was a cold
 start in the recording take the times recorded for them, not the profile's; the queueing
 before them is simulated. With `serial_model_control` loads and unloads take turns in one
-lane, in the order they were started, as the emulator sends them to Triton.
+lane, in the order they were started, as the emulator sends them to Triton. A load or unload
+whose reckoned end lands within `SNAP_S` of the recorded end of that model's same call ends
+then: Triton answers the requests it held behind a call a millisecond before or after the
+call itself, and only the recorded end keeps that order.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ INVOKE_TIMEOUT_S = 60.0
 """SageMaker answers an invocation within 60 s: a model that can't answer by then (queued
 behind others) gives the client an error."""
 
+SNAP_S = 0.05
+"""How near a replayed load's or unload's reckoned end must be to the recorded end of the same
+call to take it (the reckoning drifts by a few milliseconds per call)."""
+
 _DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED = range(6)
 
 
@@ -70,6 +77,9 @@ class Instance:
         first_loaded: dict[int, float] | None = None,
         index: int = 0,
         recorded_unloads: dict[tuple[int, int], list[float]] | None = None,
+        recorded_ends: tuple[
+            dict[tuple[int, int], list[float]] | None, dict[tuple[int, int], list[float]] | None
+        ] = (None, None),
     ) -> None:
         self.costs = costs
         self.config = config
@@ -97,12 +107,12 @@ class Instance:
         self._seq = 0
         self._waiting: dict[int, tuple[float, float]] = {}
         """Request index -> (arrival, service s) while it waits for its model."""
-        self._recorded_unloads: dict[int, deque[float]] = {
-            model: deque(times)
-            for (instance, model), times in (recorded_unloads or {}).items()
-            if instance == index
-        }
+        self._recorded_unloads = _mine(recorded_unloads, index)
         """Model -> the recorded times of its next unloads on this instance, in order."""
+        load_ends, unload_ends = recorded_ends
+        self._load_ends = _mine(load_ends, index)
+        self._unload_ends = _mine(unload_ends, index)
+        """Model -> when its next recorded loads (unloads) on this instance ended, in order."""
         self._recorded: dict[str, tuple[float, float]] = {}
         """Model -> the recorded (download s, load s) of its next download and load."""
         self._serial = config.serial_model_control
@@ -372,18 +382,20 @@ class Instance:
         took = self.costs.load_s[model] if recorded is None else recorded[1]
         # The container fails a load that runs out of memory: at its end, at worst.
         kind = _REJECTED if self.config.out_of_memory and not self._fits(entry, model) else _LOADED
-        at = self._control_call(took)
+        at = self._control_call(took, _next(self._load_ends, model))
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)
 
-    def _control_call(self, took: float) -> float:
+    def _control_call(self, took: float, recorded_end: float | None) -> float:
         """When a load or unload started now ends: after the ones before it, if they take
-        turns."""
-        if not self._serial:
-            return self.now + took
-        end = max(self.now, self._lane_free) + took
-        self._lane_free = end
+        turns; at `recorded_end` if that is within `SNAP_S` of the reckoning."""
+        start = max(self.now, self._lane_free) if self._serial else self.now
+        end = start + took
+        if recorded_end is not None and start <= recorded_end and abs(recorded_end - end) <= SNAP_S:
+            end = recorded_end
+        if self._serial:
+            self._lane_free = end
         return end
 
     def _fits(self, entry: ModelEntry, model: int) -> bool:
@@ -416,7 +428,8 @@ class Instance:
         model = int(entry.target_model)
         recorded = None if command.ghost else self._recorded_unloads.get(model)
         took = recorded.popleft() if recorded else self.costs.unload_s[model]
-        at = self._control_call(took)
+        ended = None if command.ghost else _next(self._unload_ends, model)
+        at = self._control_call(took, ended)
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)
@@ -446,3 +459,19 @@ class Instance:
         gpu = self.machine.gpu_used
         if gpu is not None:
             self.peak_gpu = max(self.peak_gpu, gpu)
+
+
+def _mine(
+    recorded: dict[tuple[int, int], list[float]] | None, index: int
+) -> dict[int, deque[float]]:
+    """Model -> one instance's recorded times, in order."""
+    return {
+        model: deque(times)
+        for (instance, model), times in (recorded or {}).items()
+        if instance == index
+    }
+
+
+def _next(recorded: dict[int, deque[float]], model: int) -> float | None:
+    times = recorded.get(model)
+    return times.popleft() if times else None

@@ -229,8 +229,19 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
 
     first_loaded: dict[int, float] = {}
     unloads = workload.unload_s if config.recorded_cold_starts else None
+    ends = (
+        (workload.load_ends, workload.unload_ends) if config.recorded_cold_starts else (None, None)
+    )
     instances = [
-        Instance(config, costs, answer, first_loaded, index=k, recorded_unloads=unloads)
+        Instance(
+            config,
+            costs,
+            answer,
+            first_loaded,
+            index=k,
+            recorded_unloads=unloads,
+            recorded_ends=ends,
+        )
         for k in range(config.count)
     ]
     service = workload.service_s

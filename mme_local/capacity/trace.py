@@ -7,9 +7,12 @@ before a lease; absent in traces of earlier versions), and for a cold start "dow
 "load_s" (the model's own download and load, without the time queued for them; null
 otherwise)}.
 
-The cache's unloads are lines too: {"time": epoch seconds at the end, "unloaded": the
-TargetModel, "unload_s": its own time in the container, "instance"}; a replay takes them in
-place of the profile's unload time.
+The cache's loads and unloads are lines too: {"time": epoch seconds at the end, "loaded" (or
+"unloaded"): the TargetModel, "load_s" (or "unload_s"): its own time in the container,
+"instance"}. A replay takes an unload's time in place of the profile's, and ends a load or
+unload at its recorded end when its own reckoning lands within a few milliseconds of it
+(`capacity.instance`), so the call and the requests that end around it keep their recorded
+order. Traces of earlier versions have no load lines (and, earlier still, no unload lines).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from mme_local.cache.records import UnloadRecord
+from mme_local.cache.records import LoadRecord, UnloadRecord
 from mme_local.capacity.errors import CapacityError
 from mme_local.gateway.service import InvocationRecord
 
@@ -51,7 +54,7 @@ class TraceWriter:
         self._file: IO[str] | None = path.open("a", buffering=1)
         self._lock = threading.Lock()
 
-    def write(self, record: InvocationRecord | TraceRecord | UnloadRecord) -> None:
+    def write(self, record: InvocationRecord | TraceRecord | LoadRecord | UnloadRecord) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.write(json.dumps(asdict(record), separators=(",", ":")) + "\n")
@@ -77,7 +80,7 @@ def read_trace(path: Path) -> list[TraceRecord]:
             continue
         try:
             item = json.loads(line)
-            if "unloaded" in item:
+            if "unloaded" in item or "loaded" in item:
                 continue
             records.append(
                 TraceRecord(
@@ -107,23 +110,32 @@ def _seconds(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def read_unloads(path: Path) -> list[UnloadRecord]:
-    """The unloads a trace recorded, in the order they ended (none in older traces)."""
-    unloads: list[UnloadRecord] = []
+def read_control_calls(path: Path) -> list[LoadRecord | UnloadRecord]:
+    """The loads and unloads a trace recorded, in the order they ended (none in older
+    traces)."""
+    calls: list[LoadRecord | UnloadRecord] = []
     for line in path.read_text().splitlines():
-        if '"unloaded"' not in line:
+        if '"unloaded"' not in line and '"loaded"' not in line:
             continue
         try:
             item = json.loads(line)
-            unloads.append(
-                UnloadRecord(
-                    float(item["time"]),
-                    str(item["unloaded"]),
-                    float(item["unload_s"]),
-                    int(item.get("instance") or 0),
+            instance = int(item.get("instance") or 0)
+            if "unloaded" in item:
+                calls.append(
+                    UnloadRecord(
+                        float(item["time"]),
+                        str(item["unloaded"]),
+                        float(item["unload_s"]),
+                        instance,
+                    )
                 )
-            )
+            elif "loaded" in item:
+                calls.append(
+                    LoadRecord(
+                        float(item["time"]), str(item["loaded"]), float(item["load_s"]), instance
+                    )
+                )
         except (ValueError, KeyError, TypeError):
             continue  # read_trace has named any line that is not JSON
-    unloads.sort(key=lambda u: u.time)
-    return unloads
+    calls.sort(key=lambda c: c.time)
+    return calls

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from mme_local.cache.records import UnloadRecord
+from mme_local.cache.records import LoadRecord, UnloadRecord
 from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.profile import Footprint, Profile
 from mme_local.capacity.trace import TraceRecord
@@ -35,6 +35,11 @@ class Workload:
     load s), without the time queued for them; None for the other requests."""
     unload_s: dict[tuple[int, int], list[float]] | None = None
     """A recorded run's unloads: (instance, model index) -> each one's own time, in order."""
+    load_ends: dict[tuple[int, int], list[float]] | None = None
+    """A recorded run's loads: (instance, model index) -> when each ended (seconds from the
+    first request), in order."""
+    unload_ends: dict[tuple[int, int], list[float]] | None = None
+    """The same for its unloads."""
 
     @property
     def duration_s(self) -> float:
@@ -60,7 +65,7 @@ def from_trace(
     records: list[TraceRecord],
     profile: Profile,
     source: str,
-    unloads: list[UnloadRecord] | None = None,
+    calls: list[LoadRecord | UnloadRecord] | None = None,
 ) -> Workload:
     """The trace's requests that reached the cache, each mapped to its profiled footprint."""
     known = profile.by_target_model()
@@ -93,12 +98,30 @@ def from_trace(
         cold.append(_own_work(record))
     if not times:
         raise CapacityError(f"trace {source} has no request that reached a model")
-    recorded: dict[tuple[int, int], list[float]] = {}
-    for unload in unloads or []:
-        model = index.get(unload.unloaded)
-        if model is not None:
-            recorded.setdefault((unload.instance, model), []).append(unload.unload_s)
-    return Workload(times, models, names, footprints, service, cold, recorded or None)
+    unload_s: dict[tuple[int, int], list[float]] = {}
+    load_ends: dict[tuple[int, int], list[float]] = {}
+    unload_ends: dict[tuple[int, int], list[float]] = {}
+    for call in calls or []:
+        if isinstance(call, UnloadRecord):
+            model = index.get(call.unloaded)
+            if model is not None:
+                unload_s.setdefault((call.instance, model), []).append(call.unload_s)
+                unload_ends.setdefault((call.instance, model), []).append(call.time - start)
+        else:
+            model = index.get(call.loaded)
+            if model is not None:
+                load_ends.setdefault((call.instance, model), []).append(call.time - start)
+    return Workload(
+        times,
+        models,
+        names,
+        footprints,
+        service,
+        cold,
+        unload_s or None,
+        load_ends or None,
+        unload_ends or None,
+    )
 
 
 def _own_work(record: TraceRecord) -> tuple[float, float] | None:

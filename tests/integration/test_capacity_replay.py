@@ -20,8 +20,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mme_local.background import RunningEmulator
+from mme_local.cache.records import UnloadRecord
 from mme_local.capacity.api import EmulatorBudgets, PlanRequest, make_plan
-from mme_local.capacity.trace import read_trace, read_unloads
+from mme_local.capacity.trace import read_control_calls, read_trace
 from mme_local.capacity.workload import zipf_sequence
 from mme_local.settings import EmulatorSettings
 from tests.support import doubler_archive, kserve_body
@@ -331,8 +332,10 @@ def test_replay_of_eight_clients_at_once_under_a_memory_budget(tmp_path: Path) -
     cold = [r for r in records if r.cache_hit is False]
     # each cold start knows its own load (a request that joined a load in flight waited less)
     assert cold and all(r.load_s is not None and r.load_s > 0 for r in cold)
-    unloads = read_unloads(trace)
+    calls = read_control_calls(trace)
+    unloads = [c for c in calls if isinstance(c, UnloadRecord)]
     assert len(unloads) == measured["unloads"] and all(u.unload_s > 0 for u in unloads)
+    assert len(calls) - len(unloads) == measured["loads"]
     plan = make_plan(
         PlanRequest(
             profile=profile_path,

@@ -259,3 +259,86 @@ async def test_9_the_server_s_own_memory_counts_from_the_first_load(tmp_path: Pa
     assert unloads_at_each_load[-1] > 0, unloads_at_each_load
     assert len(container.loaded) <= 2
     await cache.close()
+
+
+async def test_a_download_is_timed_from_when_the_machine_issued_it(tmp_path: Path) -> None:
+    """The replay starts a download when the machine issues it; the recorded time must too.
+
+    Two downloads that end a fraction of a millisecond apart otherwise end in one order live and
+    in the other in the replay (the download task starts a loop turn or more after the issue).
+    """
+    store, container = FakeStore(["a"]), FakeContainer()
+    cache = _cache(tmp_path, store, container, Budgets(None, None, None, 1 << 20))
+    taken: list[float | None] = []
+
+    async def use() -> None:
+        async with cache.acquire("a") as lease:
+            taken.append(lease.download_s)
+
+    user = asyncio.create_task(use())
+    await asyncio.sleep(0)  # the request is made and the download issued, not yet started
+    time.sleep(0.3)  # the loop is busy before the download's task first runs
+    await asyncio.wait_for(user, 10)
+    assert taken[0] is not None and taken[0] >= 0.3
+    await cache.close()
+
+
+class SlowStat(FakeStore):
+    def stat(self, target_model: str) -> tuple[int, str | None]:
+        time.sleep(0.3)
+        return super().stat(target_model)
+
+
+async def test_a_recorded_download_counts_the_size_lookup_before_it(tmp_path: Path) -> None:
+    """With a disk budget the cache asks S3 for the size first; the replay, which may have no
+    disk budget, downloads at once: the recorded download must cover both."""
+    store, container = SlowStat(["a"]), FakeContainer()
+    cache = _cache(tmp_path, store, container, Budgets(None, None, 1 << 40, 1 << 20))
+    async with cache.acquire("a") as lease:
+        assert lease.download_s is not None and lease.download_s >= 0.3
+    await cache.close()
+
+
+async def test_a_load_is_timed_from_when_it_could_first_run_to_its_end(tmp_path: Path) -> None:
+    """The replay starts a load when the machine issues it, or, with loads taking turns, when
+    the call before it ends; the recorded time must start there too. The memory reading taken
+    before a quiet load is part of it; the turn spent waiting behind another load is not."""
+
+    def slow_probe() -> int:
+        time.sleep(0.3)
+        return 0
+
+    store, container = FakeStore(["a"]), SlowLoads(0.2)
+    cache = _cache(
+        tmp_path,
+        store,
+        container,
+        Budgets(None, None, None, 1 << 20),
+        memory_probe=slow_probe,
+        serial_model_control=True,
+    )
+    async with cache.acquire("a") as lease:
+        assert lease.load_s is not None and lease.load_s >= 0.5  # the reading, then the load
+    await cache.close()
+
+
+async def test_a_load_behind_another_in_the_lane_is_timed_from_that_one_s_end(
+    tmp_path: Path,
+) -> None:
+    store, container = FakeStore(["a", "b"]), SlowLoads(0.3)
+    cache = _cache(
+        tmp_path,
+        store,
+        container,
+        Budgets(None, None, None, 1 << 20),
+        serial_model_control=True,
+    )
+
+    async def load_s(target: str) -> float | None:
+        async with cache.acquire(target) as lease:
+            return lease.load_s
+
+    first, second = await asyncio.wait_for(asyncio.gather(load_s("a"), load_s("b")), 10)
+    assert first is not None and second is not None
+    assert 0.3 <= first < 0.5 and 0.3 <= second < 0.5
+    await cache.close()

@@ -179,8 +179,8 @@ def test_a_bad_price_file_gets_one_line(tmp_path: Path) -> None:
 def test_recorded_unloads_are_read_apart_and_replayed_per_instance_and_model(
     tmp_path: Path,
 ) -> None:
-    from mme_local.cache.records import UnloadRecord
-    from mme_local.capacity.trace import TraceWriter, read_trace, read_unloads
+    from mme_local.cache.records import LoadRecord, UnloadRecord
+    from mme_local.capacity.trace import TraceWriter, read_control_calls, read_trace
 
     path = tmp_path / "trace.jsonl"
     writer = TraceWriter(path)
@@ -188,9 +188,52 @@ def test_recorded_unloads_are_read_apart_and_replayed_per_instance_and_model(
     writer.write(UnloadRecord(3.0, "model-0.tar.gz", 2.5, instance=1))
     writer.write(UnloadRecord(2.0, "model-0.tar.gz", 1.5, instance=1))
     writer.write(TraceRecord(4.0, "model-0.tar.gz", 200, False, 1.0, 0.01, 0.0, 1.0))
+    writer.write(LoadRecord(1.0, "model-0.tar.gz", 1.0, instance=0))
     writer.close()
     assert [r.time for r in read_trace(path)] == [0.0, 4.0]
-    unloads = read_unloads(path)
-    assert [u.unload_s for u in unloads] == [1.5, 2.5]  # in the order they ended
-    workload = from_trace(read_trace(path), profile(), "t", unloads)
+    calls = read_control_calls(path)
+    assert [type(c).__name__ for c in calls] == ["LoadRecord", "UnloadRecord", "UnloadRecord"]
+    assert [c.unload_s for c in calls if isinstance(c, UnloadRecord)] == [1.5, 2.5]  # as ended
+    workload = from_trace(read_trace(path), profile(), "t", calls)
     assert workload.unload_s == {(1, 0): [1.5, 2.5]}
+    assert workload.unload_ends == {(1, 0): [2.0, 3.0]}  # seconds from the first request
+    assert workload.load_ends == {(0, 0): [1.0]}
+
+
+def test_a_replayed_load_ends_at_its_recorded_end_so_requests_around_it_keep_their_order() -> None:
+    """model-0 is the least recently used model but busy until 10.0 s; model-1's load ends,
+    by the replay's reckoning, 1 ms before that and, as recorded, 2 ms after. Measured over
+    the budget at its end, it evicts the least recently used idle model: model-0 as recorded
+    (so model-2 is a hit at 12 s), model-2 if the reckoning stood."""
+    from dataclasses import replace
+
+    from mme_local.capacity.plan import emulator_candidate
+    from mme_local.capacity.simulator import model_costs, simulate
+    from mme_local.capacity.workload import Workload
+    from tests.unit.capacity_support import MiB
+
+    names = ["model-0.tar.gz", "model-1.tar.gz", "model-2.tar.gz"]
+    prof = profile(footprint(names, host_mib=100, load_s=1.0, download_s=0.0))
+    requests = [  # (time, model, service s, recorded (download s, load s) of a cold start)
+        (0.0, 0, 0.01, (0.0, 1.0)),
+        (2.0, 2, 0.01, (0.0, 1.0)),
+        (4.0, 0, 6.0, None),
+        (5.0, 2, 0.01, None),
+        (8.0, 1, 0.01, (0.0, 1.999)),
+        (12.0, 2, 0.01, None),
+    ]
+    base = Workload(
+        times=[r[0] for r in requests],
+        models=[r[1] for r in requests],
+        names=names,
+        footprints=[prof.artifacts[0]] * 3,
+        service_s=[r[2] for r in requests],
+        cold_work_s=[r[3] for r in requests],
+    )
+    budget = prof.baseline_host_bytes + 250 * MiB  # two models and a half
+    config = emulator_candidate(prof, None, budget, None, 60.0, parallel=Parallelism(1, 1)).config
+    hits = {}
+    for label, ends in (("reckoned", None), ("recorded", {(0, 1): [10.002]})):
+        workload = replace(base, load_ends=ends)
+        hits[label] = simulate(workload, model_costs(workload, prof, False), config).hits
+    assert hits == {"reckoned": 2, "recorded": 3}
