@@ -348,13 +348,15 @@ class ModelCache:
         self.metrics.model_loading_time.observe(elapsed)
         self._took[entry.target_model] = (downloaded_s, elapsed)
         self.metrics.count_load(self.instance)
-        if self.control_observer is not None:
-            self.control_observer(
-                LoadRecord(time.time(), entry.target_model, elapsed, self.instance)
-            )
+        ended_at = time.time()
         self.machine.loaded(entry)
         self._dispatch()
         await self._measure(entry, before)
+        if self.control_observer is not None:
+            measure_s = max(0.0, time.time() - ended_at)
+            self.control_observer(
+                LoadRecord(ended_at, entry.target_model, elapsed, self.instance, measure_s)
+            )
         log.info(
             "loaded %s in %.2f s (%s MiB)",
             entry.target_model,

@@ -61,6 +61,8 @@ class LoadRecord:
     """The TargetModel."""
     load_s: float
     instance: int = 0
+    measure_s: float | None = None
+    """Seconds from its end until the cache had measured its memory."""
 
 
 @dataclass(frozen=True)

@@ -63,13 +63,9 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
         kind = 2 if wait is None else (0 if how == HIT else 1)
         buckets.outcomes[buckets.index(times[index])][kind] += 1
 
-    unloads = workload.unload_s if config.recorded_cold_starts else None
-    ends = (
-        (workload.load_ends, workload.unload_ends) if config.recorded_cold_starts else (None, None)
-    )
+    recorded = workload if config.recorded_cold_starts else None
     instances = [
-        Instance(config, costs, answer, index=k, recorded_unloads=unloads, recorded_ends=ends)
-        for k in range(config.count)
+        Instance(config, costs, answer, index=k, recorded=recorded) for k in range(config.count)
     ]
     service = workload.service_s
     cold = workload.cold_work_s if config.recorded_cold_starts else None

@@ -14,10 +14,10 @@ loads and unloads as Triton's SageMaker front end makes them (`front_end.py`).
 When replaying a recorded run, the download and load started for a request that was a cold
 start in the recording take the times recorded for them, not the profile's; the queueing
 before them is simulated. With `serial_model_control` loads and unloads take turns in one
-lane, in the order they were started, as the emulator sends them to Triton. A load or unload
-whose reckoned end lands within `SNAP_S` of the recorded end of that model's same call ends
-then: Triton answers the requests it held behind a call a millisecond before or after the
-call itself, and only the recorded end keeps that order.
+lane, in the order they were started, as the emulator sends them to Triton. A load, unload or
+request whose reckoned end lands within `SNAP_S` of its recorded end (the same model's same
+call; the same request) ends then instead: Triton answers the requests it held behind a call
+within a millisecond of the call itself, and only the recorded ends keep that order.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from mme_local.cache.machine import (
     Probe,
     Unload,
 )
+from mme_local.capacity.workload import Workload
 
 if TYPE_CHECKING:
     from mme_local.capacity.simulator import ModelCosts, SimConfig
@@ -55,10 +56,11 @@ INVOKE_TIMEOUT_S = 60.0
 behind others) gives the client an error."""
 
 SNAP_S = 0.05
-"""How near a replayed load's or unload's reckoned end must be to the recorded end of the same
-call to take it (the reckoning drifts by a few milliseconds per call)."""
+"""How near a replayed load's, unload's or request's reckoned end must be to its recorded end to
+take it (the reckoning drifts by a few milliseconds per call)."""
 
-_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED = range(6)
+_DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED, _MEASURED = range(7)
+_NOTHING_RECORDED = Workload([], [], [], [])
 
 
 class ContainerOutOfMemory(Exception):
@@ -76,11 +78,10 @@ class Instance:
         answer: Answer_,
         first_loaded: dict[int, float] | None = None,
         index: int = 0,
-        recorded_unloads: dict[tuple[int, int], list[float]] | None = None,
-        recorded_ends: tuple[
-            dict[tuple[int, int], list[float]] | None, dict[tuple[int, int], list[float]] | None
-        ] = (None, None),
+        recorded: Workload | None = None,
     ) -> None:
+        """`recorded`: the recorded run being replayed, whose loads, unloads and request ends
+        the replay follows (see the module's docstring)."""
         self.costs = costs
         self.config = config
         self.answer = answer
@@ -107,12 +108,18 @@ class Instance:
         self._seq = 0
         self._waiting: dict[int, tuple[float, float]] = {}
         """Request index -> (arrival, service s) while it waits for its model."""
-        self._recorded_unloads = _mine(recorded_unloads, index)
+        run = recorded or _NOTHING_RECORDED
+        self._recorded_unloads = _mine(run.unload_s, index)
         """Model -> the recorded times of its next unloads on this instance, in order."""
-        load_ends, unload_ends = recorded_ends
-        self._load_ends = _mine(load_ends, index)
-        self._unload_ends = _mine(unload_ends, index)
+        self._load_ends = _mine(run.load_ends, index)
+        self._unload_ends = _mine(run.unload_ends, index)
         """Model -> when its next recorded loads (unloads) on this instance ended, in order."""
+        self._measure_s = _mine(run.measure_s, index)
+        """Model -> how long after each of its next recorded loads its memory was measured."""
+        self._measure_after: dict[str, float] = {}
+        """Model -> that delay for its load in flight."""
+        self._done_at = run.done_at
+        """Request index -> when it let go of its model in the recorded run (or None)."""
         self._recorded: dict[str, tuple[float, float]] = {}
         """Model -> the recorded (download s, load s) of its next download and load."""
         self._serial = config.serial_model_control
@@ -181,9 +188,11 @@ class Instance:
             else:
                 self.answer(index, 0.0, HIT)
                 end = t + service_s
+                if self._done_at is not None:
+                    end = self._recorded_end(index, t, end)
                 if end > self.busy_until.get(model, 0.0):
                     self.busy_until[model] = end
-                if service_s > 0:
+                if end > t:
                     self._seq += 1
                     heapq.heappush(self.events, (end, self._seq, _DONE, entry))
                 else:
@@ -242,14 +251,24 @@ class Instance:
                 waited += queued
         self.answer(index, waited, how)
         end = start + service_s
+        if self._done_at is not None:
+            end = self._recorded_end(index, start, end)
         busy_until = self.busy_until
         if end > busy_until.get(model, 0.0):
             busy_until[model] = end
-        if service_s > 0:
+        if end > start:
             self._seq += 1
             heapq.heappush(self.events, (end, self._seq, _DONE, entry))
         else:
             self.machine.done(entry)
+
+    def _recorded_end(self, index: int, start: float, end: float) -> float:
+        """The request's recorded end if it is within `SNAP_S` of the reckoned one."""
+        assert self._done_at is not None
+        recorded = self._done_at[index]
+        if recorded is not None and start <= recorded and abs(recorded - end) <= SNAP_S:
+            return recorded
+        return end
 
     def _stalled(self, start: float) -> float:
         """When a request the model could start at `start` gets to Triton's model: from
@@ -333,9 +352,19 @@ class Instance:
             elif kind == _LOADED:
                 model = int(entry.target_model)
                 machine.loaded(entry)
-                machine.measured(entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model])
+                delay = self._measure_after.pop(entry.target_model, 0.0) if self._measure_s else 0.0
+                if delay > 0:
+                    self._push(self.now + delay, _MEASURED, entry)
+                else:
+                    machine.measured(
+                        entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model]
+                    )
                 self.load_times.append(self.now)
                 self.first_loaded.setdefault(model, self.now)
+                self._peaks()
+            elif kind == _MEASURED:
+                model = int(entry.target_model)
+                machine.measured(entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model])
                 self._peaks()
             elif kind == _REJECTED:
                 self.rejected_loads += 1
@@ -383,6 +412,8 @@ class Instance:
         # The container fails a load that runs out of memory: at its end, at worst.
         kind = _REJECTED if self.config.out_of_memory and not self._fits(entry, model) else _LOADED
         at = self._control_call(took, _next(self._load_ends, model))
+        if self._measure_s:
+            self._measure_after[entry.target_model] = _next(self._measure_s, model) or 0.0
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)

@@ -228,20 +228,9 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
         outcome[index] = kind
 
     first_loaded: dict[int, float] = {}
-    unloads = workload.unload_s if config.recorded_cold_starts else None
-    ends = (
-        (workload.load_ends, workload.unload_ends) if config.recorded_cold_starts else (None, None)
-    )
+    recorded = workload if config.recorded_cold_starts else None
     instances = [
-        Instance(
-            config,
-            costs,
-            answer,
-            first_loaded,
-            index=k,
-            recorded_unloads=unloads,
-            recorded_ends=ends,
-        )
+        Instance(config, costs, answer, first_loaded, index=k, recorded=recorded)
         for k in range(config.count)
     ]
     service = workload.service_s

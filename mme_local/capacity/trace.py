@@ -3,13 +3,15 @@
 Each line: {"time": epoch seconds at arrival, "target_model", "status" (HTTP), "cache_hit"
 (null when the request failed before a model was leased), "wait_s" (download and load waited
 for), "model_s" (the container's answer time), "instance" (the instance that answered, null
-before a lease; absent in traces of earlier versions), and for a cold start "download_s" and
+before a lease; absent in traces of earlier versions), for a cold start "download_s" and
 "load_s" (the model's own download and load, without the time queued for them; null
-otherwise)}.
+otherwise), and "done_s" (seconds from arrival until the request let go of its model; null
+without a lease, absent in earlier traces)}.
 
 The cache's loads and unloads are lines too: {"time": epoch seconds at the end, "loaded" (or
 "unloaded"): the TargetModel, "load_s" (or "unload_s"): its own time in the container,
-"instance"}. A replay takes an unload's time in place of the profile's, and ends a load or
+"instance"}, a load's with "measure_s" (seconds until its memory was measured). A replay
+takes an unload's time in place of the profile's, and ends a load or
 unload at its recorded end when its own reckoning lands within a few milliseconds of it
 (`capacity.instance`), so the call and the requests that end around it keep their recorded
 order. Traces of earlier versions have no load lines (and, earlier still, no unload lines).
@@ -39,6 +41,7 @@ class TraceRecord:
     download_s: float | None = None
     load_s: float | None = None
     instance: int | None = None
+    done_s: float | None = None
 
     @property
     def reached_cache(self) -> bool:
@@ -93,6 +96,7 @@ def read_trace(path: Path) -> list[TraceRecord]:
                     download_s=_seconds(item.get("download_s")),
                     load_s=_seconds(item.get("load_s")),
                     instance=None if item.get("instance") is None else int(item["instance"]),
+                    done_s=_seconds(item.get("done_s")),
                 )
             )
         except (ValueError, KeyError, TypeError) as error:
@@ -130,9 +134,14 @@ def read_control_calls(path: Path) -> list[LoadRecord | UnloadRecord]:
                     )
                 )
             elif "loaded" in item:
+                measure_s = item.get("measure_s")
                 calls.append(
                     LoadRecord(
-                        float(item["time"]), str(item["loaded"]), float(item["load_s"]), instance
+                        float(item["time"]),
+                        str(item["loaded"]),
+                        float(item["load_s"]),
+                        instance,
+                        None if measure_s is None else float(measure_s),
                     )
                 )
         except (ValueError, KeyError, TypeError):

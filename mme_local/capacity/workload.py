@@ -40,6 +40,12 @@ class Workload:
     first request), in order."""
     unload_ends: dict[tuple[int, int], list[float]] | None = None
     """The same for its unloads."""
+    measure_s: dict[tuple[int, int], list[float]] | None = None
+    """A recorded run's loads: (instance, model index) -> seconds from each one's end until its
+    memory was measured, in order."""
+    done_at: list[float | None] | None = None
+    """Per request of a recorded run: when it let go of its model (seconds from the first
+    request; None without a lease or in earlier traces)."""
 
     @property
     def duration_s(self) -> float:
@@ -76,6 +82,7 @@ def from_trace(
     models: list[int] = []
     service: list[float] = []
     cold: list[tuple[float, float] | None] = []
+    done: list[float | None] = []
     start = next((r.time for r in records if r.reached_cache), 0.0)
     for record in records:
         if not record.reached_cache:
@@ -96,11 +103,13 @@ def from_trace(
         models.append(model)
         service.append(record.model_s)
         cold.append(_own_work(record))
+        done.append(None if record.done_s is None else record.time - start + record.done_s)
     if not times:
         raise CapacityError(f"trace {source} has no request that reached a model")
     unload_s: dict[tuple[int, int], list[float]] = {}
     load_ends: dict[tuple[int, int], list[float]] = {}
     unload_ends: dict[tuple[int, int], list[float]] = {}
+    measure_s: dict[tuple[int, int], list[float]] = {}
     for call in calls or []:
         if isinstance(call, UnloadRecord):
             model = index.get(call.unloaded)
@@ -111,6 +120,7 @@ def from_trace(
             model = index.get(call.loaded)
             if model is not None:
                 load_ends.setdefault((call.instance, model), []).append(call.time - start)
+                measure_s.setdefault((call.instance, model), []).append(call.measure_s or 0.0)
     return Workload(
         times,
         models,
@@ -121,6 +131,8 @@ def from_trace(
         unload_s or None,
         load_ends or None,
         unload_ends or None,
+        measure_s or None,
+        done if any(d is not None for d in done) else None,
     )
 
 

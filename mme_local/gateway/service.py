@@ -125,6 +125,8 @@ class InvocationRecord:
     load_s: float | None = None
     instance: int | None = None
     """The instance the request was routed to (None when it failed before routing)."""
+    done_s: float | None = None
+    """Seconds from arrival until the request let go of its model (None without a lease)."""
 
 
 class EndpointService:
@@ -205,6 +207,9 @@ class EndpointService:
         download_s = None if lease is None else lease.download_s
         load_s = None if lease is None else lease.load_s
         instance = None if lease is None else lease.instance
+        # Taken in the event-loop step that released the lease: a replay orders this end
+        # against the loads and unloads around it.
+        done_s = None if lease is None else time.perf_counter() - started
         self.observer(
             InvocationRecord(
                 arrived,
@@ -216,6 +221,7 @@ class EndpointService:
                 download_s=download_s,
                 load_s=load_s,
                 instance=instance,
+                done_s=done_s,
             )
         )
 

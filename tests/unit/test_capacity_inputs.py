@@ -198,13 +198,18 @@ def test_recorded_unloads_are_read_apart_and_replayed_per_instance_and_model(
     assert workload.unload_s == {(1, 0): [1.5, 2.5]}
     assert workload.unload_ends == {(1, 0): [2.0, 3.0]}  # seconds from the first request
     assert workload.load_ends == {(0, 0): [1.0]}
+    assert workload.measure_s == {(0, 0): [0.0]}  # not recorded: measured at once
 
 
-def test_a_replayed_load_ends_at_its_recorded_end_so_requests_around_it_keep_their_order() -> None:
-    """model-0 is the least recently used model but busy until 10.0 s; model-1's load ends,
-    by the replay's reckoning, 1 ms before that and, as recorded, 2 ms after. Measured over
-    the budget at its end, it evicts the least recently used idle model: model-0 as recorded
-    (so model-2 is a hit at 12 s), model-2 if the reckoning stood."""
+def _three_models_one_eviction(
+    load_ends: dict[tuple[int, int], list[float]] | None,
+    done_at: list[float | None] | None,
+    measure_s: dict[tuple[int, int], list[float]] | None = None,
+) -> int:
+    """Hits of a replay where model-0 is the least recently used model but busy until 10.0 s
+    (by reckoning) when model-1's load ends (8.0 s + 1.999 s, by reckoning). Measured over
+    the budget at its end, model-1 evicts the least recently used idle model: model-0 if its
+    request has ended by then (model-2 is a hit at 12 s: 3 hits), else model-2 (2 hits)."""
     from dataclasses import replace
 
     from mme_local.capacity.plan import emulator_candidate
@@ -222,7 +227,7 @@ def test_a_replayed_load_ends_at_its_recorded_end_so_requests_around_it_keep_the
         (8.0, 1, 0.01, (0.0, 1.999)),
         (12.0, 2, 0.01, None),
     ]
-    base = Workload(
+    workload = Workload(
         times=[r[0] for r in requests],
         models=[r[1] for r in requests],
         names=names,
@@ -230,10 +235,29 @@ def test_a_replayed_load_ends_at_its_recorded_end_so_requests_around_it_keep_the
         service_s=[r[2] for r in requests],
         cold_work_s=[r[3] for r in requests],
     )
+    workload = replace(workload, load_ends=load_ends, done_at=done_at, measure_s=measure_s)
     budget = prof.baseline_host_bytes + 250 * MiB  # two models and a half
     config = emulator_candidate(prof, None, budget, None, 60.0, parallel=Parallelism(1, 1)).config
-    hits = {}
-    for label, ends in (("reckoned", None), ("recorded", {(0, 1): [10.002]})):
-        workload = replace(base, load_ends=ends)
-        hits[label] = simulate(workload, model_costs(workload, prof, False), config).hits
-    assert hits == {"reckoned": 2, "recorded": 3}
+    return simulate(workload, model_costs(workload, prof, False), config).hits
+
+
+def test_a_replayed_load_ends_at_its_recorded_end_so_requests_around_it_keep_their_order() -> None:
+    """Recorded 2 ms after model-0's request ended, the load ends then, not 1 ms before."""
+    assert _three_models_one_eviction(None, None) == 2
+    assert _three_models_one_eviction({(0, 1): [10.002]}, None) == 3
+
+
+def test_a_replayed_request_ends_at_its_recorded_end_so_calls_around_it_keep_their_order() -> None:
+    """Recorded 10 ms before model-1's load ended, model-0's request ends then, not 1 ms after."""
+    done_at: list[float | None] = [None, None, 9.989, None, None, None]
+    assert _three_models_one_eviction(None, done_at) == 3
+    # beyond the snap window, the reckoning stands: the recorded end is another run's
+    done_at[2] = 9.9
+    assert _three_models_one_eviction(None, done_at) == 2
+
+
+def test_a_replayed_load_is_measured_as_long_after_its_end_as_recorded() -> None:
+    """The live cache measures a model's memory some milliseconds after its load ends; model-1
+    over the budget evicts what is idle then: model-0, whose request ended meanwhile."""
+    assert _three_models_one_eviction(None, None, {(0, 1): [0.01]}) == 3
+    assert _three_models_one_eviction(None, None, {(0, 1): [0.0]}) == 2
