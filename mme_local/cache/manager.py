@@ -146,10 +146,10 @@ class ModelCache:
         self._base_exact = False
         """Whether a quiet load has measured the model server's own memory since it started."""
         self._control_lane = asyncio.Lock() if serial_model_control else None
-        self._lane_free_at = 0.0
-        """When the last load or unload that held the lane ended (perf_counter)."""
         """Held across each load and unload call when the container runs them one at a
         time anyway (`ContainerDialect.serial_model_control`); FIFO, so in the cache's order."""
+        self._lane_free_at = 0.0
+        """When the last load or unload that held the lane ended (perf_counter)."""
         self._closing = False
 
     # ----- the request path -------------------------------------------------------------
@@ -353,9 +353,16 @@ class ModelCache:
         self._dispatch()
         await self._measure(entry, before)
         if self.control_observer is not None:
-            measure_s = max(0.0, time.time() - ended_at)
             self.control_observer(
-                LoadRecord(ended_at, entry.target_model, elapsed, self.instance, measure_s)
+                LoadRecord(
+                    ended_at,
+                    entry.target_model,
+                    elapsed,
+                    self.instance,
+                    measure_s=max(0.0, time.time() - ended_at),
+                    memory_bytes=entry.memory_bytes if entry.memory_measured else None,
+                    base_bytes=self.machine.base_host,
+                )
             )
         log.info(
             "loaded %s in %.2f s (%s MiB)",

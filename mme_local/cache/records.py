@@ -63,6 +63,10 @@ class LoadRecord:
     instance: int = 0
     measure_s: float | None = None
     """Seconds from its end until the cache had measured its memory."""
+    memory_bytes: int | None = None
+    """The model's host memory as the cache measured it (None: not told apart)."""
+    base_bytes: int | None = None
+    """The model server's own host memory, as the cache counted it after that measurement."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mme_local.cache.entry import ModelEntry, ModelState
 from mme_local.cache.machine import (
@@ -39,6 +39,7 @@ from mme_local.cache.machine import (
     Probe,
     Unload,
 )
+from mme_local.cache.records import LoadRecord, UnloadRecord
 from mme_local.capacity.workload import Workload
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ take it (the reckoning drifts by a few milliseconds per call)."""
 
 _DOWNLOADED, _LOADED, _UNLOADED, _GHOST_UNLOADED, _DONE, _REJECTED, _MEASURED = range(7)
 _NOTHING_RECORDED = Workload([], [], [], [])
+_Call = TypeVar("_Call", LoadRecord, UnloadRecord)
 
 
 class ContainerOutOfMemory(Exception):
@@ -109,15 +111,11 @@ class Instance:
         self._waiting: dict[int, tuple[float, float]] = {}
         """Request index -> (arrival, service s) while it waits for its model."""
         run = recorded or _NOTHING_RECORDED
-        self._recorded_unloads = _mine(run.unload_s, index)
-        """Model -> the recorded times of its next unloads on this instance, in order."""
-        self._load_ends = _mine(run.load_ends, index)
-        self._unload_ends = _mine(run.unload_ends, index)
-        """Model -> when its next recorded loads (unloads) on this instance ended, in order."""
-        self._measure_s = _mine(run.measure_s, index)
-        """Model -> how long after each of its next recorded loads its memory was measured."""
-        self._measure_after: dict[str, float] = {}
-        """Model -> that delay for its load in flight."""
+        self._recorded_loads = _mine(run.loads, index)
+        self._recorded_unloads = _mine(run.unloads, index)
+        """Model -> its next recorded loads (unloads) on this instance, in order."""
+        self._loading: dict[str, LoadRecord] = {}
+        """Model -> the recorded load its load in flight (or measurement due) replays."""
         self._done_at = run.done_at
         """Request index -> when it let go of its model in the recorded run (or None)."""
         self._recorded: dict[str, tuple[float, float]] = {}
@@ -352,19 +350,16 @@ class Instance:
             elif kind == _LOADED:
                 model = int(entry.target_model)
                 machine.loaded(entry)
-                delay = self._measure_after.pop(entry.target_model, 0.0) if self._measure_s else 0.0
-                if delay > 0:
-                    self._push(self.now + delay, _MEASURED, entry)
+                replayed = self._loading.get(entry.target_model) if self._loading else None
+                if replayed is not None and replayed.measure_s:
+                    self._push(self.now + replayed.measure_s, _MEASURED, entry)
                 else:
-                    machine.measured(
-                        entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model]
-                    )
+                    self._measured(entry, model)
                 self.load_times.append(self.now)
                 self.first_loaded.setdefault(model, self.now)
                 self._peaks()
             elif kind == _MEASURED:
-                model = int(entry.target_model)
-                machine.measured(entry, self.costs.host_bytes[model], self.costs.gpu_bytes[model])
+                self._measured(entry, int(entry.target_model))
                 self._peaks()
             elif kind == _REJECTED:
                 self.rejected_loads += 1
@@ -376,6 +371,18 @@ class Instance:
                 machine.unloaded(entry, ghost=kind == _GHOST_UNLOADED)
             if machine.outbox:
                 self._perform()
+
+    def _measured(self, entry: ModelEntry, model: int) -> None:
+        """The model's memory as measured: the profile's, or what the recorded run measured
+        for this load, with the server's own memory as the live cache then counted it."""
+        host = self.costs.host_bytes[model]
+        replayed = self._loading.pop(entry.target_model, None) if self._loading else None
+        if replayed is not None:
+            if replayed.memory_bytes is not None:
+                host = replayed.memory_bytes
+            if replayed.base_bytes is not None:
+                self.machine.set_base_memory(replayed.base_bytes, None)
+        self.machine.measured(entry, host, self.costs.gpu_bytes[model])
 
     # ----- the executor's part ----------------------------------------------------------------
 
@@ -411,9 +418,10 @@ class Instance:
         took = self.costs.load_s[model] if recorded is None else recorded[1]
         # The container fails a load that runs out of memory: at its end, at worst.
         kind = _REJECTED if self.config.out_of_memory and not self._fits(entry, model) else _LOADED
-        at = self._control_call(took, _next(self._load_ends, model))
-        if self._measure_s:
-            self._measure_after[entry.target_model] = _next(self._measure_s, model) or 0.0
+        replayed = _next(self._recorded_loads, model) if self._recorded_loads else None
+        at = self._control_call(took, None if replayed is None else replayed.time)
+        if replayed is not None:
+            self._loading[entry.target_model] = replayed
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)
@@ -457,10 +465,11 @@ class Instance:
         entry = command.entry
         kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
         model = int(entry.target_model)
-        recorded = None if command.ghost else self._recorded_unloads.get(model)
-        took = recorded.popleft() if recorded else self.costs.unload_s[model]
-        ended = None if command.ghost else _next(self._unload_ends, model)
-        at = self._control_call(took, ended)
+        replayed = None
+        if not command.ghost and self._recorded_unloads:
+            replayed = _next(self._recorded_unloads, model)
+        took = self.costs.unload_s[model] if replayed is None else replayed.unload_s
+        at = self._control_call(took, None if replayed is None else replayed.time)
         self._push(at, kind, entry)
         if self.config.stall_share:
             heapq.heappush(self._ops, at)
@@ -493,16 +502,16 @@ class Instance:
 
 
 def _mine(
-    recorded: dict[tuple[int, int], list[float]] | None, index: int
-) -> dict[int, deque[float]]:
-    """Model -> one instance's recorded times, in order."""
+    recorded: dict[tuple[int, int], list[_Call]] | None, index: int
+) -> dict[int, deque[_Call]]:
+    """Model -> one instance's recorded calls, in order."""
     return {
-        model: deque(times)
-        for (instance, model), times in (recorded or {}).items()
+        model: deque(calls)
+        for (instance, model), calls in (recorded or {}).items()
         if instance == index
     }
 
 
-def _next(recorded: dict[int, deque[float]], model: int) -> float | None:
-    times = recorded.get(model)
-    return times.popleft() if times else None
+def _next(recorded: dict[int, deque[_Call]], model: int) -> _Call | None:
+    calls = recorded.get(model)
+    return calls.popleft() if calls else None

@@ -10,11 +10,13 @@ without a lease, absent in earlier traces)}.
 
 The cache's loads and unloads are lines too: {"time": epoch seconds at the end, "loaded" (or
 "unloaded"): the TargetModel, "load_s" (or "unload_s"): its own time in the container,
-"instance"}, a load's with "measure_s" (seconds until its memory was measured). A replay
-takes an unload's time in place of the profile's, and ends a load or
-unload at its recorded end when its own reckoning lands within a few milliseconds of it
-(`capacity.instance`), so the call and the requests that end around it keep their recorded
-order. Traces of earlier versions have no load lines (and, earlier still, no unload lines).
+"instance"}; a load's also has "measure_s" (seconds until its memory was measured),
+"memory_bytes" (what it measured) and "base_bytes" (the server's own memory as the cache then
+counted it). A replay takes an unload's time in place of the profile's, and ends a load or
+unload at its recorded end when its own reckoning lands within 50 ms of it, so the call and
+the requests that end around it keep their recorded order, and measures a loaded model when
+and as the live cache did (`capacity.instance`). Traces of earlier versions have no load lines
+(and, earlier still, no unload lines).
 """
 
 from __future__ import annotations
@@ -134,14 +136,16 @@ def read_control_calls(path: Path) -> list[LoadRecord | UnloadRecord]:
                     )
                 )
             elif "loaded" in item:
-                measure_s = item.get("measure_s")
+                memory, base = item.get("memory_bytes"), item.get("base_bytes")
                 calls.append(
                     LoadRecord(
                         float(item["time"]),
                         str(item["loaded"]),
                         float(item["load_s"]),
                         instance,
-                        None if measure_s is None else float(measure_s),
+                        _seconds(item.get("measure_s")),
+                        None if memory is None else int(memory),
+                        None if base is None else int(base),
                     )
                 )
         except (ValueError, KeyError, TypeError):

@@ -7,7 +7,7 @@ each model index takes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -33,16 +33,11 @@ class Workload:
     cold_work_s: list[tuple[float, float] | None] | None = None
     """Per request of a recorded run that was a cold start: its model's own (download s,
     load s), without the time queued for them; None for the other requests."""
-    unload_s: dict[tuple[int, int], list[float]] | None = None
-    """A recorded run's unloads: (instance, model index) -> each one's own time, in order."""
-    load_ends: dict[tuple[int, int], list[float]] | None = None
-    """A recorded run's loads: (instance, model index) -> when each ended (seconds from the
-    first request), in order."""
-    unload_ends: dict[tuple[int, int], list[float]] | None = None
+    loads: dict[tuple[int, int], list[LoadRecord]] | None = None
+    """A recorded run's loads: (instance, model index) -> each one in order, its `time` (end)
+    counted in seconds from the first request."""
+    unloads: dict[tuple[int, int], list[UnloadRecord]] | None = None
     """The same for its unloads."""
-    measure_s: dict[tuple[int, int], list[float]] | None = None
-    """A recorded run's loads: (instance, model index) -> seconds from each one's end until its
-    memory was measured, in order."""
     done_at: list[float | None] | None = None
     """Per request of a recorded run: when it let go of its model (seconds from the first
     request; None without a lease or in earlier traces)."""
@@ -106,21 +101,18 @@ def from_trace(
         done.append(None if record.done_s is None else record.time - start + record.done_s)
     if not times:
         raise CapacityError(f"trace {source} has no request that reached a model")
-    unload_s: dict[tuple[int, int], list[float]] = {}
-    load_ends: dict[tuple[int, int], list[float]] = {}
-    unload_ends: dict[tuple[int, int], list[float]] = {}
-    measure_s: dict[tuple[int, int], list[float]] = {}
+    loads: dict[tuple[int, int], list[LoadRecord]] = {}
+    unloads: dict[tuple[int, int], list[UnloadRecord]] = {}
     for call in calls or []:
-        if isinstance(call, UnloadRecord):
-            model = index.get(call.unloaded)
+        moved = replace(call, time=call.time - start)
+        if isinstance(moved, UnloadRecord):
+            model = index.get(moved.unloaded)
             if model is not None:
-                unload_s.setdefault((call.instance, model), []).append(call.unload_s)
-                unload_ends.setdefault((call.instance, model), []).append(call.time - start)
+                unloads.setdefault((moved.instance, model), []).append(moved)
         else:
-            model = index.get(call.loaded)
+            model = index.get(moved.loaded)
             if model is not None:
-                load_ends.setdefault((call.instance, model), []).append(call.time - start)
-                measure_s.setdefault((call.instance, model), []).append(call.measure_s or 0.0)
+                loads.setdefault((moved.instance, model), []).append(moved)
     return Workload(
         times,
         models,
@@ -128,10 +120,8 @@ def from_trace(
         footprints,
         service,
         cold,
-        unload_s or None,
-        load_ends or None,
-        unload_ends or None,
-        measure_s or None,
+        loads or None,
+        unloads or None,
         done if any(d is not None for d in done) else None,
     )
 

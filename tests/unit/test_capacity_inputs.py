@@ -195,16 +195,14 @@ def test_recorded_unloads_are_read_apart_and_replayed_per_instance_and_model(
     assert [type(c).__name__ for c in calls] == ["LoadRecord", "UnloadRecord", "UnloadRecord"]
     assert [c.unload_s for c in calls if isinstance(c, UnloadRecord)] == [1.5, 2.5]  # as ended
     workload = from_trace(read_trace(path), profile(), "t", calls)
-    assert workload.unload_s == {(1, 0): [1.5, 2.5]}
-    assert workload.unload_ends == {(1, 0): [2.0, 3.0]}  # seconds from the first request
-    assert workload.load_ends == {(0, 0): [1.0]}
-    assert workload.measure_s == {(0, 0): [0.0]}  # not recorded: measured at once
+    assert workload.unloads is not None and workload.loads is not None
+    assert [u.unload_s for u in workload.unloads[1, 0]] == [1.5, 2.5]
+    assert [u.time for u in workload.unloads[1, 0]] == [2.0, 3.0]  # from the first request
+    assert [(c.time, c.measure_s) for c in workload.loads[0, 0]] == [(1.0, None)]
 
 
 def _three_models_one_eviction(
-    load_ends: dict[tuple[int, int], list[float]] | None,
-    done_at: list[float | None] | None,
-    measure_s: dict[tuple[int, int], list[float]] | None = None,
+    load_end: float | None, done_at: list[float | None] | None, measure_s: float | None = None
 ) -> int:
     """Hits of a replay where model-0 is the least recently used model but busy until 10.0 s
     (by reckoning) when model-1's load ends (8.0 s + 1.999 s, by reckoning). Measured over
@@ -212,6 +210,7 @@ def _three_models_one_eviction(
     request has ended by then (model-2 is a hit at 12 s: 3 hits), else model-2 (2 hits)."""
     from dataclasses import replace
 
+    from mme_local.cache.records import LoadRecord
     from mme_local.capacity.plan import emulator_candidate
     from mme_local.capacity.simulator import model_costs, simulate
     from mme_local.capacity.workload import Workload
@@ -235,7 +234,12 @@ def _three_models_one_eviction(
         service_s=[r[2] for r in requests],
         cold_work_s=[r[3] for r in requests],
     )
-    workload = replace(workload, load_ends=load_ends, done_at=done_at, measure_s=measure_s)
+    loads = None
+    if load_end is not None or measure_s is not None:
+        # model-1's load, as recorded: its end (else the reckoned one) and its measurement
+        recorded = LoadRecord(9.999 if load_end is None else load_end, names[1], 1.999)
+        loads = {(0, 1): [replace(recorded, measure_s=measure_s)]}
+    workload = replace(workload, loads=loads, done_at=done_at)
     budget = prof.baseline_host_bytes + 250 * MiB  # two models and a half
     config = emulator_candidate(prof, None, budget, None, 60.0, parallel=Parallelism(1, 1)).config
     return simulate(workload, model_costs(workload, prof, False), config).hits
@@ -244,7 +248,7 @@ def _three_models_one_eviction(
 def test_a_replayed_load_ends_at_its_recorded_end_so_requests_around_it_keep_their_order() -> None:
     """Recorded 2 ms after model-0's request ended, the load ends then, not 1 ms before."""
     assert _three_models_one_eviction(None, None) == 2
-    assert _three_models_one_eviction({(0, 1): [10.002]}, None) == 3
+    assert _three_models_one_eviction(10.002, None) == 3
 
 
 def test_a_replayed_request_ends_at_its_recorded_end_so_calls_around_it_keep_their_order() -> None:
@@ -259,5 +263,40 @@ def test_a_replayed_request_ends_at_its_recorded_end_so_calls_around_it_keep_the
 def test_a_replayed_load_is_measured_as_long_after_its_end_as_recorded() -> None:
     """The live cache measures a model's memory some milliseconds after its load ends; model-1
     over the budget evicts what is idle then: model-0, whose request ended meanwhile."""
-    assert _three_models_one_eviction(None, None, {(0, 1): [0.01]}) == 3
-    assert _three_models_one_eviction(None, None, {(0, 1): [0.0]}) == 2
+    assert _three_models_one_eviction(None, None, measure_s=0.01) == 3
+    assert _three_models_one_eviction(None, None, measure_s=0.0) == 2
+
+
+def test_a_replayed_load_takes_the_memory_the_live_cache_measured_and_its_base() -> None:
+    """The profile says two models fit; the recorded run measured model-1 larger, or counted
+    the server's own memory higher after it: model-0 goes, and its next request is cold."""
+    from dataclasses import replace
+
+    from mme_local.cache.records import LoadRecord
+    from mme_local.capacity.plan import emulator_candidate
+    from mme_local.capacity.simulator import model_costs, simulate
+    from mme_local.capacity.workload import Workload
+    from tests.unit.capacity_support import MiB
+
+    names = ["model-0.tar.gz", "model-1.tar.gz"]
+    prof = profile(footprint(names, host_mib=100, load_s=1.0, download_s=0.0))
+    workload = Workload(
+        times=[0.0, 5.0, 10.0],
+        models=[0, 1, 0],
+        names=names,
+        footprints=[prof.artifacts[0]] * 2,
+        service_s=[0.01] * 3,
+        cold_work_s=[(0.0, 1.0), (0.0, 1.0), None],
+    )
+    budget = prof.baseline_host_bytes + 250 * MiB
+    config = emulator_candidate(prof, None, budget, None, 60.0).config
+    model_1 = LoadRecord(6.0, names[1], 1.0)
+    hits = []
+    for recorded in (
+        model_1,
+        replace(model_1, memory_bytes=200 * MiB),
+        replace(model_1, base_bytes=prof.baseline_host_bytes + 100 * MiB),
+    ):
+        run = replace(workload, loads={(0, 1): [recorded]})
+        hits.append(simulate(run, model_costs(run, prof, False), config).hits)
+    assert hits == [1, 0, 0]
