@@ -239,6 +239,52 @@ class _Settled:
 class CacheMachine:
     """The cache's decisions for one instance. Not thread-safe: one caller at a time."""
 
+    # Slots: CPython 3.11 keeps an instance's attributes in a compact table only up to 30 of
+    # them; past that they go to a plain dict, whose every attribute read and method call
+    # (hundreds per simulated request) is a lookup by name. Slots are read by offset.
+    __slots__ = (
+        "_after_unload",
+        "_downloads",
+        "_loaded",
+        "_loads",
+        "_memory_queue",
+        "_memory_wait",
+        "_one_clock",
+        "_outgrown",
+        "_room_queue",
+        "_room_short",
+        "_settled",
+        "_unload_reasons",
+        "_wanted_reserve",
+        "base_gpu",
+        "base_host",
+        "budgets",
+        "cache_enabled",
+        "clock",
+        "deletions",
+        "disk_reclaiming",
+        "disk_reserved",
+        "disk_used",
+        "downloads",
+        "evictions",
+        "forgotten",
+        "gpu_held",
+        "gpu_leaving",
+        "hits",
+        "host_held",
+        "host_leaving",
+        "loads",
+        "models",
+        "name_of",
+        "occupying",
+        "outbox",
+        "over_budget_loads",
+        "policy",
+        "runtime_running",
+        "unloads",
+        "wall_clock",
+    )
+
     def __init__(
         self,
         budgets: Budgets,

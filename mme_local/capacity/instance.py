@@ -62,6 +62,48 @@ LOADED, LOADING, DOWNLOADING = ModelState.LOADED, ModelState.LOADING, ModelState
 
 
 class Instance:
+    # Slots, as `CacheMachine`'s: past 30 attributes CPython 3.11 keeps an instance's in a
+    # plain dict, and every attribute read and method call becomes a lookup by name.
+    __slots__ = (
+        "_begins",
+        "_free",
+        "_in_memory",
+        "_lane_free",
+        "_ops",
+        "_perform_one",
+        "_queueing",
+        "_recorded",
+        "_recorded_unloads",
+        "_rng",
+        "_routed",
+        "_seq",
+        "_serial",
+        "_stall_share",
+        "_stalls",
+        "_unload_blocks",
+        "_unloads_end",
+        "_waiting",
+        "answer",
+        "busy_until",
+        "config",
+        "costs",
+        "deadlines",
+        "errors",
+        "events",
+        "first_eviction",
+        "first_loaded",
+        "gpu_in_use",
+        "host_in_use",
+        "keys",
+        "load_times",
+        "machine",
+        "not_ready",
+        "now",
+        "peak_gpu",
+        "peak_host",
+        "rejected_loads",
+    )
+
     def __init__(
         self,
         config: SimConfig,
