@@ -30,8 +30,8 @@ from mme_local.cache.machine import (
     Answer,
     CacheMachine,
     Command,
+    Delete,
     Download,
-    Evicted,
     Load,
     Probe,
     Unload,
@@ -126,7 +126,7 @@ class Instance:
             clock=self._clock,
             name_of=str,
             track_gpu=config.base_gpu_bytes is not None,
-            keep_evictions=0,
+            record_evictions=False,
         )
         machine.base_host = config.base_host_bytes
         if config.base_gpu_bytes is not None:
@@ -173,6 +173,7 @@ class Instance:
         """Model -> when it first finished loading (shared by an endpoint's instances)."""
         self.load_times: list[float] = []
         self.first_eviction: float | None = None
+        """When a model was first unloaded (its unload's end) or deleted to make room."""
         # What the instance really holds (loads in flight included), which the cache only
         # learns after each model's first load: a load that would pass a budget fails (507).
         self.host_in_use = config.base_host_bytes
@@ -184,7 +185,7 @@ class Instance:
             Download: self._download,  # type: ignore[dict-item]
             Load: self._load,  # type: ignore[dict-item]
             Unload: self._unload,  # type: ignore[dict-item]
-            Evicted: self._evicted,  # type: ignore[dict-item]
+            Delete: self._deleted,  # type: ignore[dict-item]
         }
 
     def _clock(self) -> float:
@@ -381,6 +382,8 @@ class Instance:
             else:
                 self._left_memory(entry)
                 machine.unloaded(entry, ghost=kind == _GHOST_UNLOADED)
+                if self.first_eviction is None and kind == _UNLOADED:
+                    self.first_eviction = self.now
             if machine.outbox:
                 self._perform()
 
@@ -453,7 +456,9 @@ class Instance:
             self.host_in_use -= self.costs.host_bytes[model]
             self.gpu_in_use -= self.costs.gpu_bytes[model]
 
-    def _evicted(self, command: Evicted) -> None:
+    def _deleted(self, command: Delete) -> None:
+        # Every deletion is an eviction or follows one at once (a model reclaimed for disk
+        # room is deleted as its unload ends).
         if self.first_eviction is None:
             self.first_eviction = self.now
 
