@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mme_local.cache.entry import ModelEntry, ModelState, Waiting
-from mme_local.cache.policy import Budgets, EvictionPolicy
+from mme_local.cache.policy import GPU_SHORT, HOST_SHORT, Budgets, EvictionPolicy
 from mme_local.cache.records import DiskFull, Eviction
 
 log = logging.getLogger(__name__)
@@ -615,16 +615,26 @@ class CacheMachine:
         self._grant_memory()
 
     def _memory_short(self, adding: int, adding_gpu: int, leaving: bool) -> str | None:
-        # `host_used` and `gpu_used` spelled out: this runs several times per load.
-        host = self.base_host + self.host_held
+        """`policy.memory_short` of the memory in use plus a load's (`leaving`: less what
+        unloads in flight free). Spelled out, `host_used` and `gpu_used` too: this runs
+        several times per load and per request."""
+        budgets = self.budgets
+        limit = budgets.host_memory_bytes
+        if limit is not None:
+            host = self.base_host + self.host_held + adding
+            if leaving:
+                host -= self.host_leaving
+            if host > limit:
+                return HOST_SHORT
+        limit = budgets.gpu_memory_bytes
         gpu = self.base_gpu
-        if gpu is not None:
+        if limit is not None and gpu is not None:
             gpu += self.gpu_held + adding_gpu
-        if leaving:
-            host -= self.host_leaving
-            if gpu is not None:
+            if leaving:
                 gpu -= self.gpu_leaving
-        return self.policy.memory_short(host, gpu, adding)
+            if gpu > limit:
+                return GPU_SHORT
+        return None
 
     def _grant_memory(self) -> None:
         """Reserve memory for queued loads in order, unloading idle models to make room."""
