@@ -67,10 +67,13 @@ class Instance:
     __slots__ = (
         "_begins",
         "_free",
+        "_gpu_limit",
+        "_host_limit",
         "_in_memory",
         "_lane_free",
         "_model_index",
         "_ops",
+        "_out_of_memory",
         "_perform_one",
         "_queueing",
         "_recorded",
@@ -151,6 +154,10 @@ class Instance:
         self._recorded: dict[str, tuple[float, float]] = {}
         """Model -> the recorded (download s, load s) of its next download and load."""
         self._serial = config.serial_model_control
+        # Settings read for every load, unload or request, as attributes of their own.
+        self._out_of_memory = config.out_of_memory
+        self._host_limit = config.budgets.host_memory_bytes
+        self._gpu_limit = config.budgets.gpu_memory_bytes
         self._lane_free = 0.0
         """With serial model control: when the last load or unload started ends."""
         self.busy_until: dict[int, float] = {}
@@ -389,10 +396,6 @@ class Instance:
 
     # ----- the executor's part ----------------------------------------------------------------
 
-    def _push(self, at: float, kind: int, entry: ModelEntry) -> None:
-        self._seq += 1
-        heapq.heappush(self.events, (at, self._seq, kind, entry))
-
     def _perform(self) -> None:
         outbox = self.machine.outbox
         perform = self._perform_one
@@ -413,7 +416,8 @@ class Instance:
         recorded = self._recorded.get(entry.target_model)
         model = self._model_index[entry.target_model]
         took = self.costs.download_s[model] if recorded is None else recorded[0]
-        self._push(self.now + took, _DOWNLOADED, entry)
+        self._seq += 1
+        heapq.heappush(self.events, (self.now + took, self._seq, _DOWNLOADED, entry))
 
     def _load(self, command: Load) -> None:
         entry = command.entry
@@ -421,17 +425,16 @@ class Instance:
         recorded = self._recorded.pop(entry.target_model, None)
         took = self.costs.load_s[model] if recorded is None else recorded[1]
         # The container fails a load that runs out of memory: at its end, at worst.
-        kind = _REJECTED if self.config.out_of_memory and not self._fits(entry, model) else _LOADED
-        at = self._control_call(took)
-        self._push(at, kind, entry)
-        if self.config.stall_share:
+        kind = _REJECTED if self._out_of_memory and not self._fits(entry, model) else _LOADED
+        at = self._lane(took) if self._serial else self.now + took
+        self._seq += 1
+        heapq.heappush(self.events, (at, self._seq, kind, entry))
+        if self._stall_share:
             heapq.heappush(self._ops, at)
 
-    def _control_call(self, took: float) -> float:
-        """When a load or unload started now ends: after the ones before it, if they take
-        turns."""
-        if not self._serial:
-            return self.now + took
+    def _lane(self, took: float) -> float:
+        """With serial model control: when a load or unload started now ends, after the ones
+        before it."""
         end = max(self.now, self._lane_free) + took
         self._lane_free = end
         return end
@@ -440,10 +443,11 @@ class Instance:
         """Take the model's memory if the instance has it (what a load really allocates)."""
         host = self.host_in_use + self.costs.host_bytes[model]
         gpu = self.gpu_in_use + self.costs.gpu_bytes[model]
-        budgets = self.config.budgets
-        if budgets.host_memory_bytes is not None and host > budgets.host_memory_bytes:
+        limit = self._host_limit
+        if limit is not None and host > limit:
             return False
-        if budgets.gpu_memory_bytes is not None and gpu > budgets.gpu_memory_bytes:
+        limit = self._gpu_limit
+        if limit is not None and gpu > limit:
             return False
         self.host_in_use, self.gpu_in_use = host, gpu
         self._in_memory.add(entry.target_model)
@@ -468,9 +472,10 @@ class Instance:
         model = self._model_index[entry.target_model]
         recorded = None if command.ghost else self._recorded_unloads.get(model)
         took = recorded.popleft() if recorded else self.costs.unload_s[model]
-        at = self._control_call(took)
-        self._push(at, kind, entry)
-        if self.config.stall_share:
+        at = self._lane(took) if self._serial else self.now + took
+        self._seq += 1
+        heapq.heappush(self.events, (at, self._seq, kind, entry))
+        if self._stall_share:
             heapq.heappush(self._ops, at)
         if at > self._unloads_end:
             self._unloads_end = at
@@ -490,7 +495,7 @@ class Instance:
         self._serve(command.entry, index, model, self.now, service_s, self.now - arrived, COLD)
 
     def _peaks(self) -> None:
-        if self.config.out_of_memory:
+        if self._out_of_memory:
             self.peak_host = max(self.peak_host, self.host_in_use)
             self.peak_gpu = max(self.peak_gpu, self.gpu_in_use)
             return
