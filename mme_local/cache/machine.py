@@ -247,6 +247,7 @@ class CacheMachine:
         "_downloads",
         "_loaded",
         "_loads",
+        "_maybe_over",
         "_memory_queue",
         "_memory_wait",
         "_one_clock",
@@ -325,6 +326,12 @@ class CacheMachine:
         self._outgrown: set[str] = set()
         self._unload_reasons: dict[str, tuple[str, float]] = {}
         self._room_short: int | None = None
+        self._maybe_over = True
+        """False only while the memory in use, less what unloads in flight free, is known to
+        fit the budgets (`_enforce_memory` found it so, and nothing added to it since beyond
+        what a load's licence checked): a request's end then has nothing to enforce. What
+        may add more sets it: a load over a budget or not measured this time, the base
+        (`measured` enforces at once). Unloads and freed memory only take away."""
         """Bytes the first queued download still lacked at its last try (None: try again)."""
         self.occupying = 0
         """Models loaded or loading (what `max_loaded_models` bounds)."""
@@ -665,6 +672,9 @@ class CacheMachine:
                     return
             queue.popleft()
             self._hold_memory(entry)
+            if reason is not None or host != entry.memory_bytes:
+                # Over a budget, or holding more than was checked (not measured this time).
+                self._maybe_over = True
             entry.waiting = None
             self.outbox.append(Load(entry))
 
@@ -747,6 +757,7 @@ class CacheMachine:
         self.base_host = max(0, host)
         if self.base_gpu is not None and gpu is not None:
             self.base_gpu = max(0, gpu)
+        self._maybe_over = True
 
     def _enforce_count(self) -> None:
         while reason := self.policy.count_full(self.occupying - 1):
@@ -760,8 +771,10 @@ class CacheMachine:
             victim = self.policy.victim(self._loaded.values(), keep)
             if victim is None:
                 log.warning("over the %s and every other model is in use", reason)
+                self._maybe_over = True
                 return
             self._unload(victim, reason)
+        self._maybe_over = False
 
     def load_failed(self, entry: ModelEntry, error: BaseException) -> None:
         self._load_slot_failed(entry)
@@ -911,7 +924,8 @@ class CacheMachine:
             # no count to check: this runs at the end of every request.)
             if self.budgets.max_loaded_models is not None:
                 self._enforce_count()
-            self._enforce_memory(entry)
+            if self._maybe_over:
+                self._enforce_memory(entry)
         if (state is LOADED or state is ON_DISK) and self._room_queue:
             if self._room_short is not None:
                 self._room_short -= entry.disk_bytes
