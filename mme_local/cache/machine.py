@@ -326,13 +326,13 @@ class CacheMachine:
         self._outgrown: set[str] = set()
         self._unload_reasons: dict[str, tuple[str, float]] = {}
         self._room_short: int | None = None
+        """Bytes the first queued download still lacked at its last try (None: try again)."""
         self._maybe_over = True
         """False only while the memory in use, less what unloads in flight free, is known to
         fit the budgets (`_enforce_memory` found it so, and nothing added to it since beyond
         what a load's licence checked): a request's end then has nothing to enforce. What
         may add more sets it: a load over a budget or not measured this time, the base
         (`measured` enforces at once). Unloads and freed memory only take away."""
-        """Bytes the first queued download still lacked at its last try (None: try again)."""
         self.occupying = 0
         """Models loaded or loading (what `max_loaded_models` bounds)."""
         self.disk_used = 0
