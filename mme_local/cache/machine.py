@@ -330,9 +330,9 @@ class CacheMachine:
         self._maybe_over = True
         """False only while the memory in use, less what unloads in flight free, is known to
         fit the budgets (`_enforce_memory` found it so, and nothing added to it since beyond
-        what a load's licence checked): a request's end then has nothing to enforce. What
-        may add more sets it: a load over a budget or not measured this time, the base
-        (`measured` enforces at once). Unloads and freed memory only take away."""
+        what a load's licence checked): a request's end or a measurement then has nothing
+        to enforce. What may add more sets it: a load over a budget or not measured this
+        time, a grown measurement, the base. Unloads and freed memory only take away."""
         self.occupying = 0
         """Models loaded or loading (what `max_loaded_models` bounds)."""
         self.disk_used = 0
@@ -746,7 +746,10 @@ class CacheMachine:
             if entry.state is UNLOADING:
                 self.host_leaving += grown_host
                 self.gpu_leaving += grown_gpu
-        self._enforce_memory(entry)
+            if grown_host > 0 or grown_gpu > 0:
+                self._maybe_over = True
+        if self._maybe_over:
+            self._enforce_memory(entry)
 
     def memory_unknown(self, entry: ModelEntry) -> None:
         """The load's memory could not be told apart from other work's."""
