@@ -74,3 +74,17 @@ def test_the_machines_own_memory_check_gives_the_policys_answer() -> None:
                         gpu = gpu_held + gpu_adding - (5 if going else 0)
                     expected = machine.policy.memory_short(host, gpu, adding)
                     assert machine._memory_short(adding, gpu_adding, going) == expected
+
+
+def test_a_grown_base_is_enforced_at_the_next_requests_end() -> None:
+    # A request's end enforces the memory budgets only when memory may be over them: the
+    # model server's own memory growing is such a change.
+    machine = CacheMachine(Budgets(None, 100, None, 1000))
+    first = _load(machine, 0, "a", 30)
+    _load(machine, 1, "b", 30)
+    _commands(machine)
+    machine.set_base_memory(50, None)  # 50 + 60 > 100
+    assert machine.request(2, "b").state is ModelState.LOADED
+    machine.done(machine.models["b"])
+    (unload,) = [c for c in _commands(machine) if isinstance(c, Unload)]
+    assert unload.entry is first
