@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mme_local.cache.entry import ModelEntry, ModelState, Waiting
-from mme_local.cache.policy import Budgets, EvictionPolicy
+from mme_local.cache.policy import GPU_SHORT, HOST_SHORT, Budgets, EvictionPolicy
 from mme_local.cache.records import DiskFull, Eviction
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,54 @@ class _Settled:
 class CacheMachine:
     """The cache's decisions for one instance. Not thread-safe: one caller at a time."""
 
+    # Slots: CPython 3.11 keeps an instance's attributes in a compact table only up to 30 of
+    # them; past that they go to a plain dict, whose every attribute read and method call
+    # (hundreds per simulated request) is a lookup by name. Slots are read by offset.
+    __slots__ = (
+        "_after_unload",
+        "_downloads",
+        "_loaded",
+        "_loads",
+        "_maybe_over",
+        "_memory_queue",
+        "_memory_wait",
+        "_one_clock",
+        "_outgrown",
+        "_room_queue",
+        "_room_short",
+        "_settled",
+        "_unload_reasons",
+        "_wanted_reserve",
+        "base_gpu",
+        "base_host",
+        "budgets",
+        "cache_enabled",
+        "clock",
+        "deletions",
+        "disk_reclaiming",
+        "disk_reserved",
+        "disk_used",
+        "downloads",
+        "evictions",
+        "forgotten",
+        "gpu_held",
+        "gpu_leaving",
+        "hits",
+        "host_held",
+        "host_leaving",
+        "loads",
+        "models",
+        "name_of",
+        "occupying",
+        "outbox",
+        "over_budget_loads",
+        "policy",
+        "record_evictions",
+        "runtime_running",
+        "unloads",
+        "wall_clock",
+    )
+
     def __init__(
         self,
         budgets: Budgets,
@@ -251,6 +299,7 @@ class CacheMachine:
         name_of: Callable[[str], str] = str,
         track_gpu: bool = False,
         keep_evictions: int = 1000,
+        record_evictions: bool = True,
     ) -> None:
         self.budgets = budgets
         self.policy = EvictionPolicy(budgets)
@@ -278,6 +327,12 @@ class CacheMachine:
         self._unload_reasons: dict[str, tuple[str, float]] = {}
         self._room_short: int | None = None
         """Bytes the first queued download still lacked at its last try (None: try again)."""
+        self._maybe_over = True
+        """False only while the memory in use, less what unloads in flight free, is known to
+        fit the budgets (`_enforce_memory` found it so, and nothing added to it since beyond
+        what a load's licence checked): a request's end or a measurement then has nothing
+        to enforce. What may add more sets it: a load over a budget or not measured this
+        time, a grown measurement, the base. Unloads and freed memory only take away."""
         self.occupying = 0
         """Models loaded or loading (what `max_loaded_models` bounds)."""
         self.disk_used = 0
@@ -291,6 +346,10 @@ class CacheMachine:
         self.host_leaving = 0
         self.gpu_leaving = 0
         self.evictions: deque[Eviction] = deque(maxlen=keep_evictions)
+        self.record_evictions = record_evictions
+        """Make a record of each eviction (kept in `evictions` and issued as `Evicted`). The
+        capacity simulator makes none: it learns of evictions from its own events, and the
+        records (two objects and a clock reading each) took about 5% of its time."""
         self.over_budget_loads = 0
         self.forgotten = 0
         """Requests for models that never reached the disk (unknown names, failures)."""
@@ -563,16 +622,26 @@ class CacheMachine:
         self._grant_memory()
 
     def _memory_short(self, adding: int, adding_gpu: int, leaving: bool) -> str | None:
-        # `host_used` and `gpu_used` spelled out: this runs several times per load.
-        host = self.base_host + self.host_held
+        """`policy.memory_short` of the memory in use plus a load's (`leaving`: less what
+        unloads in flight free). Spelled out, `host_used` and `gpu_used` too: this runs
+        several times per load and per request."""
+        budgets = self.budgets
+        limit = budgets.host_memory_bytes
+        if limit is not None:
+            host = self.base_host + self.host_held + adding
+            if leaving:
+                host -= self.host_leaving
+            if host > limit:
+                return HOST_SHORT
+        limit = budgets.gpu_memory_bytes
         gpu = self.base_gpu
-        if gpu is not None:
+        if limit is not None and gpu is not None:
             gpu += self.gpu_held + adding_gpu
-        if leaving:
-            host -= self.host_leaving
-            if gpu is not None:
+            if leaving:
                 gpu -= self.gpu_leaving
-        return self.policy.memory_short(host, gpu, adding)
+            if gpu > limit:
+                return GPU_SHORT
+        return None
 
     def _grant_memory(self) -> None:
         """Reserve memory for queued loads in order, unloading idle models to make room."""
@@ -603,6 +672,9 @@ class CacheMachine:
                     return
             queue.popleft()
             self._hold_memory(entry)
+            if reason is not None or host != entry.memory_bytes:
+                # Over a budget, or holding more than was checked (not measured this time).
+                self._maybe_over = True
             entry.waiting = None
             self.outbox.append(Load(entry))
 
@@ -674,7 +746,10 @@ class CacheMachine:
             if entry.state is UNLOADING:
                 self.host_leaving += grown_host
                 self.gpu_leaving += grown_gpu
-        self._enforce_memory(entry)
+            if grown_host > 0 or grown_gpu > 0:
+                self._maybe_over = True
+        if self._maybe_over:
+            self._enforce_memory(entry)
 
     def memory_unknown(self, entry: ModelEntry) -> None:
         """The load's memory could not be told apart from other work's."""
@@ -685,6 +760,7 @@ class CacheMachine:
         self.base_host = max(0, host)
         if self.base_gpu is not None and gpu is not None:
             self.base_gpu = max(0, gpu)
+        self._maybe_over = True
 
     def _enforce_count(self) -> None:
         while reason := self.policy.count_full(self.occupying - 1):
@@ -698,8 +774,10 @@ class CacheMachine:
             victim = self.policy.victim(self._loaded.values(), keep)
             if victim is None:
                 log.warning("over the %s and every other model is in use", reason)
+                self._maybe_over = True
                 return
             self._unload(victim, reason)
+        self._maybe_over = False
 
     def load_failed(self, entry: ModelEntry, error: BaseException) -> None:
         self._load_slot_failed(entry)
@@ -758,7 +836,8 @@ class CacheMachine:
         if reclaim:
             self.disk_reclaiming += victim.disk_bytes
         self.outbox.append(Unload(victim, reason))
-        self._unload_reasons[victim.target_model] = (reason, self.clock() - victim.last_used)
+        if self.record_evictions:
+            self._unload_reasons[victim.target_model] = (reason, self.clock() - victim.last_used)
 
     def unloaded(self, entry: ModelEntry, ghost: bool = False) -> None:
         reason, idle_s = self._unload_reasons.pop(entry.target_model, ("", 0.0))
@@ -774,7 +853,7 @@ class CacheMachine:
         reclaim, entry.reclaim = entry.reclaim, False
         if reclaim:
             self.disk_reclaiming -= entry.disk_bytes
-        if not ghost:
+        if not ghost and self.record_evictions:
             self._record(entry, reason, idle_s, freed, deleted=reclaim)
         if reclaim:
             self._delete(entry, None)
@@ -802,7 +881,7 @@ class CacheMachine:
         self._settled.pop(entry.target_model, None)
         self.deletions += 1
         self.outbox.append(Delete(entry))
-        if reason is not None:
+        if reason is not None and self.record_evictions:
             self._record(entry, reason, self.clock() - entry.last_used, 0, deleted=True)
 
     def _record(
@@ -848,7 +927,8 @@ class CacheMachine:
             # no count to check: this runs at the end of every request.)
             if self.budgets.max_loaded_models is not None:
                 self._enforce_count()
-            self._enforce_memory(entry)
+            if self._maybe_over:
+                self._enforce_memory(entry)
         if (state is LOADED or state is ON_DISK) and self._room_queue:
             if self._room_short is not None:
                 self._room_short -= entry.disk_bytes

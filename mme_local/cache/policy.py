@@ -11,6 +11,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+HOST_SHORT = "host memory budget"
+GPU_SHORT = "GPU memory budget"
+"""The reasons `EvictionPolicy.memory_short` gives (also the cache machine's own check)."""
+
 
 @dataclass(frozen=True)
 class Budgets:
@@ -55,10 +59,10 @@ class EvictionPolicy:
         """Which memory budget is exceeded by what is used now plus what a load will add."""
         host = self.budgets.host_memory_bytes
         if host is not None and host_used + adding > host:
-            return "host memory budget"
+            return HOST_SHORT
         gpu = self.budgets.gpu_memory_bytes
         if gpu is not None and gpu_used is not None and gpu_used > gpu:
-            return "GPU memory budget"
+            return GPU_SHORT
         return None
 
     def victim(self, least_recent_first: Iterable[M], keep: M | None = None) -> M | None:

@@ -33,8 +33,8 @@ from mme_local.cache.machine import (
     Answer,
     CacheMachine,
     Command,
+    Delete,
     Download,
-    Evicted,
     Load,
     Probe,
     Unload,
@@ -73,6 +73,55 @@ LOADED, LOADING, DOWNLOADING = ModelState.LOADED, ModelState.LOADING, ModelState
 
 
 class Instance:
+    # Slots, as `CacheMachine`'s: past 30 attributes CPython 3.11 keeps an instance's in a
+    # plain dict, and every attribute read and method call becomes a lookup by name.
+    __slots__ = (
+        "_begins",
+        "_done_at",
+        "_free",
+        "_gpu_limit",
+        "_host_limit",
+        "_in_memory",
+        "_lane_free",
+        "_loading",
+        "_model_index",
+        "_ops",
+        "_out_of_memory",
+        "_perform_one",
+        "_queueing",
+        "_recorded",
+        "_recorded_loads",
+        "_recorded_unloads",
+        "_rng",
+        "_routed",
+        "_seq",
+        "_serial",
+        "_stall_share",
+        "_stalls",
+        "_unload_blocks",
+        "_unloads_end",
+        "_waiting",
+        "answer",
+        "busy_until",
+        "config",
+        "costs",
+        "deadlines",
+        "errors",
+        "events",
+        "first_eviction",
+        "first_loaded",
+        "gpu_in_use",
+        "host_in_use",
+        "keys",
+        "load_times",
+        "machine",
+        "not_ready",
+        "now",
+        "peak_gpu",
+        "peak_host",
+        "rejected_loads",
+    )
+
     def __init__(
         self,
         config: SimConfig,
@@ -96,12 +145,14 @@ class Instance:
             clock=self._clock,
             name_of=str,
             track_gpu=config.base_gpu_bytes is not None,
-            keep_evictions=0,
+            record_evictions=False,
         )
         machine.base_host = config.base_host_bytes
         if config.base_gpu_bytes is not None:
             machine.base_gpu = config.base_gpu_bytes
         self.keys = [str(m) for m in range(len(costs.disk_bytes))]
+        self._model_index = {key: m for m, key in enumerate(self.keys)}
+        """Model name -> its index (a lookup costs a fifth of `int(name)`)."""
         # Two time-ordered queues, ties broken by one sequence number so events replay in the
         # order they were scheduled: a heap for work and service ends, and a FIFO for the
         # ready deadlines (arrival + a fixed timeout, so already in order: no heap needed).
@@ -121,6 +172,10 @@ class Instance:
         self._recorded: dict[str, tuple[float, float]] = {}
         """Model -> the recorded (download s, load s) of its next download and load."""
         self._serial = config.serial_model_control
+        # Settings read for every load, unload or request, as attributes of their own.
+        self._out_of_memory = config.out_of_memory
+        self._host_limit = config.budgets.host_memory_bytes
+        self._gpu_limit = config.budgets.gpu_memory_bytes
         self._lane_free = 0.0
         """With serial model control: when the last load or unload started ends."""
         self.busy_until: dict[int, float] = {}
@@ -143,6 +198,7 @@ class Instance:
         """Model -> when it first finished loading (shared by an endpoint's instances)."""
         self.load_times: list[float] = []
         self.first_eviction: float | None = None
+        """When a model was first unloaded (its unload's end) or deleted to make room."""
         # What the instance really holds (loads in flight included), which the cache only
         # learns after each model's first load: a load that would pass a budget fails (507).
         self.host_in_use = config.base_host_bytes
@@ -154,7 +210,7 @@ class Instance:
             Download: self._download,  # type: ignore[dict-item]
             Load: self._load,  # type: ignore[dict-item]
             Unload: self._unload,  # type: ignore[dict-item]
-            Evicted: self._evicted,  # type: ignore[dict-item]
+            Delete: self._deleted,  # type: ignore[dict-item]
         }
 
     def _clock(self) -> float:
@@ -327,6 +383,7 @@ class Instance:
         pop = heapq.heappop
         disk_bytes = self.costs.disk_bytes
         waiting = self._waiting
+        model_index = self._model_index
         while True:
             # The earlier of the two heads; (time, sequence) decides, as the sequence numbers
             # are unique across both queues.
@@ -346,20 +403,23 @@ class Instance:
             if kind == _DONE:
                 machine.done(entry)
             elif kind == _DOWNLOADED:
-                machine.downloaded(entry, disk_bytes[int(entry.target_model)], None)
+                machine.downloaded(entry, disk_bytes[model_index[entry.target_model]], None)
             elif kind == _LOADED:
-                model = int(entry.target_model)
+                model = model_index[entry.target_model]
                 machine.loaded(entry)
                 replayed = self._loading.get(entry.target_model) if self._loading else None
                 if replayed is not None and replayed.measure_s:
-                    self._push(self.now + replayed.measure_s, _MEASURED, entry)
+                    self._seq += 1
+                    heapq.heappush(
+                        events, (self.now + replayed.measure_s, self._seq, _MEASURED, entry)
+                    )
                 else:
                     self._measured(entry, model)
                 self.load_times.append(self.now)
                 self.first_loaded.setdefault(model, self.now)
                 self._peaks()
             elif kind == _MEASURED:
-                self._measured(entry, int(entry.target_model))
+                self._measured(entry, model_index[entry.target_model])
                 self._peaks()
             elif kind == _REJECTED:
                 self.rejected_loads += 1
@@ -369,6 +429,8 @@ class Instance:
             else:
                 self._left_memory(entry)
                 machine.unloaded(entry, ghost=kind == _GHOST_UNLOADED)
+                if self.first_eviction is None and kind == _UNLOADED:
+                    self.first_eviction = self.now
             if machine.outbox:
                 self._perform()
 
@@ -386,10 +448,6 @@ class Instance:
 
     # ----- the executor's part ----------------------------------------------------------------
 
-    def _push(self, at: float, kind: int, entry: ModelEntry) -> None:
-        self._seq += 1
-        heapq.heappush(self.events, (at, self._seq, kind, entry))
-
     def _perform(self) -> None:
         outbox = self.machine.outbox
         perform = self._perform_one
@@ -403,48 +461,59 @@ class Instance:
 
     def _probe(self, command: Probe) -> None:
         entry = command.entry
-        self.machine.probed(entry, self.costs.archive_bytes[int(entry.target_model)])
+        self.machine.probed(entry, self.costs.archive_bytes[self._model_index[entry.target_model]])
 
     def _download(self, command: Download) -> None:
         entry = command.entry
         recorded = self._recorded.get(entry.target_model)
-        took = self.costs.download_s[int(entry.target_model)] if recorded is None else recorded[0]
-        self._push(self.now + took, _DOWNLOADED, entry)
+        model = self._model_index[entry.target_model]
+        took = self.costs.download_s[model] if recorded is None else recorded[0]
+        self._seq += 1
+        heapq.heappush(self.events, (self.now + took, self._seq, _DOWNLOADED, entry))
 
     def _load(self, command: Load) -> None:
         entry = command.entry
-        model = int(entry.target_model)
+        model = self._model_index[entry.target_model]
         recorded = self._recorded.pop(entry.target_model, None)
         took = self.costs.load_s[model] if recorded is None else recorded[1]
         # The container fails a load that runs out of memory: at its end, at worst.
-        kind = _REJECTED if self.config.out_of_memory and not self._fits(entry, model) else _LOADED
-        replayed = _next(self._recorded_loads, model) if self._recorded_loads else None
-        at = self._control_call(took, None if replayed is None else replayed.time)
-        if replayed is not None:
-            self._loading[entry.target_model] = replayed
-        self._push(at, kind, entry)
-        if self.config.stall_share:
+        kind = _REJECTED if self._out_of_memory and not self._fits(entry, model) else _LOADED
+        at = self._lane(took) if self._serial else self.now + took
+        if self._recorded_loads:
+            replayed = _next(self._recorded_loads, model)
+            if replayed is not None:
+                at = self._snapped(at, took, replayed.time)
+                self._loading[entry.target_model] = replayed
+        self._seq += 1
+        heapq.heappush(self.events, (at, self._seq, kind, entry))
+        if self._stall_share:
             heapq.heappush(self._ops, at)
 
-    def _control_call(self, took: float, recorded_end: float | None) -> float:
-        """When a load or unload started now ends: after the ones before it, if they take
-        turns; at `recorded_end` if that is within `SNAP_S` of the reckoning."""
-        start = max(self.now, self._lane_free) if self._serial else self.now
-        end = start + took
-        if recorded_end is not None and start <= recorded_end and abs(recorded_end - end) <= SNAP_S:
-            end = recorded_end
-        if self._serial:
-            self._lane_free = end
+    def _lane(self, took: float) -> float:
+        """With serial model control: when a load or unload started now ends, after the ones
+        before it."""
+        end = max(self.now, self._lane_free) + took
+        self._lane_free = end
         return end
+
+    def _snapped(self, end: float, took: float, recorded_end: float) -> float:
+        """A replayed call's end: the recorded one if within `SNAP_S` of the reckoned `end`
+        (and not before the call could start); the lane follows."""
+        if recorded_end < end - took or abs(recorded_end - end) > SNAP_S:
+            return end
+        if self._serial:
+            self._lane_free = recorded_end
+        return recorded_end
 
     def _fits(self, entry: ModelEntry, model: int) -> bool:
         """Take the model's memory if the instance has it (what a load really allocates)."""
         host = self.host_in_use + self.costs.host_bytes[model]
         gpu = self.gpu_in_use + self.costs.gpu_bytes[model]
-        budgets = self.config.budgets
-        if budgets.host_memory_bytes is not None and host > budgets.host_memory_bytes:
+        limit = self._host_limit
+        if limit is not None and host > limit:
             return False
-        if budgets.gpu_memory_bytes is not None and gpu > budgets.gpu_memory_bytes:
+        limit = self._gpu_limit
+        if limit is not None and gpu > limit:
             return False
         self.host_in_use, self.gpu_in_use = host, gpu
         self._in_memory.add(entry.target_model)
@@ -453,25 +522,30 @@ class Instance:
     def _left_memory(self, entry: ModelEntry) -> None:
         if entry.target_model in self._in_memory:
             self._in_memory.remove(entry.target_model)
-            model = int(entry.target_model)
+            model = self._model_index[entry.target_model]
             self.host_in_use -= self.costs.host_bytes[model]
             self.gpu_in_use -= self.costs.gpu_bytes[model]
 
-    def _evicted(self, command: Evicted) -> None:
+    def _deleted(self, command: Delete) -> None:
+        # Every deletion is an eviction or follows one at once (a model reclaimed for disk
+        # room is deleted as its unload ends).
         if self.first_eviction is None:
             self.first_eviction = self.now
 
     def _unload(self, command: Unload) -> None:
         entry = command.entry
         kind = _GHOST_UNLOADED if command.ghost else _UNLOADED
-        model = int(entry.target_model)
+        model = self._model_index[entry.target_model]
         replayed = None
         if not command.ghost and self._recorded_unloads:
             replayed = _next(self._recorded_unloads, model)
         took = self.costs.unload_s[model] if replayed is None else replayed.unload_s
-        at = self._control_call(took, None if replayed is None else replayed.time)
-        self._push(at, kind, entry)
-        if self.config.stall_share:
+        at = self._lane(took) if self._serial else self.now + took
+        if replayed is not None:
+            at = self._snapped(at, took, replayed.time)
+        self._seq += 1
+        heapq.heappush(self.events, (at, self._seq, kind, entry))
+        if self._stall_share:
             heapq.heappush(self._ops, at)
         if at > self._unloads_end:
             self._unloads_end = at
@@ -487,11 +561,11 @@ class Instance:
             self.errors += 1
             self.machine.done(command.entry)
             return
-        model = int(command.entry.target_model)
+        model = self._model_index[command.entry.target_model]
         self._serve(command.entry, index, model, self.now, service_s, self.now - arrived, COLD)
 
     def _peaks(self) -> None:
-        if self.config.out_of_memory:
+        if self._out_of_memory:
             self.peak_host = max(self.peak_host, self.host_in_use)
             self.peak_gpu = max(self.peak_gpu, self.gpu_in_use)
             return
