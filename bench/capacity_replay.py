@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     parser.add_argument("--keep-profile", type=Path, help="also save the profile here")
+    parser.add_argument("--keep-traces", type=Path, help="also copy the traces into this folder")
     args = parser.parse_args()
 
     from mme_local.artifacts.archive import copy_names
@@ -118,6 +120,9 @@ def main() -> None:
                 .result
             )
             predicted = {k: getattr(result, k) for k in KEYS}
+            if args.keep_traces is not None:
+                args.keep_traces.mkdir(parents=True, exist_ok=True)
+                shutil.copy(trace, args.keep_traces / trace.name)
             rows.append((label, measured, predicted, served_s))
             print(label, measured, predicted)
     lines = [
