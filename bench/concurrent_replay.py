@@ -4,9 +4,11 @@ Publishes --models copies of a Python-backend model that holds --hold-mib once l
 profiles one copy, then serves a Zipf workload from --clients threads at once (each sends its
 next request when the last is answered) on the real Triton, under a measured-memory budget
 of --fit models with 2 parallel downloads and 2 parallel loads, with a trace. --think and
---stagger space the requests out (a pause before each, the clients' starts apart), so that no
-two events tie within the timings' resolution. The trace is replayed by `capacity plan` with
-the same budget and parallelism; the table compares measured and predicted counts.
+--stagger space the requests out (a pause before each, the clients' starts apart); the
+replay keeps ties in their recorded order either way (recorded ends), so they are a variation,
+not a need. The trace is replayed by `capacity plan` with the same budget and parallelism; the
+table compares measured and predicted counts. --keep saves the trace and the profile, for
+comparing each request's outcome.
 """
 
 from __future__ import annotations
