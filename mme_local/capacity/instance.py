@@ -483,7 +483,10 @@ class Instance:
             replayed = _next(self._recorded_loads, model)
             if replayed is not None:
                 at = self._snapped(at, took, replayed.time)
-                self._loading[entry.target_model] = replayed
+                if at == replayed.time:
+                    # The recorded load is this one (a load that failed live has no record,
+                    # and a diverged replay loads others): its measurement stands too.
+                    self._loading[entry.target_model] = replayed
         self._seq += 1
         heapq.heappush(self.events, (at, self._seq, kind, entry))
         if self._stall_share:

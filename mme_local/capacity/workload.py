@@ -118,11 +118,11 @@ def from_trace(
         models,
         names,
         footprints,
-        service,
-        cold,
-        loads or None,
-        unloads or None,
-        done if any(d is not None for d in done) else None,
+        service_s=service,
+        cold_work_s=cold,
+        loads=loads or None,
+        unloads=unloads or None,
+        done_at=done if any(d is not None for d in done) else None,
     )
 
 

@@ -300,3 +300,33 @@ def test_a_replayed_load_takes_the_memory_the_live_cache_measured_and_its_base()
         run = replace(workload, loads={(0, 1): [recorded]})
         hits.append(simulate(run, model_costs(run, prof, False), config).hits)
     assert hits == [1, 0, 0]
+
+
+def test_a_recorded_load_far_from_the_replayed_one_lends_it_nothing() -> None:
+    """A recorded load more than 50 ms from the replay's reckoning is another call (a load
+    that failed live has no record; a diverged replay loads others): its end, measured memory
+    and base are not taken, and the profile's figures stand."""
+    from dataclasses import replace
+
+    from mme_local.cache.records import LoadRecord
+    from mme_local.capacity.plan import emulator_candidate
+    from mme_local.capacity.simulator import model_costs, simulate
+    from mme_local.capacity.workload import Workload
+    from tests.unit.capacity_support import MiB
+
+    names = ["model-0.tar.gz", "model-1.tar.gz"]
+    prof = profile(footprint(names, host_mib=100, load_s=1.0, download_s=0.0))
+    workload = Workload(
+        times=[0.0, 5.0, 10.0],
+        models=[0, 1, 0],
+        names=names,
+        footprints=[prof.artifacts[0]] * 2,
+        service_s=[0.01] * 3,
+        cold_work_s=[(0.0, 1.0), (0.0, 1.0), None],
+    )
+    config = emulator_candidate(prof, None, prof.baseline_host_bytes + 250 * MiB, None, 60.0).config
+    for end in (6.0, 6.04, 6.06, 30.0):  # the reckoned end is 6.0 s
+        elsewhere = LoadRecord(end, names[1], 1.0, memory_bytes=200 * MiB)
+        run = replace(workload, loads={(0, 1): [elsewhere]})
+        hits = simulate(run, model_costs(run, prof, False), config).hits
+        assert hits == (0 if end <= 6.04 else 1), end
