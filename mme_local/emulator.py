@@ -317,6 +317,13 @@ class Emulator:
         return self._cache
 
     @property
+    def supervisor(self) -> RuntimeSupervisor:
+        """The first instance's: whether its model server is up, and how often it died."""
+        if self._supervisor is None:
+            raise RuntimeError("the emulator is not started")
+        return self._supervisor
+
+    @property
     def gateway(self) -> Gateway:
         if self._gateway is None:
             raise RuntimeError("the emulator is not started")

@@ -6,6 +6,10 @@ are the cache's own (its download, load and unload histograms); memory is the se
 measured resident memory (and NVML's used bytes with a GPU) around the load. Artifacts of the
 other stack are refused before anything starts.
 
+A measurement during which the model server died (the supervisor restarts it) is thrown away
+and taken again on the restarted server, warmed up first, up to `_ATTEMPTS` times: a crash
+of the server (Triton has segfaulted on an unload) must not fail a profile or skew its figures.
+
 An empty TorchScript model, in the stack's layout, is loaded twice first. The first load warms
 the runtime up: on the embedded Triton it brings torch into the shared torch host (and its one
 CUDA context on a GPU), as the cloud's Triton brings in libtorch once; the baseline is measured
@@ -22,8 +26,10 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from mme_local.artifacts.lint import stack_of
 from mme_local.artifacts.lint_torchserve import MANIFEST, wrong_stack
@@ -35,6 +41,7 @@ from mme_local.emulator import Emulator
 from mme_local.gateway.errors import SageMakerError
 from mme_local.gateway.service import InvokeRequest
 from mme_local.metrics_reader import read_samples
+from mme_local.runtime.errors import RuntimeExited
 from mme_local.settings import EmulatorSettings
 
 EMPTY_MODEL = "mme-local-empty-torchscript.tar.gz"
@@ -43,6 +50,11 @@ _KIND = re.compile(r"\bkind\s*:\s*(KIND_GPU|KIND_CPU)\b")
 _GROUP = re.compile(r"\binstance_group\b")
 _COUNT = re.compile(r"\bcount\s*:\s*(\d+)")
 _NO_LIMIT = 1 << 60
+_T = TypeVar("_T")
+_ATTEMPTS = 3
+"""Tries per measurement when the model server dies during one."""
+_RESTART_WAIT_S = 120.0
+"""How long a measurement waits for the supervisor to bring a dead model server back."""
 
 
 @dataclass(frozen=True)
@@ -142,9 +154,16 @@ def _histogram(samples: dict[str, float], name: str) -> tuple[float, float]:
 
 
 class _Measurer:
-    def __init__(self, emulator: Emulator, sample: Sample | None) -> None:
+    """Measures on the emulator's first instance, again on the restarted server if the server
+    died during a measurement. A fresh server is warmed up (one load of the empty model)
+    before its first measurement, as the first one was."""
+
+    def __init__(self, emulator: Emulator, sample: Sample | None, progress: Progress) -> None:
         self.emulator = emulator
         self.sample = sample
+        self.progress = progress
+        self._warm_since: int | None = None
+        """The supervisor's exit count when this server was warmed up (None: not yet)."""
 
     def _samples(self) -> dict[str, float]:
         return read_samples(self.emulator.metrics.render().decode())
@@ -154,10 +173,72 @@ class _Measurer:
         return None if probe is None else probe()
 
     async def baseline(self) -> tuple[int, int | None]:
-        await self.emulator.cache.settle()
-        return self.emulator.cache.memory.host(), self._gpu()
+        async def read() -> tuple[int, int | None]:
+            await self.emulator.cache.settle()
+            return self.emulator.cache.memory.host(), self._gpu()
 
-    async def measure(self, target: str, sample: Sample | None) -> Footprint:
+        return await self._on_one_server("the server's own memory", read)
+
+    async def measure(self, target: str, sample: Sample | None, name: str = "") -> Footprint:
+        """`name`: the model as the user knows it (default: `target`)."""
+        step = lambda: self._measure_once(target, sample)  # noqa: E731
+        return await self._on_one_server(name or target, step)
+
+    async def _on_one_server(self, what: str, step: Callable[[], Awaitable[_T]]) -> _T:
+        """`step`'s result from a warmed-up server that stayed up from the warm-up to its end."""
+        supervisor = self.emulator.supervisor
+        for attempt in range(1, _ATTEMPTS + 1):
+            await self._server_up(what)
+            exits = supervisor.exits
+            try:
+                if self._warm_since != exits:
+                    self.progress("warming up the runtime with an empty TorchScript model")
+                    await self._measure_once(EMPTY_MODEL, None)
+                    self._warm_since = exits
+                result = await step()
+            except Exception:
+                if not self._died_since(exits):
+                    raise  # the step's own failure, not the server's death
+            else:
+                if not self._died_since(exits):
+                    return result
+            self._warm_since = None
+            if attempt < _ATTEMPTS:
+                self.progress(
+                    f"the model server died while measuring {what}; measuring it again "
+                    f"on the restarted server ({attempt + 1}/{_ATTEMPTS})"
+                )
+        raise CapacityError(
+            f"the model server died {_ATTEMPTS} times while measuring {what}; "
+            "its last log lines above say why"
+        )
+
+    def _died_since(self, exits: int) -> bool:
+        supervisor = self.emulator.supervisor
+        return supervisor.exits != exits or not self._up()
+
+    def _up(self) -> bool:
+        """Up as far as anyone can tell: the supervisor may not have noticed an exit yet."""
+        if not self.emulator.supervisor.running:
+            return False
+        try:
+            if self.emulator.server is not None:
+                self.emulator.server.check_alive()
+        except RuntimeExited:
+            return False
+        return True
+
+    async def _server_up(self, what: str) -> None:
+        deadline = time.monotonic() + _RESTART_WAIT_S
+        while not self._up():
+            if time.monotonic() > deadline:
+                raise CapacityError(
+                    f"the model server did not come back within {_RESTART_WAIT_S:.0f} s "
+                    f"to measure {what}; its last log lines above say why"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _measure_once(self, target: str, sample: Sample | None) -> Footprint:
         cache = self.emulator.cache
         await cache.settle()
         before = self._samples()
@@ -244,17 +325,17 @@ async def measure_footprints(
         emulator = Emulator(settings, progress)
         await emulator.start()
         try:
-            measurer = _Measurer(emulator, sample)
-            progress("warming up the runtime with an empty TorchScript model")
-            await measurer.measure(EMPTY_MODEL, None)
+            measurer = _Measurer(emulator, sample, progress)
             base_host, base_gpu = await measurer.baseline()
             cost = "worker" if settings.stack == "torchserve" else "stub"
             progress(f"measuring an empty TorchScript model (the fixed cost of one {cost})")
-            empty = await measurer.measure(EMPTY_MODEL, None)
+            empty = await measurer.measure(EMPTY_MODEL, None, "the empty model")
             footprints = []
             for number, item in enumerate(distinct, start=1):
                 progress(f"measuring {item.target_models[0]} ({number}/{len(distinct)})")
-                measured = await measurer.measure(f"{item.sha256}.tar.gz", sample)
+                measured = await measurer.measure(
+                    f"{item.sha256}.tar.gz", sample, item.target_models[0]
+                )
                 footprints.append(
                     replace(
                         measured,

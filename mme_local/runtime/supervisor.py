@@ -63,6 +63,9 @@ class RuntimeSupervisor(BackgroundTask):
         self._can_wait = isinstance(server, ExitWatch)
         self.running = True
         """False from the moment the server is found dead until a restart succeeds."""
+        self.exits = 0
+        """How many times the server was found dead (each one then restarted): work that
+        spans a change of this number ran, in part, on a server that is gone."""
 
     async def _run(self) -> None:
         # The emulator started the server just before supervising it.
@@ -110,6 +113,7 @@ class RuntimeSupervisor(BackgroundTask):
 
     async def _restart(self) -> None:
         self.running = False
+        self.exits += 1
         self.on_down()
         attempt = 0
         while True:

@@ -69,6 +69,7 @@ async def test_a_failed_restart_is_retried_with_backoff_until_it_works() -> None
     assert events == ["down", "up http://127.0.0.1:1004"]
     assert attempts == 4 and server.starts == 4
     assert supervisor.running
+    assert supervisor.exits == 1, "one death, however many attempts its restart took"
 
 
 async def test_requests_see_the_runtime_down_until_the_restart_succeeds() -> None:

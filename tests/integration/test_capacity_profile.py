@@ -1,0 +1,96 @@
+"""`capacity profile` on the real Triton outlives the model server's death: a measurement the
+server died during is taken again on the restarted server, not failed or kept half-done.
+
+Triton (pytriton's 2.x build) has segfaulted on a SageMaker unload a few milliseconds after
+the load it followed; the supervisor restarted it, and the profile then failed with "the model
+server is restarting". Here the server is killed with the same signal at the two points that
+matter: while a model is pinned (the sample request fails) and just after a measurement ended
+(the measurement looks whole but ran in part on a server that is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from mme_local.capacity import profiler
+from mme_local.capacity.profile import Footprint
+from mme_local.capacity.profiler import EMPTY_MODEL, Sample, measure_footprints
+from mme_local.capacity.sources import from_folder
+from mme_local.settings import EmulatorSettings
+from tests.support import doubler_archive, kserve_body
+
+pytestmark = pytest.mark.integration
+
+
+def _kill(pid: int) -> None:
+    """SIGSEGV, as Triton's crash, and back once the process is gone: Triton's handler prints
+    a backtrace and serves on for some milliseconds, and a crash inside a measurement is over
+    before the measurement is (the call it crashed on failed)."""
+    os.kill(pid, signal.SIGSEGV)
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(1000):
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"Triton ({pid}) outlived SIGSEGV by 10 s")
+
+
+def _triton(measurer: profiler._Measurer) -> int:
+    server = measurer.emulator.server
+    assert server is not None
+    return server.process_ids()[0]
+
+
+def test_a_measurement_the_server_died_during_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    doubler_archive(folder, "doubler.tar.gz")
+    distinct = from_folder(folder)
+    kills: list[int] = []
+    invoke, measure_once = profiler._Measurer._invoke, profiler._Measurer._measure_once
+
+    async def invoke_then_die(self: profiler._Measurer, target: str, sample: Sample) -> None:
+        if not kills:
+            kills.append(_triton(self))
+            _kill(kills[-1])
+        await invoke(self, target, sample)
+
+    async def measure_then_die(
+        self: profiler._Measurer, target: str, sample: Sample | None
+    ) -> Footprint:
+        footprint = await measure_once(self, target, sample)
+        if target != EMPTY_MODEL and len(kills) == 1 and _triton(self) != kills[0]:
+            kills.append(_triton(self))  # the restarted server, once it measured the model
+            _kill(kills[-1])
+        return footprint
+
+    monkeypatch.setattr(profiler._Measurer, "_invoke", invoke_then_die)
+    monkeypatch.setattr(profiler._Measurer, "_measure_once", measure_then_die)
+    said: list[str] = []
+    settings = EmulatorSettings(port=0, cache_dir=tmp_path / "cache")
+    sample = Sample(kserve_body([1.0, 2.0]), "application/json", repeats=2)
+
+    measured = asyncio.run(measure_footprints(distinct, settings, sample, said.append))
+
+    assert len(kills) == 2, "killed while pinned, then after a whole measurement"
+    (artifact,) = measured.artifacts
+    assert artifact.target_models == ["doubler.tar.gz"]
+    assert artifact.load_s > 0 and artifact.unload_s > 0
+    assert artifact.host_memory_bytes > 0
+    assert artifact.warm_latency_s is not None and artifact.warm_latency_s > 0
+    retries = [line for line in said if "died while measuring" in line]
+    assert retries == [
+        "the model server died while measuring doubler.tar.gz; measuring it "
+        f"again on the restarted server ({n}/3)"
+        for n in (2, 3)
+    ]
+    # each restarted server is warmed up before it is measured, as the first one was
+    assert said.count("warming up the runtime with an empty TorchScript model") == 3
