@@ -34,10 +34,13 @@ typecheck: $(BIN)/mme-local
 	$(BIN)/mypy mme_local cloud bench
 
 unit: $(BIN)/mme-local
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest -q -n logical --maxprocesses 4 tests/unit
 
+# Unit tests are CPU-bound and independent: one worker per core, up to four. Integration tests
+# run one at a time: several time real loads and unloads, and the replays must match them.
 test: lint typecheck runtime
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -n logical --maxprocesses 4 tests/unit
+	$(BIN)/pytest -q -ra tests/integration
 
 demo: runtime
 	$(BIN)/mme-local demo

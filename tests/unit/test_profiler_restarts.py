@@ -11,6 +11,7 @@ import pytest
 
 from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.profiler import EMPTY_MODEL, _Measurer
+from mme_local.runtime.errors import RuntimeExited
 
 
 @dataclass
@@ -20,9 +21,18 @@ class FakeSupervisor:
 
 
 @dataclass
+class FakeServer:
+    dead: bool = False
+
+    def check_alive(self) -> None:
+        if self.dead:
+            raise RuntimeExited(-11, "Signal (11) received.")
+
+
+@dataclass
 class FakeEmulator:
     supervisor: FakeSupervisor = field(default_factory=FakeSupervisor)
-    server: None = None
+    server: FakeServer = field(default_factory=FakeServer)
 
 
 def _measurer(
@@ -87,3 +97,48 @@ def test_a_server_that_does_not_come_back_is_a_clear_error(
     with pytest.raises(CapacityError, match=r"did not come back within 0 s to measure m\b"):
         asyncio.run(measurer.measure("m.tar.gz", None, "m"))
     assert measured == []
+
+
+def test_a_measurement_that_failed_because_the_server_died_is_taken_again() -> None:
+    """The sample request is refused by a dead server: not the --sample's fault."""
+    measurer, _, measured = _measurer([])
+    emulator = measurer.emulator
+    calls = 0
+
+    async def measure_once(target: str, sample: object) -> str:
+        nonlocal calls
+        calls += 1
+        measured.append(target)
+        if calls == 2:
+            emulator.supervisor.exits += 1
+            raise CapacityError("the sample request failed on m: connection refused")
+        return target
+
+    measurer._measure_once = measure_once  # type: ignore[assignment,method-assign]
+    result: object = asyncio.run(measurer.measure("m.tar.gz", None, "m"))
+    assert result == "m.tar.gz"
+    assert measured == [EMPTY_MODEL, "m.tar.gz", EMPTY_MODEL, "m.tar.gz"]
+
+
+def test_an_exit_the_supervisor_is_yet_to_notice_counts_and_is_waited_out() -> None:
+    """The server is dead (its process ended) but the supervisor still says it runs: the
+    measurement is not kept, and the next try waits for the supervisor's restart."""
+    measurer, said, measured = _measurer([])
+    emulator = measurer.emulator
+    server, supervisor = emulator.server, emulator.supervisor
+
+    async def measure_once(target: str, sample: object) -> str:
+        measured.append(target)
+        if target != EMPTY_MODEL and measured.count(target) == 1:
+            server.dead = True  # type: ignore[union-attr]
+            asyncio.get_running_loop().call_later(0.2, restart)
+        return target
+
+    def restart() -> None:
+        server.dead = False  # type: ignore[union-attr]
+        supervisor.exits += 1
+
+    measurer._measure_once = measure_once  # type: ignore[assignment,method-assign]
+    asyncio.run(measurer.measure("m.tar.gz", None, "m"))
+    assert measured == [EMPTY_MODEL, "m.tar.gz", EMPTY_MODEL, "m.tar.gz"]
+    assert "died while measuring m" in said[1]
