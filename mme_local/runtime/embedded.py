@@ -26,6 +26,7 @@ from mme_local.runtime.logs import read_version
 from mme_local.runtime.procs import (
     descendants,
     die_with_parent,
+    exit_status,
     processes_in_group,
     serving_model,
 )
@@ -158,7 +159,7 @@ class EmbeddedTriton(LocalTriton):
         process = self._process
         if process is None or self._stopping:
             return
-        returncode = process.poll()
+        returncode = exit_status(process)
         if returncode is not None:
             raise RuntimeExited(returncode, self.log_tail())
         host_returncode = self.torch_host.returncode()

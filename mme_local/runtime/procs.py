@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 _PROC = Path("/proc")
@@ -97,3 +98,21 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+def exit_status(process: subprocess.Popen[bytes]) -> int | None:
+    """`process`'s exit status once it has ended (reaping it), None while it runs.
+
+    `Popen.poll()` alone answers None while another thread is inside poll() or wait() for the
+    same process (it skips a waitpid rather than wait for that thread's), so a dead server
+    could pass for alive to a check made just then. A peek that leaves the child to be
+    reaped (`WNOWAIT`) decides, and `wait()` then collects the status.
+    """
+    returncode = process.poll()
+    if returncode is not None:
+        return returncode
+    try:
+        ended = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # the other thread reaped it meanwhile
+        return process.poll()
+    return None if ended is None else process.wait()

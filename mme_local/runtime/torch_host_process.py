@@ -23,7 +23,7 @@ from typing import Any
 
 from mme_local.runtime.errors import RuntimeExited, RuntimeFailure
 from mme_local.runtime.logs import read_log_tail, rotate_log
-from mme_local.runtime.procs import die_with_parent, processes_in_group
+from mme_local.runtime.procs import die_with_parent, exit_status, processes_in_group
 from mme_local.runtime.torch_host_wire import SOCKET_ENV, HostGone, connect, receive, send
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class TorchHostProcess:
 
     def returncode(self) -> int | None:
         """None while it runs (or was never started), else its exit status."""
-        return None if self._process is None else self._process.poll()
+        return None if self._process is None else exit_status(self._process)
 
     def log_tail(self, lines: int = 40) -> str:
         return read_log_tail(self.log_path, lines)
