@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mme_local.capacity.errors import CapacityError
-from mme_local.capacity.instance import HIT, Instance
+from mme_local.capacity.instance import HIT
 from mme_local.capacity.plan import Outcome, Plan
 from mme_local.capacity.profile import Profile
 from mme_local.capacity.report import plan_dict
-from mme_local.capacity.simulator import ModelCosts, model_costs, route
+from mme_local.capacity.simulator import ModelCosts, build_instances, feed, model_costs
 from mme_local.capacity.workload import Workload
 from mme_local.gateway.page_assets import inline_page
 
@@ -50,7 +50,7 @@ class _Buckets:
 def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> dict[str, Any]:
     """The chosen candidate's run as timeline samples (seconds from the first request)."""
     config = outcome.candidate.config
-    times, models = workload.times, workload.models
+    times = workload.times
     start = times[0]
     duration = max(workload.duration_s, 1e-6)
     count = max(1, min(MAX_BUCKETS, len(times)))
@@ -63,12 +63,7 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
         kind = 2 if wait is None else (0 if how == HIT else 1)
         buckets.outcomes[buckets.index(times[index])][kind] += 1
 
-    recorded = workload if config.recorded_cold_starts else None
-    instances = [
-        Instance(config, costs, answer, index=k, recorded=recorded) for k in range(config.count)
-    ]
-    service = workload.service_s
-    cold = workload.cold_work_s if config.recorded_cold_starts else None
+    instances = build_instances(workload, costs, config, answer)
     peaks = {"loaded": 0, "disk": 0}
     loads_before = unloads_before = 0
     events: list[dict[str, Any]] = []
@@ -97,21 +92,14 @@ def replay_timeline(workload: Workload, costs: ModelCosts, outcome: Outcome) -> 
             events.append(_mark(at, "eviction", reason))
         loads_before, unloads_before = loads, unloads
 
-    only = instances[0] if config.count == 1 else None
-    for i in range(len(times)):
-        model, t = models[i], times[i]
+    def close_until(t: float) -> None:
+        nonlocal boundary
         while buckets.index(t) > boundary:
             close_bucket(boundary)
             boundary += 1
-        # The simulator's routing, so the replay takes the same path as the plan did.
-        inst = only if only is not None else route(instances, model, t)
-        inst.request(
-            i,
-            t,
-            model,
-            service[i] if service else costs.latency_s[model],
-            cold[i] if cold else None,
-        )
+
+    # The simulator's own feed (and routing), so the replay takes the same path as the plan.
+    feed(instances, workload, costs, config, before=close_until)
     while boundary < count:
         close_bucket(boundary)
         boundary += 1

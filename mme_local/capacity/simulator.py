@@ -8,6 +8,7 @@ over several instances by the rule the live gateway runs with `up --instance-cou
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +217,47 @@ def _percentiles(waits: npt.NDArray[np.float64]) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
+def build_instances(
+    workload: Workload,
+    costs: ModelCosts,
+    config: SimConfig,
+    answer: Callable[[int, float | None, int], None],
+    first_loaded: dict[int, float] | None = None,
+) -> list[Instance]:
+    """`config.count` instances that tell `answer` how each request ended (index, wait or
+    None for a 429, outcome); replays take the recorded loads, unloads and ends too."""
+    recorded = workload if config.recorded_cold_starts else None
+    return [
+        Instance(config, costs, answer, first_loaded, index=k, recorded=recorded)
+        for k in range(config.count)
+    ]
+
+
+def feed(
+    instances: list[Instance],
+    workload: Workload,
+    costs: ModelCosts,
+    config: SimConfig,
+    before: Callable[[float], None] | None = None,
+) -> None:
+    """Send the workload's requests, in order, each to the instance the live gateway's rule
+    picks. `before(t)` runs ahead of each arrival (the HTML timeline closes its intervals
+    there). The instances are left at the last arrival: `advance(inf)` runs them out."""
+    service = workload.service_s
+    latency = costs.latency_s
+    times, models = workload.times, workload.models
+    cold = workload.cold_work_s if config.recorded_cold_starts else None
+    only = instances[0] if config.count == 1 else None
+    for i in range(len(times)):
+        model, t = models[i], times[i]
+        if before is not None:
+            before(t)
+        inst = only if only is not None else route(instances, model, t)
+        inst.request(
+            i, t, model, service[i] if service else latency[model], cold[i] if cold else None
+        )
+
+
 def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimResult:
     """Replay `workload` on `config.count` instances; counts, waits and peaks."""
     n = len(workload)
@@ -230,24 +272,11 @@ def simulate(workload: Workload, costs: ModelCosts, config: SimConfig) -> SimRes
         answered_how[index] = kind
 
     first_loaded: dict[int, float] = {}
-    recorded = workload if config.recorded_cold_starts else None
-    instances = [
-        Instance(config, costs, answer, first_loaded, index=k, recorded=recorded)
-        for k in range(config.count)
-    ]
-    service = workload.service_s
-    latency = costs.latency_s
-    times, models = workload.times, workload.models
-    cold = workload.cold_work_s if config.recorded_cold_starts else None
-    only = instances[0] if config.count == 1 else None
-    for i in range(len(times)):
-        model, t = models[i], times[i]
-        inst = only if only is not None else route(instances, model, t)
-        inst.request(
-            i, t, model, service[i] if service else latency[model], cold[i] if cold else None
-        )
+    instances = build_instances(workload, costs, config, answer, first_loaded)
+    feed(instances, workload, costs, config)
     for inst in instances:
         inst.advance(float("inf"))
+    times, models = workload.times, workload.models
     waits = np.array(answered_waits, dtype=np.float64)
     outcome = np.frombuffer(answered_how, dtype=np.int8)
     machines = [inst.machine for inst in instances]
