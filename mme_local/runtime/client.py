@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,12 +95,15 @@ class ContainerClient:
         self.base_url = base_url.rstrip("/")
         self._invoke_pool = _pool_for(self.base_url)
         self.control_calls = ControlCalls()
+        self._load_answered: dict[str, float] = {}
+        """Model -> when its last load answered (monotonic), for `dialect.unload_settle_s`."""
 
     def rebase(self, base_url: str) -> None:
         """Follow a model server that came back on another address after a restart."""
         self._invoke_pool.close()
         self.base_url = base_url.rstrip("/")
         self._invoke_pool = _pool_for(self.base_url)
+        self._load_answered.clear()  # a new server: none of its models is loaded
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -168,6 +172,7 @@ class ContainerClient:
                 if self.model_list_mutex is not None:
                     # A load adds its model to the list, under the mutex, before answering.
                     await self.model_list_mutex.pass_through()
+            self._load_answered[model_name] = time.monotonic()
         except ContainerError as error:
             if self.dialect.load_failure_leaves_model(error.status_code):
                 await self._unregister_failed(model_name, target_model)
@@ -181,6 +186,11 @@ class ContainerClient:
 
     async def unload(self, model_name: str, target_model: str) -> None:
         with self.control_calls.track():
+            answered = self._load_answered.pop(model_name, None)
+            if answered is not None:
+                settle = answered + self.dialect.unload_settle_s - time.monotonic()
+                if settle > 0:
+                    await asyncio.sleep(settle)
             async with self._held_for_unload():
                 await self._send(
                     "DELETE",

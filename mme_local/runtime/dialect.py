@@ -51,6 +51,11 @@ class TritonDialect:
     after another anyway, and each answer waits until the calls queued beside it are done
     (measured on Triton 2.51: four loads sent at once all answered after 5.6 s, four unloads
     after 8 s). One at a time makes that order the cache's, and each answer prompt."""
+    unload_settle_s: ClassVar[float] = 0.1
+    """An unload of a model waits until this long after that model's load answered. The
+    Triton in pytriton 0.7.0 has segfaulted, rarely, on unloads sent within a few milliseconds
+    of the same model's load answer; a precaution whose benefit is not proven at that rate
+    (`bench/unload_race.py`, `docs/benchmarks.md`)."""
 
     def error_message(self, body: bytes) -> str:
         parsed = _json(body)
@@ -86,6 +91,7 @@ class TorchServeDialect(TritonDialect):
     name: ClassVar[str] = "torchserve"
     message_key: ClassVar[str] = "message"
     serial_model_control: ClassVar[bool] = False
+    unload_settle_s: ClassVar[float] = 0.0
 
     def error_class(self, status: int, call: Call) -> type[ContainerError]:
         if call == "load" and status in (404, 500):
