@@ -24,7 +24,7 @@ from mme_local.capacity.prices import load_prices
 from mme_local.capacity.profile import Profile, load_profile
 from mme_local.capacity.profiler import Sample, measure_footprints
 from mme_local.capacity.sources import from_folder, from_prefix
-from mme_local.capacity.trace import read_control_calls, read_trace
+from mme_local.capacity.trace import read_trace_file
 from mme_local.capacity.workload import SyntheticSpec, Workload, from_trace, synthetic
 from mme_local.settings import EmulatorSettings
 from mme_local.store.s3url import S3Prefix
@@ -91,8 +91,8 @@ def workload_for(request: PlanRequest, profile: Profile) -> Workload:
     if (request.trace is None) == (request.spec is None):
         raise CapacityError("give either --trace FILE or synthetic traffic (--models N ...)")
     if request.trace is not None:
-        records = read_trace(request.trace)
-        return from_trace(records, profile, str(request.trace), read_control_calls(request.trace))
+        trace = read_trace_file(request.trace)
+        return from_trace(trace.requests, profile, str(request.trace), trace.control_calls)
     assert request.spec is not None
     return synthetic(request.spec, profile)
 

@@ -25,7 +25,7 @@ import json
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mme_local.cache.records import LoadRecord, UnloadRecord
 from mme_local.capacity.errors import CapacityError
@@ -71,8 +71,17 @@ class TraceWriter:
                 self._file = None
 
 
-def read_trace(path: Path) -> list[TraceRecord]:
-    """All records in arrival order, or CapacityError naming the first bad line."""
+@dataclass(frozen=True)
+class Trace:
+    """A trace file's two kinds of line: the requests in arrival order, and the loads and
+    unloads in the order they ended (none in older traces)."""
+
+    requests: list[TraceRecord]
+    control_calls: list[LoadRecord | UnloadRecord]
+
+
+def read_trace_file(path: Path) -> Trace:
+    """The whole trace in one pass, or CapacityError naming the first bad line."""
     try:
         lines = path.read_text().splitlines()
     except OSError as error:
@@ -80,75 +89,74 @@ def read_trace(path: Path) -> list[TraceRecord]:
             f"trace {path} is not readable ({error.strerror}); record one with `up --trace`"
         ) from None
     records: list[TraceRecord] = []
+    calls: list[LoadRecord | UnloadRecord] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
             if "unloaded" in item or "loaded" in item:
-                continue
-            records.append(
-                TraceRecord(
-                    time=float(item["time"]),
-                    target_model=str(item["target_model"]),
-                    status=int(item["status"]),
-                    cache_hit=None if item.get("cache_hit") is None else bool(item["cache_hit"]),
-                    wait_s=float(item.get("wait_s", 0.0)),
-                    model_s=float(item.get("model_s", 0.0)),
-                    download_s=_seconds(item.get("download_s")),
-                    load_s=_seconds(item.get("load_s")),
-                    instance=None if item.get("instance") is None else int(item["instance"]),
-                    done_s=_seconds(item.get("done_s")),
-                )
-            )
-        except (ValueError, KeyError, TypeError) as error:
+                calls.append(_control_call(item))
+            else:
+                records.append(_request(item))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise CapacityError(
-                f"trace {path} line {number} is not a trace record ({error!s}); "
-                "expected JSON with time, target_model and status, as `up --trace` writes"
+                f"trace {path} line {number} is not a trace record ({error!s}); expected JSON "
+                "with time, target_model and status (or a load or unload), as `up --trace` "
+                "writes"
             ) from None
     if not records:
         raise CapacityError(f"trace {path} is empty; record traffic with `mme-local up --trace`")
     records.sort(key=lambda r: r.time)
-    return records
+    calls.sort(key=lambda c: c.time)
+    return Trace(records, calls)
+
+
+def read_trace(path: Path) -> list[TraceRecord]:
+    """All requests in arrival order, or CapacityError naming the first bad line."""
+    return read_trace_file(path).requests
+
+
+def read_control_calls(path: Path) -> list[LoadRecord | UnloadRecord]:
+    """The loads and unloads a trace recorded, in the order they ended."""
+    return read_trace_file(path).control_calls
+
+
+def _request(item: dict[str, Any]) -> TraceRecord:
+    return TraceRecord(
+        time=float(item["time"]),
+        target_model=str(item["target_model"]),
+        status=int(item["status"]),
+        cache_hit=None if item.get("cache_hit") is None else bool(item["cache_hit"]),
+        wait_s=float(item.get("wait_s", 0.0)),
+        model_s=float(item.get("model_s", 0.0)),
+        download_s=_seconds(item.get("download_s")),
+        load_s=_seconds(item.get("load_s")),
+        instance=None if item.get("instance") is None else int(item["instance"]),
+        done_s=_seconds(item.get("done_s")),
+    )
+
+
+def _control_call(item: dict[str, Any]) -> LoadRecord | UnloadRecord:
+    instance = int(item.get("instance") or 0)
+    if "unloaded" in item:
+        return UnloadRecord(
+            float(item["time"]),
+            str(item["unloaded"]),
+            float(item["unload_s"]),
+            instance,
+        )
+    memory, base = item.get("memory_bytes"), item.get("base_bytes")
+    return LoadRecord(
+        float(item["time"]),
+        str(item["loaded"]),
+        float(item["load_s"]),
+        instance,
+        _seconds(item.get("measure_s")),
+        None if memory is None else int(memory),
+        None if base is None else int(base),
+    )
 
 
 def _seconds(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def read_control_calls(path: Path) -> list[LoadRecord | UnloadRecord]:
-    """The loads and unloads a trace recorded, in the order they ended (none in older
-    traces)."""
-    calls: list[LoadRecord | UnloadRecord] = []
-    for line in path.read_text().splitlines():
-        if '"unloaded"' not in line and '"loaded"' not in line:
-            continue
-        try:
-            item = json.loads(line)
-            instance = int(item.get("instance") or 0)
-            if "unloaded" in item:
-                calls.append(
-                    UnloadRecord(
-                        float(item["time"]),
-                        str(item["unloaded"]),
-                        float(item["unload_s"]),
-                        instance,
-                    )
-                )
-            elif "loaded" in item:
-                memory, base = item.get("memory_bytes"), item.get("base_bytes")
-                calls.append(
-                    LoadRecord(
-                        float(item["time"]),
-                        str(item["loaded"]),
-                        float(item["load_s"]),
-                        instance,
-                        _seconds(item.get("measure_s")),
-                        None if memory is None else int(memory),
-                        None if base is None else int(base),
-                    )
-                )
-        except (ValueError, KeyError, TypeError):
-            continue  # read_trace has named any line that is not JSON
-    calls.sort(key=lambda c: c.time)
-    return calls

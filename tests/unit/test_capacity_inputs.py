@@ -11,7 +11,7 @@ from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.plan import Parallelism, instance_candidates, parse_counts
 from mme_local.capacity.prices import load_prices
 from mme_local.capacity.profile import load_profile
-from mme_local.capacity.trace import TraceRecord, TraceWriter, read_trace
+from mme_local.capacity.trace import TraceRecord, TraceWriter, read_trace, read_trace_file
 from mme_local.capacity.workload import SyntheticSpec, from_trace, synthetic
 from mme_local.demo.workload import zipf_workload
 from mme_local.gateway.service import InvocationRecord
@@ -81,6 +81,37 @@ def test_a_bad_trace_line_is_named(tmp_path: Path) -> None:
     with pytest.raises(CapacityError) as raised:
         read_trace(tmp_path / "t.jsonl")
     assert "line 2" in _one_line(raised)
+
+
+def test_a_bad_load_or_unload_line_is_named_too(tmp_path: Path) -> None:
+    """It used to be skipped without a word, and the replay ran without that call."""
+    good = '{"time": 1, "target_model": "a", "status": 200}'
+    (tmp_path / "t.jsonl").write_text(f'{good}\n{{"time": 2, "unloaded": "a"}}\n')
+    with pytest.raises(CapacityError) as raised:
+        read_trace_file(tmp_path / "t.jsonl")
+    assert "line 2" in _one_line(raised)
+
+
+def test_a_plan_reads_its_trace_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mme_local.capacity import trace as trace_module
+    from mme_local.capacity.api import PlanRequest, workload_for
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        '{"time": 1, "target_model": "model-0.tar.gz", "status": 200, "cache_hit": false}\n'
+        '{"time": 2, "loaded": "model-0.tar.gz", "load_s": 1.5}\n'
+    )
+    reads: list[Path] = []
+    read_file = trace_module.read_trace_file
+
+    def counting(path: Path) -> trace_module.Trace:
+        reads.append(path)
+        return read_file(path)
+
+    monkeypatch.setattr("mme_local.capacity.api.read_trace_file", counting)
+    workload = workload_for(PlanRequest(profile=tmp_path / "unused", trace=path), profile())
+    assert reads == [path]
+    assert len(workload) == 1 and len(workload.loads) == 1
 
 
 def test_a_trace_model_the_profile_lacks_is_named() -> None:
