@@ -186,11 +186,12 @@ class ContainerClient:
 
     async def unload(self, model_name: str, target_model: str) -> None:
         with self.control_calls.track():
-            answered = self._load_answered.pop(model_name, None)
+            answered = self._load_answered.get(model_name)
             if answered is not None:
                 settle = answered + self.dialect.unload_settle_s - time.monotonic()
                 if settle > 0:
-                    await asyncio.sleep(settle)
+                    await asyncio.sleep(settle)  # cancelled here, the next unload still waits
+                self._load_answered.pop(model_name, None)
             async with self._held_for_unload():
                 await self._send(
                     "DELETE",
