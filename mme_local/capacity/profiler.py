@@ -163,7 +163,8 @@ class _Measurer:
         self.sample = sample
         self.progress = progress
         self._warm_since: int | None = None
-        """The supervisor's exit count when this server was warmed up (None: not yet)."""
+        """The supervisor's exit count when a server was last warmed up (None: not yet); a
+        restarted server has a higher count, so it is warmed up again."""
 
     def _samples(self) -> dict[str, float]:
         return read_samples(self.emulator.metrics.render().decode())
@@ -188,6 +189,11 @@ class _Measurer:
         """`step`'s result from a warmed-up server that stayed up from the warm-up to its end."""
         supervisor = self.emulator.supervisor
         for attempt in range(1, _ATTEMPTS + 1):
+            if attempt > 1:
+                self.progress(
+                    f"the model server died while measuring {what}; measuring it again "
+                    f"on the restarted server ({attempt}/{_ATTEMPTS})"
+                )
             await self._server_up(what)
             exits = supervisor.exits
             try:
@@ -195,6 +201,8 @@ class _Measurer:
                     self.progress("warming up the runtime with an empty TorchScript model")
                     await self._measure_once(EMPTY_MODEL, None)
                     self._warm_since = exits
+                    if self._died_since(exits):
+                        continue  # no step on a server that is gone
                 result = await step()
             except Exception:
                 if not self._died_since(exits):
@@ -202,12 +210,6 @@ class _Measurer:
             else:
                 if not self._died_since(exits):
                     return result
-            self._warm_since = None
-            if attempt < _ATTEMPTS:
-                self.progress(
-                    f"the model server died while measuring {what}; measuring it again "
-                    f"on the restarted server ({attempt + 1}/{_ATTEMPTS})"
-                )
         raise CapacityError(
             f"the model server died {_ATTEMPTS} times while measuring {what}; "
             "its last log lines above say why"

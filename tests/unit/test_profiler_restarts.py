@@ -142,3 +142,11 @@ def test_an_exit_the_supervisor_is_yet_to_notice_counts_and_is_waited_out() -> N
     asyncio.run(measurer.measure("m.tar.gz", None, "m"))
     assert measured == [EMPTY_MODEL, "m.tar.gz", EMPTY_MODEL, "m.tar.gz"]
     assert "died while measuring m" in said[1]
+
+
+def test_a_death_during_the_warm_up_warms_the_restarted_server_up_again() -> None:
+    measurer, said, measured = _measurer([True, False, False])
+    result: object = asyncio.run(measurer.measure("m.tar.gz", None, "m"))
+    assert result == "m.tar.gz"
+    assert measured == [EMPTY_MODEL, EMPTY_MODEL, "m.tar.gz"], "not measured on the dead one"
+    assert said.count("warming up the runtime with an empty TorchScript model") == 2
