@@ -10,9 +10,10 @@ import pytest
 from mme_local.capacity.errors import CapacityError
 from mme_local.capacity.plan import Parallelism, instance_candidates, parse_counts
 from mme_local.capacity.prices import load_prices
-from mme_local.capacity.profile import load_profile
+from mme_local.capacity.profile import Profile, load_profile
+from mme_local.capacity.simulator import SimConfig
 from mme_local.capacity.trace import TraceRecord, TraceWriter, read_trace, read_trace_file
-from mme_local.capacity.workload import SyntheticSpec, from_trace, synthetic
+from mme_local.capacity.workload import SyntheticSpec, Workload, from_trace, synthetic
 from mme_local.demo.workload import zipf_workload
 from mme_local.gateway.service import InvocationRecord
 from mme_local.instances import INSTANCE_TYPES
@@ -111,7 +112,8 @@ def test_a_plan_reads_its_trace_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr("mme_local.capacity.api.read_trace_file", counting)
     workload = workload_for(PlanRequest(profile=tmp_path / "unused", trace=path), profile())
     assert reads == [path]
-    assert len(workload) == 1 and len(workload.loads) == 1
+    loads = workload.loads or {}
+    assert len(workload) == 1 and len(loads) == 1
 
 
 def test_a_trace_model_the_profile_lacks_is_named() -> None:
@@ -298,15 +300,10 @@ def test_a_replayed_load_is_measured_as_long_after_its_end_as_recorded() -> None
     assert _three_models_one_eviction(None, None, measure_s=0.0) == 2
 
 
-def test_a_replayed_load_takes_the_memory_the_live_cache_measured_and_its_base() -> None:
-    """The profile says two models fit; the recorded run measured model-1 larger, or counted
-    the server's own memory higher after it: model-0 goes, and its next request is cold."""
-    from dataclasses import replace
-
-    from mme_local.cache.records import LoadRecord
+def _two_models_room_for_two_and_a_half() -> tuple[list[str], Profile, Workload, SimConfig]:
+    """model-0, model-1, model-0 (5 s apart), each cold: 100 MiB each by the profile, under
+    a memory budget of the baseline plus 250 MiB (the emulator's own budgets)."""
     from mme_local.capacity.plan import emulator_candidate
-    from mme_local.capacity.simulator import model_costs, simulate
-    from mme_local.capacity.workload import Workload
     from tests.unit.capacity_support import MiB
 
     names = ["model-0.tar.gz", "model-1.tar.gz"]
@@ -320,7 +317,19 @@ def test_a_replayed_load_takes_the_memory_the_live_cache_measured_and_its_base()
         cold_work_s=[(0.0, 1.0), (0.0, 1.0), None],
     )
     budget = prof.baseline_host_bytes + 250 * MiB
-    config = emulator_candidate(prof, None, budget, None, 60.0).config
+    return names, prof, workload, emulator_candidate(prof, None, budget, None, 60.0).config
+
+
+def test_a_replayed_load_takes_the_memory_the_live_cache_measured_and_its_base() -> None:
+    """The profile says two models fit; the recorded run measured model-1 larger, or counted
+    the server's own memory higher after it: model-0 goes, and its next request is cold."""
+    from dataclasses import replace
+
+    from mme_local.cache.records import LoadRecord
+    from mme_local.capacity.simulator import model_costs, simulate
+    from tests.unit.capacity_support import MiB
+
+    names, prof, workload, config = _two_models_room_for_two_and_a_half()
     model_1 = LoadRecord(6.0, names[1], 1.0)
     hits = []
     for recorded in (
@@ -340,22 +349,10 @@ def test_a_recorded_load_far_from_the_replayed_one_lends_it_nothing() -> None:
     from dataclasses import replace
 
     from mme_local.cache.records import LoadRecord
-    from mme_local.capacity.plan import emulator_candidate
     from mme_local.capacity.simulator import model_costs, simulate
-    from mme_local.capacity.workload import Workload
     from tests.unit.capacity_support import MiB
 
-    names = ["model-0.tar.gz", "model-1.tar.gz"]
-    prof = profile(footprint(names, host_mib=100, load_s=1.0, download_s=0.0))
-    workload = Workload(
-        times=[0.0, 5.0, 10.0],
-        models=[0, 1, 0],
-        names=names,
-        footprints=[prof.artifacts[0]] * 2,
-        service_s=[0.01] * 3,
-        cold_work_s=[(0.0, 1.0), (0.0, 1.0), None],
-    )
-    config = emulator_candidate(prof, None, prof.baseline_host_bytes + 250 * MiB, None, 60.0).config
+    names, prof, workload, config = _two_models_room_for_two_and_a_half()
     for end in (6.0, 6.04, 6.06, 30.0):  # the reckoned end is 6.0 s
         elsewhere = LoadRecord(end, names[1], 1.0, memory_bytes=200 * MiB)
         run = replace(workload, loads={(0, 1): [elsewhere]})
