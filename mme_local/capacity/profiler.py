@@ -55,6 +55,10 @@ _ATTEMPTS = 3
 """Tries per measurement when the model server dies during one."""
 _RESTART_WAIT_S = 120.0
 """How long a measurement waits for the supervisor to bring a dead model server back."""
+_DEATH_GRACE_S = 2.0
+"""How long a failed measurement waits for the server's death to show before the failure is
+called the measurement's own: a crashing Triton's first thread can end, and the request on
+it fail, while its other threads are still being torn down and its exit can't be seen."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,7 @@ class _Measurer:
                         continue  # no step on a server that is gone
                 result = await step()
             except Exception:
-                if not self._died_since(exits):
+                if not await self._seen_dead_since(exits):
                     raise  # the step's own failure, not the server's death
             else:
                 if not self._died_since(exits):
@@ -218,6 +222,15 @@ class _Measurer:
     def _died_since(self, exits: int) -> bool:
         supervisor = self.emulator.supervisor
         return supervisor.exits != exits or not self._up()
+
+    async def _seen_dead_since(self, exits: int) -> bool:
+        """Whether the server died since `exits`, given up to `_DEATH_GRACE_S` to show it."""
+        deadline = time.monotonic() + _DEATH_GRACE_S
+        while not self._died_since(exits):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     def _up(self) -> bool:
         """Up as far as anyone can tell: the supervisor may not have noticed an exit yet."""

@@ -107,12 +107,17 @@ def exit_status(process: subprocess.Popen[bytes]) -> int | None:
     same process (it skips a waitpid rather than wait for that thread's), so a dead server
     could pass for alive to a check made just then. A peek that leaves the child to be
     reaped (`WNOWAIT`) decides, and `wait()` then collects the status.
+
+    A multi-threaded process whose first thread has ended while others are still being torn
+    down shows as a zombie in /proc but is not yet reapable: it counts as running here.
     """
     returncode = process.poll()
     if returncode is not None:
         return returncode
     try:
         ended = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # the other thread reaped it meanwhile
-        return process.poll()
+    except ChildProcessError:
+        # The other thread reaped it: wait() takes Popen's lock once that thread has stored
+        # the status (poll() would still say None until then).
+        return process.wait()
     return None if ended is None else process.wait()

@@ -30,13 +30,17 @@ pytestmark = pytest.mark.integration
 
 
 def _kill(pid: int) -> None:
-    """SIGSEGV, as Triton's crash, and back once the process is gone: Triton's handler prints
+    """SIGSEGV, as Triton's crash, and back once the process has ended: Triton's handler prints
     a backtrace and serves on for some milliseconds, and a crash inside a measurement is over
-    before the measurement is (the call it crashed on failed)."""
+    before the measurement is (the call it crashed on failed). Ended means its exit can be
+    collected (Triton is this process's child): its first thread shows as a zombie in /proc
+    while the others are still being torn down, and then the process is still running."""
     os.kill(pid, signal.SIGSEGV)
-    stat = Path(f"/proc/{pid}/stat")
     for _ in range(1000):
-        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:  # already collected
             return
         time.sleep(0.01)
     raise AssertionError(f"Triton ({pid}) outlived SIGSEGV by 10 s")

@@ -50,3 +50,26 @@ def test_a_dead_child_is_dead_while_another_thread_is_polling_it() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_child_another_thread_is_reaping_is_dead() -> None:
+    """The other thread has collected the status but not yet stored it (it holds Popen's lock
+    between the two): the child is gone, so it is dead, not alive."""
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        os.kill(process.pid, signal.SIGSEGV)
+        _until_ended(process.pid)
+        lock = process._waitpid_lock  # type: ignore[attr-defined]
+        lock.acquire()
+        _, status = os.waitpid(process.pid, 0)
+
+        def store_and_release() -> None:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            lock.release()
+
+        threading.Timer(0.2, store_and_release).start()
+        assert exit_status(process) == -signal.SIGSEGV
+    finally:
+        if process.returncode is None:
+            process.kill()
+            process.wait()

@@ -5,6 +5,7 @@ once. (The real Triton's deaths are in tests/integration/test_capacity_profile.p
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -80,12 +81,45 @@ def test_a_server_that_dies_on_every_try_fails_the_profile_naming_the_model() ->
     assert measured.count("m.tar.gz") == 3
 
 
-def test_a_failure_while_the_server_stays_up_is_raised_without_a_retry() -> None:
+def test_a_failure_while_the_server_stays_up_is_raised_without_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mme_local.capacity.profiler._DEATH_GRACE_S", 0.2)
     failure = CapacityError("the sample request failed on m: 400")
     measurer, _, measured = _measurer([], failure)
+    started = time.monotonic()
     with pytest.raises(CapacityError, match="the sample request failed"):
         asyncio.run(measurer.measure("m.tar.gz", None))
     assert measured == [EMPTY_MODEL, "m.tar.gz"]
+    assert time.monotonic() - started >= 0.2, "raised only once the server was given its grace"
+
+
+def test_a_failure_whose_server_death_shows_a_moment_later_is_taken_again() -> None:
+    """A crashing Triton's first thread can end (and the request on it fail) while its other
+    threads still run: the process can't be seen dead yet. The failure is not blamed on the
+    sample while the server may still turn out dead."""
+    measurer, said, measured = _measurer([])
+    emulator = measurer.emulator
+    server, supervisor = emulator.server, emulator.supervisor
+
+    async def measure_once(target: str, sample: object) -> str:
+        measured.append(target)
+        if target != EMPTY_MODEL and measured.count(target) == 1:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.2, setattr, server, "dead", True)
+            loop.call_later(0.3, restart)
+            raise CapacityError("the sample request failed on m: connection reset")
+        return target
+
+    def restart() -> None:
+        server.dead = False  # type: ignore[union-attr]
+        supervisor.exits += 1
+
+    measurer._measure_once = measure_once  # type: ignore[assignment,method-assign]
+    result: object = asyncio.run(measurer.measure("m.tar.gz", None, "m"))
+    assert result == "m.tar.gz"
+    assert measured == [EMPTY_MODEL, "m.tar.gz", EMPTY_MODEL, "m.tar.gz"]
+    assert "died while measuring m" in said[1]
 
 
 def test_a_server_that_does_not_come_back_is_a_clear_error(
