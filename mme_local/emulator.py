@@ -145,16 +145,23 @@ class Emulator:
             settings.region,
             server.log_location,
         )
-        recorder = self._live_recorder(cache, probes, supervisor)
-        recorder.start()
-        self._background.append(recorder)
+        recorders = [self._live_recorder(member) for member in self.instances]
+        for recorder in recorders:
+            recorder.start()
+            self._background.append(recorder)
         if settings.trace_file is not None:
             self._trace = TraceWriter(settings.trace_file)
             for member in self.instances:
                 member.cache.control_observer = self._trace.write
-        observer: Callable[[InvocationRecord], None] = recorder.observe
+
+        def observe(record: InvocationRecord) -> None:
+            # A request that failed before routing reached no instance: the first one's
+            # timeline counts it, as it did before there were several.
+            recorders[record.routed or 0].observe(record)
+
+        observer: Callable[[InvocationRecord], None] = observe
         if self._trace is not None:
-            observer = _both(self._trace.write, recorder.observe)
+            observer = _both(self._trace.write, observe)
         self._gateway = Gateway(
             service=EndpointService(
                 identity,
@@ -181,16 +188,25 @@ class Emulator:
                     for m in self.instances
                 ],
             ),
-            live=LiveViews(
-                endpoint_name=settings.endpoint_name,
-                runtime=settings.runtime,
-                cache=cache,
-                recorder=recorder,
-                listing=StoreListing(store),
-                open_port=lambda: server.open_port,
-                runtime_running=lambda: supervisor.running,
-            ),
+            live=self._live_views(recorders, StoreListing(store)),
         )
+
+    def _live_views(self, recorders: list[LiveRecorder], listing: StoreListing) -> list[LiveViews]:
+        """The live page's data, one per instance; they share one listing of the store."""
+        return [
+            LiveViews(
+                endpoint_name=self.settings.endpoint_name,
+                runtime=self.settings.runtime,
+                cache=member.cache,
+                recorder=recorder,
+                listing=listing,
+                open_port=member.open_port,
+                runtime_running=member.supervisor_running,
+                instance=member.index,
+                instances=len(self.instances),
+            )
+            for member, recorder in zip(self.instances, recorders, strict=True)
+        ]
 
     async def _start_instance(self, index: int, root: Path, store: ModelStore) -> None:
         """One instance: its model server, container client, cache and supervisor. With one
@@ -251,29 +267,31 @@ class Emulator:
             client.rebase(url)
             cache.runtime_up()
 
+        def restart_attempt() -> None:
+            member.restart_attempts += 1
+            self.metrics.runtime_restarts.inc()
+
         member.supervisor = supervisor = RuntimeSupervisor(
             server,
             on_down=cache.runtime_down,
             on_up=runtime_up,
-            on_restart_attempt=self.metrics.runtime_restarts.inc,
+            on_restart_attempt=restart_attempt,
         )
         supervisor.start()
 
-    def _live_recorder(
-        self, cache: ModelCache, probes: ServerProbes, supervisor: RuntimeSupervisor
-    ) -> LiveRecorder:
-        """The live page's timeline: it samples memory every period, in a thread."""
-        restarts = self.metrics.registry
+    def _live_recorder(self, member: EmulatorInstance) -> LiveRecorder:
+        """The live page's timeline of one instance: it samples memory every period, in a
+        thread."""
 
         def gpu_memory() -> list[int]:
             return [gpu.memory_used_bytes for gpu in visible_gpus()]
 
         return LiveRecorder(
-            cache,
-            restarts=lambda: restarts.get_sample_value("mme_runtime_restarts_total") or 0.0,
-            runtime_running=lambda: supervisor.running,
-            host_memory=probes.host_memory,
-            gpu_memory=gpu_memory if probes.measures_gpu else None,
+            member.cache,
+            restarts=lambda: float(member.restart_attempts),
+            runtime_running=member.supervisor_running,
+            host_memory=member.probes.host_memory,
+            gpu_memory=gpu_memory if member.probes.measures_gpu else None,
         )
 
     def _host_memory_probe(self, probes: ServerProbes, index: int) -> Callable[[], int]:
@@ -345,9 +363,14 @@ class EmulatorInstance:
     probes: ServerProbes = field(default=None)  # type: ignore[assignment]
     cache: ModelCache = field(default=None)  # type: ignore[assignment]
     supervisor: RuntimeSupervisor = field(default=None)  # type: ignore[assignment]
+    restart_attempts: int = 0
+    """How many times its supervisor tried to restart its model server."""
 
     def supervisor_running(self) -> bool:
         return self.supervisor is not None and self.supervisor.running
+
+    def open_port(self) -> int | None:
+        return self.server.open_port
 
 
 async def _stop_supervisor(member: EmulatorInstance) -> None:

@@ -3,7 +3,9 @@
 Each line: {"time": epoch seconds at arrival, "target_model", "status" (HTTP), "cache_hit"
 (null when the request failed before a model was leased), "wait_s" (download and load waited
 for), "model_s" (the container's answer time), "instance" (the instance that answered, null
-before a lease; absent in traces of earlier versions), for a cold start "download_s" and
+before a lease; absent in traces of earlier versions), "routed" (the instance the request was
+routed to, lease or not: a 429's too; null before routing; not read by a replay), for a cold
+start "download_s" and
 "load_s" (the model's own download and load, without the time queued for them; null
 otherwise), and "done_s" (seconds from arrival until the request let go of its model; null
 without a lease, absent in earlier traces)}.

@@ -60,8 +60,8 @@ class Gateway:
     admin: AdminViews
     created: float = field(default_factory=time.time)
     """When the endpoint came up: the CreationTime the control plane reports."""
-    live: LiveViews | None = None
-    """What the live page at /_mme/ shows; None serves no page."""
+    live: list[LiveViews] = field(default_factory=list)
+    """What the live page at /_mme/ shows, one per instance; none serves no page."""
 
     @cached_property
     def control(self) -> ControlPlane:

@@ -188,7 +188,7 @@ def _join(*notes: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class LiveViews:
-    """The live page's data for one running endpoint."""
+    """The live page's data for one instance of a running endpoint."""
 
     endpoint_name: str
     runtime: str
@@ -198,6 +198,10 @@ class LiveViews:
     open_port: Callable[[], int | None]
     """Triton's SageMaker port when it listens on every interface (see serving.py)."""
     runtime_running: Callable[[], bool]
+    instance: int = 0
+    """Which of the endpoint's instances this shows."""
+    instances: int = 1
+    """How many instances the endpoint has."""
 
     async def models_json(self) -> bytes:
         """`{"fields": MODEL_FIELDS, "rows": [...]}`: every model the cache knows, least
@@ -245,6 +249,8 @@ class LiveViews:
         recorder = self.recorder
         return {
             "endpoint_name": self.endpoint_name,
+            "instance": self.instance,
+            "instances": self.instances,
             "runtime": self.runtime,
             "runtime_running": self.runtime_running(),
             "now": round(time.time(), 3),

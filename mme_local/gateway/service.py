@@ -124,7 +124,10 @@ class InvocationRecord:
     """A cold start's own download and load, without the queueing in `wait_s` (else None)."""
     load_s: float | None = None
     instance: int | None = None
-    """The instance the request was routed to (None when it failed before routing)."""
+    """The instance whose cache leased the model (None without a lease)."""
+    routed: int | None = None
+    """The instance the request was routed to, lease or not (None when it failed before
+    routing): a 429 or a failed load belongs to it too."""
     done_s: float | None = None
     """Seconds from arrival until the request let go of its model (None without a lease)."""
 
@@ -175,18 +178,19 @@ class EndpointService:
         # CloudWatch's InvocationsPerInstance: invocations divided by the instance count.
         self.metrics.invocations_per_instance.inc(1 / len(self.fleet))
         leases: list[Lease] = []
+        routed: list[int] = []
         try:
             response, model_s = await self._invoke(
-                request, started + self.options.deadline_s, leases
+                request, started + self.options.deadline_s, leases, routed
             )
         except SageMakerError as error:
             self._count_error(error)
-            self._observe(request, arrived, error.status, leases, started, 0.0)
+            self._observe(request, arrived, error.status, leases, routed, started, 0.0)
             raise
         self.metrics.model_latency.observe(model_s)
         # CloudWatch: OverheadLatency = total - ModelLatency (the wait for a load included).
         self.metrics.overhead_latency.observe(max(0.0, time.perf_counter() - started - model_s))
-        self._observe(request, arrived, 200, leases, started, model_s)
+        self._observe(request, arrived, 200, leases, routed, started, model_s)
         return response
 
     def _observe(
@@ -195,6 +199,7 @@ class EndpointService:
         arrived: float,
         status: int,
         leases: list[Lease],
+        routed: list[int],
         started: float,
         model_s: float,
     ) -> None:
@@ -221,6 +226,7 @@ class EndpointService:
                 download_s=download_s,
                 load_s=load_s,
                 instance=instance,
+                routed=routed[-1] if routed else None,
                 done_s=done_s,
             )
         )
@@ -238,7 +244,7 @@ class EndpointService:
             self.metrics.invocation_4xx_errors.inc()
 
     async def _invoke(
-        self, request: InvokeRequest, deadline: float, leases: list[Lease]
+        self, request: InvokeRequest, deadline: float, leases: list[Lease], routed: list[int]
     ) -> tuple[InvokeResponse, float]:
         identity = self.identity
         self._check_endpoint(request.endpoint_name)
@@ -265,10 +271,10 @@ class EndpointService:
             )
         try:
             try:
-                return await self._forward(target, request, deadline, leases)
+                return await self._forward(target, request, deadline, leases, routed)
             except ModelNotFound:
                 # The container lost the model behind the cache's back; it loads again once.
-                return await self._forward(target, request, deadline, leases)
+                return await self._forward(target, request, deadline, leases, routed)
         except SageMakerError:
             raise
         except Exception as error:
@@ -280,12 +286,19 @@ class EndpointService:
             raise translated from error
 
     async def _forward(
-        self, target: str, request: InvokeRequest, deadline: float, leases: list[Lease]
+        self,
+        target: str,
+        request: InvokeRequest,
+        deadline: float,
+        leases: list[Lease],
+        routed: list[int],
     ) -> tuple[InvokeResponse, float]:
         """Lease the model and pass the bytes through, both within the request's deadline;
-        returns (answer, model seconds) and appends the lease to `leases`."""
+        returns (answer, model seconds) and appends the lease to `leases` and the instance
+        it picked to `routed`."""
         # Routing and the lease's request to the cache happen in one step of the event loop.
         member = self.fleet.pick(target)
+        routed.append(member.index)
         cache, client = member.cache, member.client
         wait_s = min(cache.ready_timeout_s, max(0.0, deadline - time.perf_counter()))
         async with cache.acquire(target, timeout_s=wait_s) as lease:

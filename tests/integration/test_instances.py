@@ -8,6 +8,7 @@ leaves no process of either.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,6 +22,7 @@ from mme_local.metrics_reader import read_samples
 from mme_local.runtime.base import free_port
 from mme_local.runtime.procs import command_line, descendants, processes_in_group
 from tests.integration.test_cli_up import CLI, _alive, _run, _wait_for_ping
+from tests.integration.test_live_page import RenderedPage, _chromium
 from tests.support import doubler_archive
 
 pytestmark = pytest.mark.integration
@@ -35,6 +37,13 @@ def _invoke(url: str, target: str) -> subprocess.CompletedProcess[str]:
 def _status(url: str) -> dict[str, Any]:
     status: dict[str, Any] = httpx.get(f"{url}/_mme/status", timeout=10).json()
     return status
+
+
+def _live_state(url: str, instance: int) -> dict[str, Any]:
+    state: dict[str, Any] = httpx.get(
+        f"{url}/_mme/live/state?instance={instance}", timeout=10
+    ).json()
+    return state
 
 
 def _tritons(root: int, cache_dirs: list[str]) -> list[int]:
@@ -113,6 +122,21 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
         assert metrics["mme_loaded_model_count"] == 2
         assert metrics["mme_invocations_per_instance_total"] == 1.5
 
+        # The live page shows one instance at a time, the one a link or its menu chooses.
+        state = httpx.get(f"{url}/_mme/live/state?instance=1", timeout=10).json()
+        assert (state["instance"], state["instances"]) == (1, 2)
+        bars = {bar["name"]: bar for bar in state["budgets"]}
+        assert (bars["loaded models"]["used"], bars["loaded models"]["limit"]) == (1, 1)
+        dom = _chromium("--virtual-time-budget=4000", "--dump-dom", f"{url}/_mme/?instance=1")
+        page = RenderedPage()
+        page.feed(dom.stdout)
+        assert page.renders >= 1, dom.stdout[:2000]
+        assert page.models["model-3.tar.gz"]["state"] == "loaded"
+        assert page.models["model-2.tar.gz"]["state"] == "remote", "instance 0's, not this one's"
+        menu = re.search(r'<select[^>]*id="instance"[^>]*>', dom.stdout)
+        assert menu is not None and "hidden" not in menu.group(0)
+        assert "instance 1 of 2" in dom.stdout
+
         # Kill instance 0's Triton: instance 1 keeps serving its model meanwhile.
         first, second = _tritons(process.pid, cache_dirs)
         os.kill(first, signal.SIGKILL)
@@ -128,6 +152,15 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
         assert restarted != first and still == second, "only the killed one was restarted"
         metrics = read_samples(httpx.get(f"{url}/metrics", timeout=10).text)
         assert metrics["mme_runtime_restarts_total"] == 1
+        # Each instance's timeline marks its own restarts (the recorder samples every second).
+        deadline = time.monotonic() + 10
+        while True:
+            logs = [_live_state(url, i)["restarts"] for i in (0, 1)]
+            if any(mark["kind"] == "runtime restart" for mark in logs[0]):
+                break
+            assert time.monotonic() < deadline, logs
+            time.sleep(0.2)
+        assert logs[1] == [], "instance 1 never went down"
         # The restarted instance holds nothing; it loads model-2 again from its disk.
         invoked = _invoke(url, "model-2.tar.gz")
         assert invoked.returncode == 0, invoked.stderr

@@ -259,7 +259,7 @@ def _serving(views: Any) -> Iterator[str]:
     from mme_local.gateway.app import Gateway, create_app
     from tests.unit.test_gateway import FakeAdmin, FakeService
 
-    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=views)  # type: ignore[arg-type]
+    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=[views])  # type: ignore[arg-type]
     server = uvicorn.Server(
         uvicorn.Config(create_app(lambda: gateway), host="127.0.0.1", port=0, log_level="warning")
     )

@@ -14,9 +14,11 @@ import pytest
 from mme_local.cache.manager import ModelNotReady
 from mme_local.gateway import service as service_module
 from mme_local.gateway.errors import ModelError, ModelNotReadyException, ValidationError
+from mme_local.gateway.fleet import Member
 from mme_local.gateway.service import (
     EndpointIdentity,
     EndpointService,
+    InvocationRecord,
     InvokeRequest,
     ServiceOptions,
 )
@@ -33,6 +35,9 @@ class FakeClock:
         self.now = 1000.0
 
     def perf_counter(self) -> float:
+        return self.now
+
+    def time(self) -> float:
         return self.now
 
 
@@ -151,6 +156,23 @@ async def test_the_wait_for_a_model_never_outlasts_the_deadline(
         await service.invoke(_request())
     assert cache.timeouts == [20.0]
     assert client.calls == []
+
+
+async def test_a_429_belongs_to_the_instance_it_was_routed_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No lease, so no instance leased the model; the live page still counts the 429 on the
+    instance that was busy loading, not on the first one."""
+    service, cache, client, _ = _service(monkeypatch, load_s=100.0, deadline_s=20.0)
+    seen: list[InvocationRecord] = []
+    service.observer = seen.append
+    second = Member(1, cache, client)  # type: ignore[arg-type]
+    monkeypatch.setattr(service.fleet, "pick", lambda target: second)
+    with pytest.raises(ModelNotReadyException):
+        await service.invoke(_request())
+    with pytest.raises(ValidationError):
+        await service.invoke(InvokeRequest("local-mme", "", b"{}", "req-2"))
+    assert [(r.status, r.instance, r.routed) for r in seen] == [(429, None, 1), (400, None, None)]
 
 
 @pytest.mark.parametrize(

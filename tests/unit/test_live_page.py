@@ -211,15 +211,24 @@ def _objects(document: bytes) -> list[dict[str, Any]]:
     return [dict(zip(table["fields"], row, strict=True)) for row in table["rows"]]
 
 
-def _views(cache: FakeCache, store: FakeStore, recorder: LiveRecorder) -> LiveViews:
+def _views(
+    cache: FakeCache,
+    store: FakeStore,
+    recorder: LiveRecorder,
+    instance: int = 0,
+    instances: int = 1,
+    listing: StoreListing | None = None,
+) -> LiveViews:
     return LiveViews(
         endpoint_name="local-mme",
         runtime="embedded",
         cache=cache,  # type: ignore[arg-type]
         recorder=recorder,
-        listing=StoreListing(store),  # type: ignore[arg-type]
+        listing=listing or StoreListing(store),  # type: ignore[arg-type]
         open_port=lambda: 9999,
         runtime_running=lambda: True,
+        instance=instance,
+        instances=instances,
     )
 
 
@@ -258,8 +267,9 @@ async def test_models_rows_join_cache_recorder_and_store_listing_once() -> None:
     assert len(state["samples"][0]) == len(state["sample_fields"])
 
 
-def _app(views: LiveViews | None, signed: bool = False) -> httpx.AsyncClient:
-    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=views)  # type: ignore[arg-type]
+def _app(views: LiveViews | list[LiveViews] | None, signed: bool = False) -> httpx.AsyncClient:
+    shown = views if isinstance(views, list) else [] if views is None else [views]
+    gateway = Gateway(FakeService(ValueError()), FakeAdmin(), live=shown)  # type: ignore[arg-type]
     app = create_app(lambda: gateway)
     if signed:
         app = require_sigv4(app, SigV4Verifier("local", "secret", "us-east-1"))
@@ -287,6 +297,35 @@ async def test_no_views_no_page() -> None:
     async with _app(None) as client:
         assert (await client.get("/_mme/")).status_code == 404
         assert (await client.get("/_mme/live/state")).status_code == 404
+
+
+async def test_each_instance_is_shown_on_its_own_and_a_wrong_one_is_named() -> None:
+    first, second = FakeCache([_entry("a")]), FakeCache([_entry("b", ModelState.LOADING)])
+    store = FakeStore(["a", "b"])
+    listing = StoreListing(store)  # type: ignore[arg-type]
+    views = [
+        _views(cache, store, _recorder(cache), index, 2, listing)
+        for index, cache in enumerate((first, second))
+    ]
+    async with _app(views) as client:
+        state = (await client.get("/_mme/live/state?instance=1")).json()
+        assert (state["instance"], state["instances"]) == (1, 2)
+        bars = {b["name"]: b for b in state["budgets"]}
+        assert (bars["loaded models"]["used"], bars["loaded models"]["reserved"]) == (0, 1)
+        assert (await client.get("/_mme/live/state")).json()["instance"] == 0, "default: 0"
+        rows = _objects((await client.get("/_mme/live/models?instance=1")).content)
+        assert [(r["target_model"], r["state"]) for r in rows] == [
+            ("b", "loading"),
+            ("a", "remote"),
+        ]
+        for wrong in ("2", "-1", "x", ""):
+            for view in ("state", "models"):
+                refused = await client.get(f"/_mme/live/{view}?instance={wrong}")
+                assert refused.status_code == 400, (view, wrong)
+                assert refused.json()["message"] == (
+                    "instance must be one of 0 to 1 (the endpoint has 2)"
+                )
+    assert store.listings == 1, "the instances share one listing of the store"
 
 
 async def test_many_models_encode_in_chunks_in_order() -> None:

@@ -23,7 +23,7 @@
     { key: "artifact_changed", label: "changed", fmt: changed }
   ];
   var view = { rows: [], sortKey: "last_used", sortDir: -1, filter: "", state: "", page: 0,
-               gpu: false };
+               gpu: false, instance: 0, instances: 1 };
   var now = Date.now() / 1000;
   var paused = false;
   var marks = { list: [], last: 0 };
@@ -110,8 +110,36 @@
       (rows.length !== view.rows.length ? " (" + view.rows.length + " in all)" : "") : "no models";
   }
 
+  /* With several instances, a choice of which one the page shows (each has its own cache,
+   * budgets and timeline). */
+  function renderInstances(count) {
+    if (count === view.instances) { return; }
+    view.instances = count;
+    var select = $("instance");
+    select.textContent = "";
+    for (var i = 0; i < count; i++) {
+      var option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = "instance " + i + " of " + count;
+      select.appendChild(option);
+    }
+    select.value = String(view.instance);
+    select.hidden = count < 2;
+  }
+
+  /* Another instance's marks and rows are not this one's: start again from none. */
+  function showInstance(index) {
+    view.instance = index;
+    view.rows = [];
+    view.page = 0;
+    marks.list = [];
+    marks.last = 0;
+    tick = 0;  // its models on the next refresh
+  }
+
   function renderState(s) {
     now = s.now;
+    renderInstances(s.instances);
     if (s.gpu_measured !== view.gpu) { view.gpu = s.gpu_measured; header(); }
     $("endpoint").textContent = "\u2014 " + s.endpoint_name;
     var rt = $("runtime");
@@ -188,7 +216,11 @@
 
   function get(path) {
     return fetch(path, { cache: "no-store" }).then(function (r) {
-      if (!r.ok) { throw new Error(path + ": HTTP " + r.status); }
+      if (!r.ok) {
+        var error = new Error(path + ": HTTP " + r.status);
+        error.status = r.status;
+        throw error;
+      }
       return r.json();
     });
   }
@@ -198,8 +230,12 @@
     if (paused) { return Promise.resolve(); }
     var wantModels = tick % 2 === 0;
     tick++;
-    return Promise.all([get("live/state?after=" + marks.last), wantModels ? get("live/models") : null])
+    var asked = view.instance;
+    var which = "instance=" + asked;
+    return Promise.all([get("live/state?after=" + marks.last + "&" + which),
+                        wantModels ? get("live/models?" + which) : null])
       .then(function (got) {
+        if (asked !== view.instance) { return; }  // answered for the instance shown before
         var started = performance.now();
         renderState(got[0]);
         if (got[1]) { view.rows = objects(got[1]); }
@@ -209,15 +245,20 @@
         document.body.setAttribute("data-render-ms", (performance.now() - started).toFixed(1));
         $("updated").textContent = "updated " + C.fmtTime(got[0].now, false);
       })
-      .catch(function (error) { $("updated").textContent = "not answering: " + error.message; });
+      .catch(function (error) {
+        // A link to an instance the endpoint doesn't have: show the first one instead.
+        if (error.status === 400 && view.instance !== 0) { showInstance(0); }
+        $("updated").textContent = "not answering: " + error.message;
+      });
   }
 
   function loop() { refresh().then(function () { setTimeout(loop, 1000); }); }
 
-  /* ?filter=text&state=loaded&sort=-invocations: a view that can be linked to. */
+  /* ?filter=text&state=loaded&sort=-invocations&instance=1: a view that can be linked to. */
   function fromQuery() {
     var q = new URLSearchParams(window.location.search);
     view.filter = q.get("filter") || "";
+    view.instance = /^\d+$/.test(q.get("instance") || "") ? Number(q.get("instance")) : 0;
     view.state = q.get("state") || "";
     var sort = q.get("sort");
     if (sort) {
@@ -236,5 +277,6 @@
   $("prev").onclick = function () { view.page = Math.max(0, view.page - 1); renderModels(); };
   $("next").onclick = function () { view.page++; renderModels(); };
   $("pause").onchange = function (e) { paused = e.target.checked; };
+  $("instance").onchange = function (e) { showInstance(Number(e.target.value)); refresh(); };
   loop();
 })();
