@@ -226,8 +226,9 @@
   }
 
   var tick = 0;
-  function refresh() {
-    if (paused) { return Promise.resolve(); }
+  /* `force`: even while paused (the instance shown was just changed). */
+  function refresh(force) {
+    if (paused && !force) { return Promise.resolve(); }
     var wantModels = tick % 2 === 0;
     tick++;
     var asked = view.instance;
@@ -277,6 +278,6 @@
   $("prev").onclick = function () { view.page = Math.max(0, view.page - 1); renderModels(); };
   $("next").onclick = function () { view.page++; renderModels(); };
   $("pause").onchange = function (e) { paused = e.target.checked; };
-  $("instance").onchange = function (e) { showInstance(Number(e.target.value)); refresh(); };
+  $("instance").onchange = function (e) { showInstance(Number(e.target.value)); refresh(true); };
   loop();
 })();
