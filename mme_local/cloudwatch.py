@@ -8,7 +8,7 @@ sends one). Dimensions are EndpointName and VariantName. Each namespace is the o
 "Monitor Amazon SageMaker AI with Amazon CloudWatch" page lists the metric under.
 
 - Per-request metrics go out as a StatisticSet of the period's per-request values, as AWS
-  defines them: `Invocations` 1 per request; `InvocationsPerInstance` 1/instances (one here);
+  defines them: `Invocations` 1 per request; `InvocationsPerInstance` 1/instances;
   `Invocation4XXErrors`, `Invocation5XXErrors` 1 for such a response, otherwise 0 (one sample
   per invocation), and `InvocationModelErrors` the same way (AWS documents only its Sum);
   `ModelCacheHit` 1 if the model was already loaded,
@@ -16,7 +16,11 @@ sends one). Dimensions are EndpointName and VariantName. Each namespace is the o
   rate or hit ratio, as on CloudWatch. Written for periods with samples.
 - Times are StatisticSets in microseconds (SampleCount, Sum, Minimum, Maximum), for periods
   with samples.
-- Gauges (`LoadedModelCount` and the utilisation in percent) are one `Value`, their last.
+- Gauges (`LoadedModelCount` and the utilisation in percent) are one `Value`, their last;
+  with several instances, one datum per instance under the same dimensions, as each cloud
+  instance reports its own (CloudWatch's Average is then per instance, its Sum the
+  endpoint's). The instances share this machine: memory, disk and GPU utilisation are the
+  machine's, the same in each instance's datum; LoadedModelCount and CPU are the instance's.
 
 CloudWatch refuses a datum carrying both `Value` and `StatisticValues`, so none does.
 """
@@ -56,11 +60,14 @@ class _PerRequest:
     name: str
     counted: str
     samples: str = "mme_invocations"
+    per_instance: bool = False
+    """Each sample is 1/instances, not 1 (AWS: "1/numberOfInstances is sent as the value on
+    each request")."""
 
 
 _PER_REQUEST = (
     _PerRequest("Invocations", "mme_invocations"),
-    _PerRequest("InvocationsPerInstance", "mme_invocations_per_instance"),
+    _PerRequest("InvocationsPerInstance", "mme_invocations_per_instance", per_instance=True),
     _PerRequest("Invocation4XXErrors", "mme_invocation_4xx_errors"),
     _PerRequest("Invocation5XXErrors", "mme_invocation_5xx_errors"),
     _PerRequest("InvocationModelErrors", "mme_invocation_model_errors"),
@@ -110,8 +117,9 @@ class CloudWatchLines:
     """Turns successive snapshots of `metrics` into PutMetricData requests (the only reader of
     its timings' periods)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, instances: int = 1) -> None:
         self.metrics = metrics
+        self.instances = instances
         self._last = _values(metrics)
         for _, timing in _timings(metrics):
             timing.take_period()  # the first period starts now, as the counters' deltas do
@@ -143,9 +151,10 @@ class CloudWatchLines:
         for per_request in _PER_REQUEST:
             samples, counted = delta(per_request.samples), delta(per_request.counted)
             if samples > 0:
-                # Each sample is 0 or 1: the extremes follow from how many were 1.
-                minimum = 1.0 if counted >= samples else 0.0
-                maximum = 1.0 if counted > 0 else 0.0
+                # Each sample is 0 or `one`: the extremes follow from how many were `one`.
+                one = 1.0 / self.instances if per_request.per_instance else 1.0
+                minimum = one if counted >= samples * one * (1 - 1e-9) else 0.0
+                maximum = one if counted > 0 else 0.0
                 statistics = _statistics(samples, counted, minimum, maximum)
                 records.append(
                     record(
@@ -164,19 +173,29 @@ class CloudWatchLines:
                 records.append(
                     record(name, "Microseconds", INVOCATION_NAMESPACE, StatisticValues=statistics)
                 )
-        for metric in _GAUGES:
-            if metric.family in current:
-                records.append(
-                    record(metric.name, metric.unit, metric.namespace, Value=current[metric.family])
-                )
+        if self.instances == 1:
+            for metric in _GAUGES:
+                if metric.family in current:
+                    gauge = current[metric.family]
+                    records.append(record(metric.name, metric.unit, metric.namespace, Value=gauge))
+            return records
+        for instance in range(self.instances):
+            loaded, cpu = self.metrics.instance_figures(instance)
+            own = {"mme_loaded_model_count": loaded, "mme_cpu_utilization_percent": cpu}
+            for metric in _GAUGES:
+                value = own[metric.family] if metric.family in own else current.get(metric.family)
+                if value is not None:
+                    records.append(record(metric.name, metric.unit, metric.namespace, Value=value))
         return records
 
 
 class CloudWatchFile(BackgroundTask):
     """Appends CloudWatchLines' records to a file every `period_s`, and once more at stop."""
 
-    def __init__(self, metrics: Metrics, path: Path, period_s: float = 60.0) -> None:
-        self.lines = CloudWatchLines(metrics)
+    def __init__(
+        self, metrics: Metrics, path: Path, period_s: float = 60.0, instances: int = 1
+    ) -> None:
+        self.lines = CloudWatchLines(metrics, instances)
         self.path = path
         self.period_s = period_s
 

@@ -124,11 +124,17 @@ class Emulator:
                 lambda: [pid for each in servers for pid in each.process_ids()],
                 root,
                 settings.metrics_period_s,
+                instance_pids=lambda: [each.process_ids() for each in servers],
             ),
         ]
         if settings.cloudwatch_file is not None:
             self._background.append(
-                CloudWatchFile(self.metrics, settings.cloudwatch_file, settings.metrics_period_s)
+                CloudWatchFile(
+                    self.metrics,
+                    settings.cloudwatch_file,
+                    settings.metrics_period_s,
+                    instances=settings.instance_count,
+                )
             )
         for task in self._background:
             task.start()

@@ -144,7 +144,7 @@ class Metrics:
         self.invocations = counter("mme_invocations", "Invocations: requests sent to the endpoint.")
         self.invocations_per_instance = counter(
             "mme_invocations_per_instance",
-            "InvocationsPerInstance: invocations divided by the instance count (one here).",
+            "InvocationsPerInstance: invocations divided by the instance count.",
         )
         self.model_cache_hit = counter(
             "mme_model_cache_hit", "ModelCacheHit: invocations whose model was already loaded."
@@ -279,6 +279,12 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self._instance_cpu = Gauge(
+            "mme_instance_cpu_utilization_percent",
+            "CPUUtilization of one instance's model server, summed over cores.",
+            ["instance"],
+            registry=r,
+        )
         self._instance_gauges: dict[int, tuple[int, int, int, int]] = {}
         self._instance_host_memory: dict[int, int] = {}
 
@@ -330,6 +336,17 @@ class Metrics:
         self.disk_bytes.set(totals[1])
         self.downloads_waiting.set(totals[2])
         self.loads_waiting.set(totals[3])
+
+    def set_instance_cpu(self, instance: int, percent: float) -> None:
+        self._instance_cpu.labels(str(instance)).set(percent)
+
+    def instance_figures(self, instance: int) -> tuple[float, float | None]:
+        """One instance's (LoadedModelCount, CPUUtilization); the CPU is None until
+        measured."""
+        label = {"instance": str(instance)}
+        read = self.registry.get_sample_value
+        loaded = read("mme_instance_loaded_model_count", label) or 0.0
+        return loaded, read("mme_instance_cpu_utilization_percent", label)
 
     def set_host_memory(self, instance: int, measured: int) -> None:
         """One model server's measured resident memory; `mme_host_memory_bytes` sums them."""

@@ -110,7 +110,9 @@ class UtilisationSampler(BackgroundTask):
     """Publishes CPU, memory, disk and (with a GPU) GPU utilisation every `period_s`.
 
     `start()` inside the running loop, `await stop()` at shutdown. `pids` names the model
-    server's processes (Triton and its backend stubs); `disk_path` the cache folder.
+    server's processes (Triton and its backend stubs); `disk_path` the cache folder. With
+    `instance_pids` (each instance's processes) each instance's CPU is measured apart as
+    well, and the endpoint's is their sum.
     """
 
     def __init__(
@@ -120,19 +122,34 @@ class UtilisationSampler(BackgroundTask):
         disk_path: Path,
         period_s: float = 10.0,
         gpus: Callable[[], tuple[float, float] | None] = gpu_percents,
+        instance_pids: Callable[[], list[list[int]]] | None = None,
     ) -> None:
         self.metrics = metrics
         self.pids = pids
         self.disk_path = disk_path
         self.period_s = period_s
         self.gpus = gpus
+        self.instance_pids = instance_pids
         self._cpu = CpuMeter()
+        self._instance_cpu: list[CpuMeter] = []
+
+    def _cpu_percent(self) -> float:
+        if self.instance_pids is None:
+            return self._cpu.measure(self.pids())
+        each = self.instance_pids()
+        while len(self._instance_cpu) < len(each):
+            self._instance_cpu.append(CpuMeter())
+        meters = self._instance_cpu[: len(each)]
+        percents = [meter.measure(pids) for meter, pids in zip(meters, each, strict=True)]
+        for index, percent in enumerate(percents):
+            self.metrics.set_instance_cpu(index, percent)
+        return sum(percents)
 
     def sample(self) -> Utilisation:
         """Measure once (blocking: run it in a thread) and set the gauges."""
         gpu = self.gpus()
         result = Utilisation(
-            cpu_percent=self._cpu.measure(self.pids()),
+            cpu_percent=self._cpu_percent(),
             memory_percent=memory_percent(),
             disk_percent=disk_percent(self.disk_path),
             gpu_percent=gpu[0] if gpu else None,

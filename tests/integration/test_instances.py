@@ -7,6 +7,7 @@ leaves no process of either.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -71,6 +72,7 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [CLI, "up", "--port", str(port), "--models", str(models)]
+    cloudwatch = tmp_path / "cloudwatch.jsonl"
     process = subprocess.Popen(
         [*command, "--instance-count", "2", "--max-loaded-models", "1"],
         stdout=subprocess.PIPE,
@@ -78,6 +80,13 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
         text=True,
         start_new_session=True,
         cwd=tmp_path,
+        # One CloudWatch period for the whole run: the file then holds the one written at
+        # the stop (utilisation is sampled once, at the start).
+        env={
+            **os.environ,
+            "MME_LOCAL_CLOUDWATCH_FILE": str(cloudwatch),
+            "MME_LOCAL_METRICS_PERIOD": "3600",
+        },
     )
     try:
         _wait_for_ping(url, process)
@@ -118,6 +127,8 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
         assert metrics['mme_instance_model_loads_total{instance="1"}'] == 1
         assert metrics['mme_instance_model_cache_hit_total{instance="0"}'] == 1
         assert metrics['mme_instance_memory_bytes{instance="1",memory="host"}'] > 0
+        assert {'mme_instance_cpu_utilization_percent{instance="0"}',
+                'mme_instance_cpu_utilization_percent{instance="1"}'} <= set(metrics)  # fmt: skip
         # CloudWatch's own names stay per endpoint and variant: the sums over instances.
         assert metrics["mme_loaded_model_count"] == 2
         assert metrics["mme_invocations_per_instance_total"] == 1.5
@@ -176,6 +187,17 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
     assert process.returncode == 0, stderr
     assert "2 instances, " in stderr
     assert "stopped: gateway, Triton and the store are down" in stderr
+    # The CloudWatch lines of the one period, written at the stop: each instance sends its own
+    # instance metrics (one model loaded in each), as each cloud instance does.
+    lines = [json.loads(line) for line in cloudwatch.read_text().splitlines()]
+    assert len({line["MetricData"][0]["Timestamp"] for line in lines}) == 1, "one period"
+    mine: dict[str, list[float]] = {}
+    for line in lines:
+        (datum,) = line["MetricData"]
+        if line["Namespace"] == "/aws/sagemaker/Endpoints":
+            mine.setdefault(datum["MetricName"], []).append(datum["Value"])
+    assert mine["LoadedModelCount"] == [1, 1]
+    assert len(mine["CPUUtilization"]) == len(mine["MemoryUtilization"]) == 2
     assert [pid for pid in children if _alive(pid)] == [], "no tritonserver, stub or moto is left"
     assert processes_in_group(process.pid) == []
     assert not any(Path(d).exists() for d in cache_dirs), "the temporary cache folder is removed"

@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 
 from mme_local.cloudwatch import CloudWatchFile, CloudWatchLines
 from mme_local.metrics import Metrics
+from mme_local.metrics_reader import read_samples
 from mme_local.runtime.utilisation import CpuMeter, UtilisationSampler, disk_percent, memory_percent
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -208,3 +209,64 @@ def test_memory_and_disk_arithmetic(tmp_path: Path) -> None:
     meminfo.write_text("MemTotal: 1000 kB\nMemFree: 100 kB\nMemAvailable: 250 kB\n")
     assert memory_percent(meminfo) == 75.0
     assert 0.0 < disk_percent(tmp_path) <= 100.0
+
+
+def _two_instances(metrics: Metrics) -> None:
+    """Instance 0 holds 2 models and uses 50% CPU, instance 1 holds 1 and uses 20%; four
+    invocations over the two."""
+    for instance, loaded, cpu in ((0, 2, 50.0), (1, 1, 20.0)):
+        metrics.set_cache_gauges(instance, loaded, 0, 0, 0, 0, None)
+        metrics.set_instance_cpu(instance, cpu)
+    metrics.cpu_utilization.set(70.0)
+    metrics.memory_utilization.set(40.0)
+    metrics.disk_utilization.set(3.0)
+    metrics.invocations.inc(4)
+    metrics.invocations_per_instance.inc(4 * 0.5)
+
+
+def test_each_instance_sends_its_own_instance_metrics() -> None:
+    """Each cloud instance reports its own LoadedModelCount and utilisation under the same
+    dimensions, so CloudWatch's Average is per instance and its Sum the endpoint's."""
+    metrics = Metrics("shop-mme", "AllTraffic")
+    lines = CloudWatchLines(metrics, instances=2)
+    _two_instances(metrics)
+    records = lines.records(NOW)
+    values: dict[str, list[float]] = {}
+    for record in records:
+        (datum,) = record["MetricData"]
+        if record["Namespace"] == "/aws/sagemaker/Endpoints":
+            values.setdefault(datum["MetricName"], []).append(datum["Value"])
+    assert values == {
+        "LoadedModelCount": [2, 1],
+        "CPUUtilization": [50.0, 20.0],
+        # the instances share this machine: its memory and disk are each one's
+        "MemoryUtilization": [40.0, 40.0],
+        "DiskUtilization": [3.0, 3.0],
+    }
+    # AWS: "1/numberOfInstances is sent as the value on each request".
+    per_instance = _by_name([r for r in records if r["Namespace"] == "AWS/SageMaker"])
+    assert per_instance["InvocationsPerInstance"]["StatisticValues"] == {
+        "SampleCount": 4.0,
+        "Sum": 2.0,
+        "Minimum": 0.5,
+        "Maximum": 0.5,
+    }
+
+
+def test_the_sampler_measures_each_instances_cpu_apart(tmp_path: Path) -> None:
+    metrics = Metrics()
+    sampler = UtilisationSampler(
+        metrics,
+        lambda: [os.getpid()],
+        tmp_path,
+        gpus=lambda: None,
+        instance_pids=lambda: [[os.getpid()], []],
+    )
+    sampler.sample()
+    sum(i * i for i in range(300_000))  # some CPU for instance 0's process
+    result = sampler.sample()
+    samples = read_samples(metrics.render().decode())
+    first = samples['mme_instance_cpu_utilization_percent{instance="0"}']
+    assert first > 0.0
+    assert samples['mme_instance_cpu_utilization_percent{instance="1"}'] == 0.0
+    assert result.cpu_percent == first, "the endpoint's is the sum over instances"
