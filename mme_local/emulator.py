@@ -121,10 +121,9 @@ class Emulator:
             self.artifact_watcher,
             UtilisationSampler(
                 self.metrics,
-                lambda: [pid for each in servers for pid in each.process_ids()],
+                lambda: [each.process_ids() for each in servers],
                 root,
                 settings.metrics_period_s,
-                instance_pids=lambda: [each.process_ids() for each in servers],
             ),
         ]
         if settings.cloudwatch_file is not None:

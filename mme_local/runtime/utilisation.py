@@ -109,37 +109,32 @@ class CpuMeter:
 class UtilisationSampler(BackgroundTask):
     """Publishes CPU, memory, disk and (with a GPU) GPU utilisation every `period_s`.
 
-    `start()` inside the running loop, `await stop()` at shutdown. `pids` names the model
-    server's processes (Triton and its backend stubs); `disk_path` the cache folder. With
-    `instance_pids` (each instance's processes) each instance's CPU is measured apart as
-    well, and the endpoint's is their sum.
+    `start()` inside the running loop, `await stop()` at shutdown. `pids` names each
+    instance's model server processes (Triton and its backend stubs): each instance's CPU is
+    measured apart, and the endpoint's is their sum. `disk_path` is the cache folder.
     """
 
     def __init__(
         self,
         metrics: Metrics,
-        pids: Callable[[], list[int]],
+        pids: Callable[[], list[list[int]]],
         disk_path: Path,
         period_s: float = 10.0,
         gpus: Callable[[], tuple[float, float] | None] = gpu_percents,
-        instance_pids: Callable[[], list[list[int]]] | None = None,
     ) -> None:
         self.metrics = metrics
         self.pids = pids
         self.disk_path = disk_path
         self.period_s = period_s
         self.gpus = gpus
-        self.instance_pids = instance_pids
-        self._cpu = CpuMeter()
-        self._instance_cpu: list[CpuMeter] = []
+        self._cpu: list[CpuMeter] = []
+        """One meter per instance."""
 
     def _cpu_percent(self) -> float:
-        if self.instance_pids is None:
-            return self._cpu.measure(self.pids())
-        each = self.instance_pids()
-        while len(self._instance_cpu) < len(each):
-            self._instance_cpu.append(CpuMeter())
-        meters = self._instance_cpu[: len(each)]
+        each = self.pids()
+        while len(self._cpu) < len(each):
+            self._cpu.append(CpuMeter())
+        meters = self._cpu[: len(each)]
         percents = [meter.measure(pids) for meter, pids in zip(meters, each, strict=True)]
         for index, percent in enumerate(percents):
             self.metrics.set_instance_cpu(index, percent)

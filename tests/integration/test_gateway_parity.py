@@ -146,7 +146,10 @@ def test_metrics_utilisation_and_cloudwatch_lines(
     assert 'mme_invocations_total{endpoint_name="local-mme",variant_name="AllTraffic"}' in text
     emulator = running.emulator
     assert emulator.server is not None
-    sampler = UtilisationSampler(emulator.metrics, emulator.server.process_ids, emulator.cache_dir)
+    server = emulator.server
+    sampler = UtilisationSampler(
+        emulator.metrics, lambda: [server.process_ids()], emulator.cache_dir
+    )
     lines = CloudWatchFile(emulator.metrics, tmp_path / "cloudwatch.jsonl")
     sampler.sample()
     target = _upload(running, doubler_archive(artifacts, "utilisation.tar.gz"))

@@ -184,7 +184,7 @@ def test_file_appends_one_json_object_per_line(tmp_path: Path) -> None:
 def test_utilisation_gauges_from_this_process(tmp_path: Path) -> None:
     metrics = Metrics()
     sampler = UtilisationSampler(
-        metrics, lambda: [os.getpid()], tmp_path, gpus=lambda: (150.0, 40.0)
+        metrics, lambda: [[os.getpid()]], tmp_path, gpus=lambda: (150.0, 40.0)
     )
     sampler.sample()
     result = sampler.sample()
@@ -255,13 +255,7 @@ def test_each_instance_sends_its_own_instance_metrics() -> None:
 
 def test_the_sampler_measures_each_instances_cpu_apart(tmp_path: Path) -> None:
     metrics = Metrics()
-    sampler = UtilisationSampler(
-        metrics,
-        lambda: [os.getpid()],
-        tmp_path,
-        gpus=lambda: None,
-        instance_pids=lambda: [[os.getpid()], []],
-    )
+    sampler = UtilisationSampler(metrics, lambda: [[os.getpid()], []], tmp_path, gpus=lambda: None)
     sampler.sample()
     sum(i * i for i in range(300_000))  # some CPU for instance 0's process
     result = sampler.sample()
