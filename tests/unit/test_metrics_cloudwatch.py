@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,9 @@ def test_the_sampler_measures_each_instances_cpu_apart(tmp_path: Path) -> None:
     metrics = Metrics()
     sampler = UtilisationSampler(metrics, lambda: [[os.getpid()], []], tmp_path, gpus=lambda: None)
     sampler.sample()
-    sum(i * i for i in range(300_000))  # some CPU for instance 0's process
+    spent = time.process_time()
+    while time.process_time() - spent < 0.05:  # some CPU (5 clock ticks) for instance 0's
+        pass
     result = sampler.sample()
     samples = read_samples(metrics.render().decode())
     first = samples['mme_instance_cpu_utilization_percent{instance="0"}']
