@@ -53,14 +53,18 @@ def _banner(
     triton: str,
     example: tuple[str, str],
     title: str = "Triton",
+    instances: int = 1,
 ) -> str:
     target, body = example
+    live = f"{url}/_mme/"
+    if instances > 1:
+        live += f"  (one instance at a time: {url}/_mme/?instance=1 shows the second)"
     return f"""\
 mme-local endpoint '{endpoint}' is up
   InvokeEndpoint  {url}/endpoints/{endpoint}/invocations
   S3 store        {s3_url or "AWS S3"}  (models under {model_data})
   {title:<15} {triton}
-  Live page       {url}/_mme/
+  Live page       {live}
   Metrics         {url}/metrics     Models: mme-local models --endpoint-url {url}
 
   import boto3
@@ -389,6 +393,7 @@ def up(
             triton,
             example,
             server_title(settings),
+            len(emulator.instances),
         )
         typer.echo(banner, err=True)
 

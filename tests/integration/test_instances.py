@@ -186,6 +186,7 @@ def test_two_instances_route_show_recover_and_stop_clean(tmp_path: Path) -> None
             process.wait()
     assert process.returncode == 0, stderr
     assert "2 instances, " in stderr
+    assert f"Live page       {url}/_mme/  (one instance at a time: {url}/_mme/?instance=1" in stderr
     assert "stopped: gateway, Triton and the store are down" in stderr
     # The CloudWatch lines of the one period, written at the stop: each instance sends its own
     # instance metrics (one model loaded in each), as each cloud instance does.
