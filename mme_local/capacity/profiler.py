@@ -225,12 +225,7 @@ class _Measurer:
 
     async def _seen_dead_since(self, exits: int) -> bool:
         """Whether the server died since `exits`, given up to `_DEATH_GRACE_S` to show it."""
-        deadline = time.monotonic() + _DEATH_GRACE_S
-        while not self._died_since(exits):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await _within(_DEATH_GRACE_S, lambda: self._died_since(exits))
 
     def _up(self) -> bool:
         """Up as far as anyone can tell: the supervisor may not have noticed an exit yet."""
@@ -244,14 +239,11 @@ class _Measurer:
         return True
 
     async def _server_up(self, what: str) -> None:
-        deadline = time.monotonic() + _RESTART_WAIT_S
-        while not self._up():
-            if time.monotonic() > deadline:
-                raise CapacityError(
-                    f"the model server did not come back within {_RESTART_WAIT_S:.0f} s "
-                    f"to measure {what}; its last log lines above say why"
-                )
-            await asyncio.sleep(0.05)
+        if not await _within(_RESTART_WAIT_S, self._up):
+            raise CapacityError(
+                f"the model server did not come back within {_RESTART_WAIT_S:.0f} s "
+                f"to measure {what}; its last log lines above say why"
+            )
 
     async def _measure_once(self, target: str, sample: Sample | None) -> Footprint:
         cache = self.emulator.cache
@@ -307,6 +299,16 @@ class _Measurer:
                     f"the sample request failed on {target}: {error}; "
                     "pass a body that the model accepts with --sample"
                 ) from None
+
+
+async def _within(seconds: float, condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds within `seconds`, asked every 50 ms."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def measure_footprints(

@@ -115,9 +115,9 @@ def exit_status(process: subprocess.Popen[bytes]) -> int | None:
     if returncode is not None:
         return returncode
     try:
-        ended = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        ended = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         # The other thread reaped it: wait() takes Popen's lock once that thread has stored
         # the status (poll() would still say None until then).
-        return process.wait()
-    return None if ended is None else process.wait()
+        ended = True
+    return process.wait() if ended else None

@@ -267,3 +267,15 @@ def test_the_sampler_measures_each_instances_cpu_apart(tmp_path: Path) -> None:
     assert first > 0.0
     assert samples['mme_instance_cpu_utilization_percent{instance="1"}'] == 0.0
     assert result.cpu_percent == first, "the endpoint's is the sum over instances"
+
+
+def test_a_third_per_request_sums_to_whole_samples_despite_rounding() -> None:
+    """Seven requests over three instances: 1/3 seven times sums a hair under 7/3."""
+    metrics = Metrics("shop-mme", "AllTraffic")
+    lines = CloudWatchLines(metrics, instances=3)
+    for _ in range(7):
+        metrics.invocations.inc()
+        metrics.invocations_per_instance.inc(1 / 3)
+    statistics = _by_name(lines.records(NOW))["InvocationsPerInstance"]["StatisticValues"]
+    assert statistics["Minimum"] == statistics["Maximum"] == 1 / 3
+    assert statistics["Sum"] == pytest.approx(7 / 3)

@@ -27,6 +27,7 @@
   var now = Date.now() / 1000;
   var paused = false;
   var marks = { list: [], last: 0 };
+  var generation = 0;  // bumped at each change of instance: answers asked before are dropped
   var WINDOW_S = 600;
   var renders = 0;
 
@@ -135,6 +136,7 @@
     marks.list = [];
     marks.last = 0;
     tick = 0;  // its models on the next refresh
+    generation++;
   }
 
   function renderState(s) {
@@ -231,12 +233,12 @@
     if (paused && !force) { return Promise.resolve(); }
     var wantModels = tick % 2 === 0;
     tick++;
-    var asked = view.instance;
-    var which = "instance=" + asked;
+    var asked = generation;
+    var which = "instance=" + view.instance;
     return Promise.all([get("live/state?after=" + marks.last + "&" + which),
                         wantModels ? get("live/models?" + which) : null])
       .then(function (got) {
-        if (asked !== view.instance) { return; }  // answered for the instance shown before
+        if (asked !== generation) { return; }  // asked before the instance shown changed
         var started = performance.now();
         renderState(got[0]);
         if (got[1]) { view.rows = objects(got[1]); }
@@ -247,6 +249,7 @@
         $("updated").textContent = "updated " + C.fmtTime(got[0].now, false);
       })
       .catch(function (error) {
+        if (asked !== generation) { return; }
         // A link to an instance the endpoint doesn't have: show the first one instead.
         if (error.status === 400 && view.instance !== 0) { showInstance(0); }
         $("updated").textContent = "not answering: " + error.message;
