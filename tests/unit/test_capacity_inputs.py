@@ -76,18 +76,18 @@ def test_an_empty_trace_gets_one_line(tmp_path: Path) -> None:
     assert "is empty" in _one_line(raised)
 
 
-def test_a_bad_trace_line_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"time": 2}',
+        # A bad load or unload line used to be skipped without a word, and the replay ran
+        # without that call.
+        '{"time": 2, "unloaded": "a"}',
+    ],
+)
+def test_a_bad_trace_line_is_named(tmp_path: Path, bad: str) -> None:
     good = '{"time": 1, "target_model": "a", "status": 200}'
-    (tmp_path / "t.jsonl").write_text(f'{good}\n{{"time": 2}}\n')
-    with pytest.raises(CapacityError) as raised:
-        read_trace(tmp_path / "t.jsonl")
-    assert "line 2" in _one_line(raised)
-
-
-def test_a_bad_load_or_unload_line_is_named_too(tmp_path: Path) -> None:
-    """It used to be skipped without a word, and the replay ran without that call."""
-    good = '{"time": 1, "target_model": "a", "status": 200}'
-    (tmp_path / "t.jsonl").write_text(f'{good}\n{{"time": 2, "unloaded": "a"}}\n')
+    (tmp_path / "t.jsonl").write_text(f"{good}\n{bad}\n")
     with pytest.raises(CapacityError) as raised:
         read_trace_file(tmp_path / "t.jsonl")
     assert "line 2" in _one_line(raised)

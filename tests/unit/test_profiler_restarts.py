@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 
@@ -57,6 +58,24 @@ def _measurer(
     return measurer, said, measured
 
 
+def _dies_then_restarts(measurer: _Measurer, dead_in_s: float, back_in_s: float) -> None:
+    """From inside the loop: the server's process is seen dead `dead_in_s` from now (0: at
+    once), and the supervisor has restarted it `back_in_s` from now."""
+    emulator = cast(FakeEmulator, measurer.emulator)
+    server, supervisor = emulator.server, emulator.supervisor
+    loop = asyncio.get_running_loop()
+
+    def restart() -> None:
+        server.dead = False
+        supervisor.exits += 1
+
+    if dead_in_s:
+        loop.call_later(dead_in_s, setattr, server, "dead", True)
+    else:
+        server.dead = True
+    loop.call_later(back_in_s, restart)
+
+
 def test_a_measurement_is_taken_again_on_the_restarted_server_after_a_warm_up() -> None:
     measurer, said, measured = _measurer([False, True, False, False])
     result: object = asyncio.run(measurer.measure("m.tar.gz", None, "m"))
@@ -99,21 +118,13 @@ def test_a_failure_whose_server_death_shows_a_moment_later_is_taken_again() -> N
     threads still run: the process can't be seen dead yet. The failure is not blamed on the
     sample while the server may still turn out dead."""
     measurer, said, measured = _measurer([])
-    emulator = measurer.emulator
-    server, supervisor = emulator.server, emulator.supervisor
 
     async def measure_once(target: str, sample: object) -> str:
         measured.append(target)
         if target != EMPTY_MODEL and measured.count(target) == 1:
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.2, setattr, server, "dead", True)
-            loop.call_later(0.3, restart)
+            _dies_then_restarts(measurer, dead_in_s=0.2, back_in_s=0.3)
             raise CapacityError("the sample request failed on m: connection reset")
         return target
-
-    def restart() -> None:
-        server.dead = False  # type: ignore[union-attr]
-        supervisor.exits += 1
 
     measurer._measure_once = measure_once  # type: ignore[assignment,method-assign]
     result: object = asyncio.run(measurer.measure("m.tar.gz", None, "m"))
@@ -158,19 +169,12 @@ def test_an_exit_the_supervisor_is_yet_to_notice_counts_and_is_waited_out() -> N
     """The server is dead (its process ended) but the supervisor still says it runs: the
     measurement is not kept, and the next try waits for the supervisor's restart."""
     measurer, said, measured = _measurer([])
-    emulator = measurer.emulator
-    server, supervisor = emulator.server, emulator.supervisor
 
     async def measure_once(target: str, sample: object) -> str:
         measured.append(target)
         if target != EMPTY_MODEL and measured.count(target) == 1:
-            server.dead = True  # type: ignore[union-attr]
-            asyncio.get_running_loop().call_later(0.2, restart)
+            _dies_then_restarts(measurer, dead_in_s=0.0, back_in_s=0.2)
         return target
-
-    def restart() -> None:
-        server.dead = False  # type: ignore[union-attr]
-        supervisor.exits += 1
 
     measurer._measure_once = measure_once  # type: ignore[assignment,method-assign]
     asyncio.run(measurer.measure("m.tar.gz", None, "m"))
